@@ -1,0 +1,62 @@
+// File metadata as barge reads it from a source and applies it to a destination.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/result.hpp"
+
+namespace barge::io {
+
+enum class FileType : uint8_t {
+  kRegular,
+  kDirectory,
+  kSymlink,
+  kFifo,
+  kCharDevice,
+  kBlockDevice,
+  kSocket,
+  kUnknown
+};
+
+const char* file_type_name(FileType t);
+
+struct FileMeta {
+  FileType type = FileType::kUnknown;
+  uint32_t mode = 0;  // permission bits including setuid/setgid/sticky (st_mode & 07777)
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size_bytes = 0;
+  uint64_t inode = 0;
+  uint64_t device = 0;
+  uint64_t rdev = 0;
+  timespec atime{};
+  timespec mtime{};
+};
+
+// lstat-like: never follows a final symlink. dirfd may be AT_FDCWD.
+Result<FileMeta> stat_entry(int dirfd, const char* path);
+FileMeta meta_from_stat(const struct stat& st);
+
+// Applies ownership (when apply_owner), mode and times to an open regular file or directory.
+// Ownership first: chown clears setuid/setgid bits, which the later chmod restores.
+Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path_for_errors);
+// Same through a path, never following a final symlink (symlinks get owner and times only).
+Status apply_meta_path(int dirfd, const char* path, const FileMeta& meta, bool apply_owner);
+
+// The link target of a symlink, verbatim (arbitrary bytes, any length up to PATH_MAX).
+Result<std::string> read_link(int dirfd, const char* path);
+
+// True when this process may give files away (root or CAP_CHOWN): then ownership is copied.
+bool can_chown();
+
+// Direct-I/O alignment of an open file (statx STATX_DIOALIGN), 0 when unsupported.
+uint32_t dio_alignment(int fd);
+
+}  // namespace barge::io

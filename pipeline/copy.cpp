@@ -1,0 +1,299 @@
+// run_copy: plan (resolve + walk) → create (directories, symlinks, special files) → transfer
+// (the oneTBB flow graph over pool buffers) → finalize (directory metadata, deepest first)
+// → report.
+#include "pipeline/copy.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <oneapi/tbb/enumerable_thread_specific.h>
+#include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+#include <thread>
+
+#include "io/log.hpp"
+#include "io/path_ops.hpp"
+#include "pipeline/copy_stages.hpp"
+#include "pipeline/dir_pass.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Runs a stage body and charges its wall time to the stage's busy counter.
+template <class F>
+void timed(LiveStats& stats, int stage, F&& body) {
+  auto t0 = Clock::now();
+  body();
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
+  stats.stage_busy_ns[stage].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+}
+
+// Create phase: directories (owner-writable until finalize), symlinks and special files.
+// A directory that cannot be created fails its whole subtree, named once.
+void create_entries(CopyContext& ctx, RunResult& result) {
+  const Plan& plan = ctx.plan;
+  DirPass pass(plan);
+  pass.run(
+      [&](uint32_t index, int parent_fd, bool parent_ok) -> int {
+        const Entry& e = plan.entries[index];
+        if (!parent_ok) {
+          ctx.parent_ok[index] = 0;
+          return -1;
+        }
+        std::string name = plan.name(e);
+        std::string path = plan.dst_path(e);
+        switch (e.meta.type) {
+          case io::FileType::kDirectory: {
+            if (::mkdirat(parent_fd, name.c_str(), 0700) != 0 && errno != EEXIST) {
+              ctx.errors.add(io::Error::from_errno(errno, "create directory " + path).message);
+              ctx.parent_ok[index] = 0;
+              return -1;
+            }
+            int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) {
+              ctx.errors.add(errno == ENOTDIR || errno == ELOOP
+                                 ? "cannot overwrite non-directory " + path + " with a directory"
+                                 : io::Error::from_errno(errno, "open directory " + path).message);
+              ctx.parent_ok[index] = 0;
+              return -1;
+            }
+            ++result.dirs;
+            return fd;
+          }
+          case io::FileType::kRegular:
+            return -1;  // the transfer phase writes these
+          case io::FileType::kSymlink:
+          case io::FileType::kFifo:
+          case io::FileType::kCharDevice:
+          case io::FileType::kBlockDevice: {
+            std::string tmp = ctx.temp_name(index);
+            ::unlinkat(parent_fd, tmp.c_str(), 0);
+            int rc;
+            if (e.meta.type == io::FileType::kSymlink) {
+              rc = ::symlinkat(e.link_target.c_str(), parent_fd, tmp.c_str());
+            } else {
+              mode_t type = e.meta.type == io::FileType::kFifo ? S_IFIFO
+                            : e.meta.type == io::FileType::kCharDevice ? S_IFCHR : S_IFBLK;
+              rc = ::mknodat(parent_fd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
+            }
+            if (rc != 0) {
+              ctx.errors.add(io::Error::from_errno(errno, std::string("create ") +
+                                                              io::file_type_name(e.meta.type) + " " + path)
+                                 .message);
+              return -1;
+            }
+            auto st = io::apply_meta_path(parent_fd, tmp.c_str(), e.meta, ctx.apply_owner);
+            if (st && ::renameat(parent_fd, tmp.c_str(), parent_fd, name.c_str()) != 0) {
+              st = io::Error::from_errno(errno, "rename into place " + path);
+            }
+            if (!st) {
+              ::unlinkat(parent_fd, tmp.c_str(), 0);
+              ctx.errors.add(st.error().message + " (" + path + ")");
+              return -1;
+            }
+            if (e.meta.type == io::FileType::kSymlink) {
+              ++result.symlinks;
+            } else {
+              ++result.others;
+            }
+            return -1;
+          }
+          default:
+            ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) + " not copied");
+            return -1;
+        }
+      },
+      nullptr);
+}
+
+// Finalize phase: directory metadata after their contents, deepest first.
+void finalize_dirs(CopyContext& ctx) {
+  const Plan& plan = ctx.plan;
+  DirPass pass(plan);
+  pass.run(
+      [&](uint32_t index, int parent_fd, bool parent_ok) -> int {
+        const Entry& e = plan.entries[index];
+        if (!parent_ok || e.meta.type != io::FileType::kDirectory || !ctx.parent_ok[index]) return -1;
+        std::string name = plan.name(e);
+        return ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      },
+      [&](uint32_t index, int fd) {
+        const Entry& e = plan.entries[index];
+        if (auto st = io::apply_meta_fd(fd, e.meta, ctx.apply_owner, plan.dst_path(e)); !st) {
+          ctx.errors.add(st.error().message);
+        }
+      });
+}
+
+unsigned default_threads() {
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return std::max(4u, 2 * cores);
+}
+
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
+  LiveStats& stats = ctx.stats;
+  const CopyOptions& opts = ctx.opts;
+  tbb::task_arena arena(static_cast<int>(threads));
+  arena.execute([&] {
+    using namespace tbb::flow;
+    graph g;
+    UnitCutter cutter(ctx.plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
+                      &ctx.parent_ok);
+    std::vector<Extent> extents;
+    ReadStage read_stage(ctx);
+    HashStage hash_stage;
+    WriteStage write_stage(ctx);
+    CommitStage commit_stage(ctx);
+
+    input_node<WorkUnit*> source(g, [&](tbb::flow_control& fc) -> WorkUnit* {
+      if (ctx.stop.load() || !cutter.next(extents)) {
+        fc.stop();
+        return nullptr;
+      }
+      auto* u = new WorkUnit;
+      u->items.reserve(extents.size());
+      for (const Extent& x : extents) u->items.push_back(Item{x, {}, false, {}, -1});
+      return u;
+    });
+    // One token per pool buffer: at most buffer_count units are in flight.
+    limiter_node<WorkUnit*> limiter(g, pool.buffer_count());
+    const size_t io_conc = threads;
+    function_node<WorkUnit*, WorkUnit*> read(g, io_conc, [&](WorkUnit* u) {
+      u->buffer = pool.acquire();  // never waits long: the limiter matches the pool size
+      timed(stats, kStageRead, [&] { read_stage(*u); });
+      return u;
+    });
+    function_node<WorkUnit*, WorkUnit*> hash(g, unlimited, [&](WorkUnit* u) {
+      timed(stats, kStageHash, [&] { hash_stage(*u); });
+      return u;
+    });
+    function_node<WorkUnit*, WorkUnit*> write(g, io_conc, [&](WorkUnit* u) {
+      timed(stats, kStageWrite, [&] { write_stage(*u); });
+      return u;
+    });
+    using CommitNode = multifunction_node<WorkUnit*, std::tuple<WorkUnit*>>;
+    CommitNode commit(g, io_conc, [&](WorkUnit* u, CommitNode::output_ports_type& ports) {
+      timed(stats, kStageCommit, [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); });
+    });
+    function_node<WorkUnit*, continue_msg> sink(g, unlimited, [&](WorkUnit* u) {
+      delete u;  // returns the buffer to the pool
+      return continue_msg();
+    });
+    make_edge(source, limiter);
+    make_edge(limiter, read);
+    make_edge(read, hash);
+    make_edge(hash, write);
+    make_edge(write, commit);
+    make_edge(output_port<0>(commit), sink);
+    make_edge(sink, limiter.decrementer());
+    source.activate();
+    g.wait_for_all();
+    for (WorkUnit* u : commit_stage.abandon_unfinished()) delete u;
+  });
+}
+
+}  // namespace
+
+io::Status validate(const CopyOptions& opts) {
+  if (opts.sources.empty()) return io::Error::plain("copy: need at least one SRC and a DST");
+  if (opts.chunk_bytes < 4096 || opts.chunk_bytes % 4096 != 0) {
+    return io::Error::plain("--chunk-size must be a multiple of 4 KiB, at least 4 KiB");
+  }
+  if (opts.chunk_bytes > (1ull << 30)) return io::Error::plain("--chunk-size must be at most 1 GiB");
+  if (opts.memory_bytes < 2 * opts.chunk_bytes) {
+    return io::Error::plain("--memory must hold at least two chunks (" + std::to_string(2 * opts.chunk_bytes) +
+                            " bytes with this --chunk-size)");
+  }
+  if (opts.queue_depth == 0 || opts.queue_depth > 4096) return io::Error::plain("--queue-depth must be 1..4096");
+  if (opts.threads > 1024) return io::Error::plain("--threads must be at most 1024");
+  return io::Status::success();
+}
+
+RunResult run_copy(const CopyOptions& opts) {
+  RunResult result;
+  auto t0 = Clock::now();
+  if (auto st = validate(opts); !st) {
+    result.exit_code = kExitFatal;
+    result.fatal = st.error().message;
+    return result;
+  }
+  auto roots = resolve_roots(opts.sources, opts.destination);
+  if (!roots) {
+    result.exit_code = kExitFatal;
+    result.fatal = roots.error().message;
+    return result;
+  }
+  unsigned threads = opts.threads ? opts.threads : default_threads();
+  // More threads than cores: I/O stages block in the kernel while hash stages compute.
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  Plan plan = walk_roots(std::move(roots.value()), threads);
+  result.walk_seconds = since(t0);
+
+  // The pool never needs more buffers than the data has units: small runs stay small.
+  size_t unit_estimate = plan.total_file_bytes / opts.chunk_bytes + plan.files.size() / opts.max_files_per_unit +
+                         plan.files.size() / 2 + 2;
+  size_t buffer_count = std::min<size_t>(opts.memory_bytes / opts.chunk_bytes, unit_estimate);
+  io::BufferPool pool(opts.chunk_bytes, buffer_count);
+  io::BackendOptions bopts{opts.backend, opts.queue_depth, &pool};
+  tbb::enumerable_thread_specific<std::unique_ptr<io::IoBackend>> backends;
+  std::atomic<bool> registered{false};
+  std::string backend_name;
+  std::mutex backend_mu;
+  LiveStats stats;
+  CopyContext ctx(plan, opts, stats, [&]() -> io::IoBackend& {
+    auto& slot = backends.local();
+    if (!slot) {
+      slot = io::make_backend(bopts);
+      if (slot->buffers_registered()) registered = true;
+      std::lock_guard lock(backend_mu);
+      backend_name = std::string(slot->name());
+    }
+    return *slot;
+  });
+  ctx.apply_owner = io::can_chown();
+  ManifestWriter manifest;
+  if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
+  for (auto& e : plan.walk_errors) ctx.errors.add(e.message);
+
+  stats.bytes_total = plan.total_file_bytes;
+  stats.files_total = plan.files.size();
+  {
+    Progress progress(stats, opts.progress, "copy");
+    create_entries(ctx, result);
+    try {
+      transfer(ctx, pool, threads);
+    } catch (const std::exception& ex) {
+      ctx.set_fatal(std::string("transfer: ") + ex.what());
+    }
+    finalize_dirs(ctx);
+    progress.stop();
+  }
+  if (ctx.manifest && ctx.fatal().empty()) {
+    if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
+  }
+
+  result.fatal = ctx.fatal();
+  result.errors = ctx.errors.take();
+  result.bytes = stats.bytes_done.load();
+  result.files = stats.files_done.load();
+  result.bytes_verified = stats.bytes_verified.load();
+  for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
+  result.io_backend = backend_name.empty() ? "none" : backend_name;
+  result.buffers_registered = registered.load();
+  result.seconds = since(t0);
+  result.peak_rss_bytes = peak_rss_bytes();
+  result.exit_code = !result.fatal.empty() ? kExitFatal : !result.errors.empty() ? kExitPartial : kExitOk;
+  return result;
+}
+
+}  // namespace barge::pipeline

@@ -1,0 +1,42 @@
+// barge copy: the library entry point behind `barge copy SRC... DST`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/io_backend.hpp"
+#include "io/result.hpp"
+#include "pipeline/progress.hpp"
+#include "pipeline/stats.hpp"
+
+namespace barge::pipeline {
+
+inline constexpr uint64_t kDefaultChunkBytes = 4ull << 20;     // see perf/RESULTS.md
+inline constexpr uint64_t kDefaultMemoryBytes = 256ull << 20;
+
+struct CopyOptions {
+  std::vector<std::string> sources;
+  std::string destination;
+  uint64_t chunk_bytes = kDefaultChunkBytes;
+  uint64_t memory_bytes = kDefaultMemoryBytes;  // bound on payload buffers in flight
+  unsigned threads = 0;                         // 0: max(4, 2 x cores)
+  unsigned queue_depth = 64;
+  uint32_t max_files_per_unit = 128;
+  bool verify = false;                          // re-read what was written, compare checksums
+  bool direct_io = false;                       // O_DIRECT on both sides
+  bool fsync = false;                           // fsync each file before it is renamed
+  io::BackendKind backend = io::BackendKind::kAuto;
+  std::string manifest_path;                    // --checksum-manifest
+  std::string report_path;                      // --report
+  ProgressMode progress = ProgressMode::kAuto;
+};
+
+// Checks option values; an error here is a usage error (exit 2).
+io::Status validate(const CopyOptions& opts);
+
+// Runs the copy. Usage errors (bad options, missing sources, destination inside a source,
+// ...) come back as result.fatal with exit code 2 and nothing written.
+RunResult run_copy(const CopyOptions& opts);
+
+}  // namespace barge::pipeline

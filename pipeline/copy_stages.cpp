@@ -1,0 +1,427 @@
+#include "pipeline/copy_stages.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "io/metadata.hpp"
+#include "io/path_ops.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+constexpr uint64_t kDirectAlign = 4096;
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// Errors that mean the destination as a whole cannot take more data: the run stops.
+bool is_fatal_write_error(int err) {
+  return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS || err == EFBIG;
+}
+
+}  // namespace
+
+CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, BackendSource b)
+    : plan(p),
+      opts(o),
+      stats(s),
+      backend(std::move(b)),
+      parent_ok(p.entries.size(), 1),
+      chunks_left_(new std::atomic<uint32_t>[p.entries.size()]),
+      failed_(new std::atomic<uint8_t>[p.entries.size()]),
+      temp_suffix_("." + std::to_string(::getpid())) {
+  uint64_t buffer_bytes = round_up(o.chunk_bytes, kDirectAlign);
+  for (size_t i = 0; i < p.entries.size(); ++i) {
+    failed_[i].store(0, std::memory_order_relaxed);
+    chunks_left_[i].store(chunk_count_for(p.entries[i].meta.size_bytes, o.chunk_bytes, buffer_bytes),
+                          std::memory_order_relaxed);
+  }
+}
+
+void CopyContext::fail_file(uint32_t file, std::string message) {
+  if (failed_[file].exchange(1) == 0) errors.add(std::move(message));
+}
+
+void CopyContext::abandon_file(uint32_t file) { failed_[file].store(1); }
+
+void CopyContext::set_fatal(std::string message) {
+  std::lock_guard lock(mu_);
+  if (fatal_.empty()) fatal_ = std::move(message);
+  stop.store(true);
+}
+
+std::string CopyContext::fatal() const {
+  std::lock_guard lock(mu_);
+  return fatal_;
+}
+
+LargeFile& CopyContext::large_file(uint32_t file) {
+  std::lock_guard lock(mu_);
+  auto& slot = large_[file];
+  if (!slot) {
+    slot = std::make_unique<LargeFile>();
+    if (manifest) slot->hasher.emplace();
+  }
+  return *slot;
+}
+
+std::unique_ptr<LargeFile> CopyContext::take_large_file(uint32_t file) {
+  std::lock_guard lock(mu_);
+  auto it = large_.find(file);
+  if (it == large_.end()) return nullptr;
+  auto out = std::move(it->second);
+  large_.erase(it);
+  return out;
+}
+
+std::vector<uint32_t> CopyContext::open_large_files() {
+  std::lock_guard lock(mu_);
+  std::vector<uint32_t> out;
+  for (auto& [file, lf] : large_) out.push_back(file);
+  return out;
+}
+
+std::string CopyContext::temp_name(uint32_t file) const {
+  // Short and unique per run: fits beside a 255-byte name and never collides with it.
+  return ".barge-tmp." + std::to_string(file) + temp_suffix_;
+}
+
+std::string CopyContext::dst_dir_of(const Entry& e) const {
+  return e.parent == kNoParent ? plan.dst_parent(e) : plan.dst_path(plan.entries[e.parent]);
+}
+
+std::string CopyContext::src_dir_of(const Entry& e) const {
+  return e.parent == kNoParent ? plan.src_parent(e) : plan.src_path(plan.entries[e.parent]);
+}
+
+int DirFdCache::get(uint32_t key, const std::function<std::string()>& path) {
+  if (key == key_ && fd_.valid()) return fd_.get();
+  auto fd = io::open_dir_path(path());
+  if (!fd) {
+    errno = fd.error().errnum ? fd.error().errnum : ENOENT;
+    fd_.reset();
+    key_ = UINT32_MAX - 1;
+    return -1;
+  }
+  fd_ = std::move(fd.value());
+  key_ = key;
+  return fd_.get();
+}
+
+namespace {
+uint32_t dir_key(const Entry& e) { return e.parent == kNoParent ? UINT32_MAX - 2 - e.root : e.parent; }
+}  // namespace
+
+void ReadStage::operator()(WorkUnit& unit) const {
+  const Plan& plan = ctx_.plan;
+  DirFdCache dirs;
+  std::vector<io::IoOp> ops;
+  std::vector<io::UniqueFd> fds;
+  std::vector<size_t> op_item;
+  ops.reserve(unit.items.size());
+  fds.reserve(unit.items.size());
+  for (size_t i = 0; i < unit.items.size(); ++i) {
+    Item& it = unit.items[i];
+    uint32_t file = it.ext.file;
+    if (ctx_.stop.load(std::memory_order_relaxed) || ctx_.file_failed(file) || !ctx_.parent_ok[file]) {
+      ctx_.abandon_file(file);
+      it.failed = true;
+      continue;
+    }
+    const Entry& e = plan.entries[file];
+    int dirfd = dirs.get(dir_key(e), [&] { return ctx_.src_dir_of(e); });
+    std::string name = e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
+    if (dirfd < 0) {
+      ctx_.fail_file(file, io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
+      it.failed = true;
+      continue;
+    }
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0));
+    if (fd < 0 && ctx_.opts.direct_io && errno == EINVAL) fd = ::openat(dirfd, name.c_str(), flags);
+    if (fd < 0) {
+      ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
+      it.failed = true;
+      continue;
+    }
+    io::UniqueFd owned(fd);
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes) {
+      ctx_.fail_file(file, plan.src_path(e) + ": file changed while being copied (size or type)");
+      it.failed = true;
+      continue;
+    }
+    uint64_t len = it.ext.length_bytes;
+    if (ctx_.opts.direct_io) len = round_up(len, kDirectAlign);
+    ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
+                           it.ext.offset_bytes, unit.buffer.index()});
+    op_item.push_back(i);
+    fds.push_back(std::move(owned));
+  }
+  ctx_.backend().run(ops);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    const Entry& e = plan.entries[it.ext.file];
+    if (ops[k].error != 0) {
+      ctx_.fail_file(it.ext.file, io::Error::from_errno(ops[k].error, "read " + plan.src_path(e) + " at offset " +
+                                                                          std::to_string(it.ext.offset_bytes))
+                                      .message);
+      it.failed = true;
+    } else if (ops[k].done_bytes < it.ext.length_bytes) {
+      ctx_.fail_file(it.ext.file, plan.src_path(e) + ": file shrank while being copied");
+      it.failed = true;
+    }
+  }
+}
+
+void HashStage::operator()(WorkUnit& unit) const {
+  for (Item& it : unit.items) {
+    if (!it.failed) it.hash = hash_bytes(unit.bytes(it));
+  }
+}
+
+int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, std::string& err) const {
+  const Entry& e = ctx_.plan.entries[file];
+  int dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
+  if (dirfd < 0) {
+    err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
+    return -1;
+  }
+  std::string tmp = ctx_.temp_name(file);
+  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL | O_CLOEXEC;
+  int fd = ::openat(dirfd, tmp.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0), 0600);
+  if (fd < 0 && errno == EEXIST) {  // a leftover of an earlier run with the same pid
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    fd = ::openat(dirfd, tmp.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0), 0600);
+  }
+  if (fd < 0 && ctx_.opts.direct_io && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, 0600);
+  if (fd < 0) err = io::Error::from_errno(errno, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
+  return fd;
+}
+
+io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint64_t offset, uint64_t length) {
+  constexpr size_t kScratchBytes = 1 << 20;
+  thread_local std::unique_ptr<std::byte, decltype(&std::free)> scratch(
+      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kScratchBytes)), &std::free);
+  StreamHasher hasher;
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t want = std::min<uint64_t>(kScratchBytes, length - done);
+    io::IoOp op{io::IoKind::kRead, fd, scratch.get(), round_up(want, kDirectAlign), offset + done, -1};
+    backend.run(std::span<io::IoOp>(&op, 1));
+    if (op.error != 0) return io::Error::from_errno(op.error, "re-read");
+    if (op.done_bytes < want) return io::Error::plain("re-read: destination shorter than written");
+    hasher.update({scratch.get(), static_cast<size_t>(want)});
+    done += want;
+  }
+  return hasher.digest();
+}
+
+void WriteStage::operator()(WorkUnit& unit) const {
+  const Plan& plan = ctx_.plan;
+  DirFdCache dirs;
+  std::vector<io::IoOp> ops;
+  std::vector<size_t> op_item;
+  for (size_t i = 0; i < unit.items.size(); ++i) {
+    Item& it = unit.items[i];
+    uint32_t file = it.ext.file;
+    if (it.failed || ctx_.file_failed(file)) {
+      it.failed = true;
+      continue;
+    }
+    std::string err;
+    if (it.ext.chunk_count == 1) {
+      int fd = open_temp(file, dirs, err);
+      if (fd >= 0) it.dst.reset(fd);
+      it.dst_fd = fd;
+    } else {
+      LargeFile& lf = ctx_.large_file(file);
+      std::lock_guard lock(lf.mu);
+      if (!lf.create_attempted) {
+        lf.create_attempted = true;
+        int fd = open_temp(file, dirs, err);
+        if (fd >= 0) {
+          lf.fd.reset(fd);
+          // Reserve the space up front: less fragmentation, and a full disk shows at once.
+          int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(plan.entries[file].meta.size_bytes));
+          if (rc == ENOSPC || rc == EDQUOT) {
+            ctx_.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
+          }
+        }
+      }
+      it.dst_fd = lf.fd.get();
+      if (it.dst_fd < 0 && err.empty()) err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
+    }
+    if (it.dst_fd < 0) {
+      ctx_.fail_file(file, err);
+      it.failed = true;
+      continue;
+    }
+    uint64_t len = it.ext.length_bytes;
+    if (ctx_.opts.direct_io) {
+      // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
+      uint64_t padded = round_up(len, kDirectAlign);
+      std::memset(unit.buffer.data() + it.ext.buf_offset_bytes + len, 0, padded - len);
+      len = padded;
+    }
+    ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
+                           it.ext.offset_bytes, unit.buffer.index()});
+    op_item.push_back(i);
+  }
+  io::IoBackend& backend = ctx_.backend();
+  backend.run(ops);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    const Entry& e = plan.entries[it.ext.file];
+    if (ops[k].error != 0) {
+      std::string msg = io::Error::from_errno(ops[k].error, "write " + plan.dst_path(e)).message;
+      if (is_fatal_write_error(ops[k].error)) ctx_.set_fatal(msg);
+      ctx_.fail_file(it.ext.file, msg);
+      it.failed = true;
+    }
+  }
+  if (!ctx_.opts.verify) return;
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    if (it.failed) continue;
+    const Entry& e = plan.entries[it.ext.file];
+    auto h = reread_hash(backend, it.dst_fd, it.ext.offset_bytes, it.ext.length_bytes);
+    if (!h) {
+      ctx_.fail_file(it.ext.file, "verify " + plan.dst_path(e) + ": " + h.error().message);
+      it.failed = true;
+    } else if (!(*h == it.hash)) {
+      ctx_.fail_file(it.ext.file, "verify " + plan.dst_path(e) + ": checksum mismatch in bytes " +
+                                      std::to_string(it.ext.offset_bytes) + ".." +
+                                      std::to_string(it.ext.offset_bytes + it.ext.length_bytes));
+      it.failed = true;
+    } else {
+      ctx_.stats.bytes_verified.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+    }
+  }
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  ctx_.stats.stage_busy_ns[kStageVerify].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+}
+
+void CommitStage::finalize(uint32_t file, int fd, io::UniqueFd* owned) const {
+  const Plan& plan = ctx_.plan;
+  const Entry& e = plan.entries[file];
+  auto dir = io::open_dir_path(ctx_.dst_dir_of(e));
+  std::string tmp = ctx_.temp_name(file);
+  std::string final_path = plan.dst_path(e);
+  auto drop_temp = [&] {
+    if (owned) owned->reset();
+    if (dir) ::unlinkat(dir->get(), tmp.c_str(), 0);
+  };
+  if (!dir) {
+    ctx_.fail_file(file, dir.error().message);
+    drop_temp();
+    return;
+  }
+  if (ctx_.file_failed(file) || fd < 0) {
+    drop_temp();
+    return;
+  }
+  if (ctx_.opts.direct_io && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) {
+    ctx_.fail_file(file, io::Error::from_errno(errno, "truncate " + final_path).message);
+    drop_temp();
+    return;
+  }
+  if (ctx_.opts.fsync && ::fsync(fd) != 0) {
+    int err = errno;
+    ctx_.fail_file(file, io::Error::from_errno(err, "fsync " + final_path).message);
+    if (is_fatal_write_error(err)) ctx_.set_fatal(io::Error::from_errno(err, "fsync " + final_path).message);
+    drop_temp();
+    return;
+  }
+  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.apply_owner, final_path); !st) {
+    ctx_.fail_file(file, st.error().message);
+    drop_temp();
+    return;
+  }
+  if (owned) {
+    if (auto st = owned->close(); !st) {
+      ctx_.fail_file(file, io::Error::from_errno(st.error().errnum, "close " + final_path).message);
+      drop_temp();
+      return;
+    }
+  }
+  std::string name = plan.name(e);
+  if (::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) {
+    ctx_.fail_file(file, io::Error::from_errno(errno, "rename into place " + final_path).message);
+    drop_temp();
+    return;
+  }
+  ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
+}
+
+void CommitStage::commit_item(Item& it) const {
+  uint32_t file = it.ext.file;
+  if (it.failed) {
+    ctx_.abandon_file(file);  // never commit a file that misses a chunk
+  } else {
+    ctx_.stats.bytes_done.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+  }
+  if (!ctx_.finish_chunk(file)) return;
+  if (it.ext.chunk_count == 1) {
+    finalize(file, it.dst_fd, &it.dst);
+    if (ctx_.manifest && !ctx_.file_failed(file)) {
+      ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), it.hash);
+    }
+    return;
+  }
+  auto lf = ctx_.take_large_file(file);
+  if (!lf) return;
+  finalize(file, lf->fd.get(), &lf->fd);
+  if (lf->hasher && ctx_.manifest && !ctx_.file_failed(file)) {
+    ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), lf->hasher->digest());
+  }
+}
+
+void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)>& emit) const {
+  bool sequenced = ctx_.manifest && unit->items.size() == 1 && unit->items[0].ext.chunk_count > 1;
+  if (!sequenced) {
+    for (Item& it : unit->items) commit_item(it);
+    emit(unit);
+    return;
+  }
+  // Whole-file hash for the manifest: chunks must be fed in order.
+  uint32_t file = unit->items[0].ext.file;
+  LargeFile& lf = ctx_.large_file(file);
+  std::vector<WorkUnit*> ready;
+  {
+    std::lock_guard lock(lf.mu);
+    lf.parked.emplace(unit->items[0].ext.chunk, unit);
+    while (!lf.parked.empty() && lf.parked.begin()->first == lf.next_chunk) {
+      WorkUnit* u = lf.parked.begin()->second;
+      lf.parked.erase(lf.parked.begin());
+      if (!u->items[0].failed) lf.hasher->update(u->bytes(u->items[0]));
+      ++lf.next_chunk;
+      ready.push_back(u);
+    }
+  }
+  // commit_item may destroy lf (last chunk), so it runs outside the lock.
+  for (WorkUnit* u : ready) {
+    commit_item(u->items[0]);
+    emit(u);
+  }
+}
+
+std::vector<WorkUnit*> CommitStage::abandon_unfinished() const {
+  std::vector<WorkUnit*> parked;
+  for (uint32_t file : ctx_.open_large_files()) {
+    auto lf = ctx_.take_large_file(file);
+    if (!lf) continue;
+    for (auto& [chunk, u] : lf->parked) parked.push_back(u);
+    ctx_.fail_file(file, ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
+    finalize(file, -1, &lf->fd);
+  }
+  return parked;
+}
+
+}  // namespace barge::pipeline

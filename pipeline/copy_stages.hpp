@@ -1,0 +1,146 @@
+// The copy's stage bodies: plain functors over WorkUnit, free of TBB types so they are
+// unit-tested alone. pipeline/copy.cpp wires them into one oneTBB flow graph:
+//
+//   cut units ─► read ─► hash ─► write(+verify) ─► commit ─► release buffer
+//
+// Shared state lives in CopyContext. Thread-safety: every stage may run concurrently on
+// different units; per-file state is guarded inside the context.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "io/io_backend.hpp"
+#include "pipeline/copy.hpp"
+#include "pipeline/hash.hpp"
+#include "pipeline/manifest.hpp"
+#include "pipeline/plan.hpp"
+#include "pipeline/stats.hpp"
+#include "pipeline/work_unit.hpp"
+
+namespace barge::pipeline {
+
+// Returns the calling thread's I/O backend (one ring per thread).
+using BackendSource = std::function<io::IoBackend&()>;
+
+// Per-file state of a file cut into several chunks, alive from its first chunk's write
+// until it is committed.
+struct LargeFile {
+  std::mutex mu;
+  io::UniqueFd fd;
+  bool create_attempted = false;
+  std::optional<StreamHasher> hasher;  // whole-file hash for the manifest, fed in chunk order
+  uint32_t next_chunk = 0;
+  std::map<uint32_t, WorkUnit*> parked;  // chunks that reached commit before their predecessors
+};
+
+class CopyContext {
+ public:
+  CopyContext(const Plan& plan, const CopyOptions& opts, LiveStats& stats, BackendSource backend);
+
+  const Plan& plan;
+  const CopyOptions& opts;
+  LiveStats& stats;
+  BackendSource backend;
+  ErrorList errors;
+  ManifestWriter* manifest = nullptr;  // set when --checksum-manifest is given
+  bool apply_owner = false;
+  std::vector<uint8_t> parent_ok;      // per entry: its destination directory exists
+
+  std::atomic<bool> stop{false};
+
+  // Marks `file` failed; its first failure is named in the error list.
+  void fail_file(uint32_t file, std::string message);
+  // Marks `file` failed without naming it (the run stopped, or its directory failed).
+  void abandon_file(uint32_t file);
+  bool file_failed(uint32_t file) const { return failed_[file].load(std::memory_order_relaxed) != 0; }
+  // Stops the run (destination full, write error): no new units; in-flight files are abandoned.
+  void set_fatal(std::string message);
+  std::string fatal() const;
+
+  // Counts one chunk of `file` done; true for the caller that finished the last one.
+  bool finish_chunk(uint32_t file) { return chunks_left_[file].fetch_sub(1) == 1; }
+
+  LargeFile& large_file(uint32_t file);           // created on first use
+  std::unique_ptr<LargeFile> take_large_file(uint32_t file);
+  std::vector<uint32_t> open_large_files();
+
+  std::string temp_name(uint32_t file) const;
+  std::string dst_dir_of(const Entry& e) const;  // destination directory holding e
+  std::string src_dir_of(const Entry& e) const;
+
+ private:
+  std::unique_ptr<std::atomic<uint32_t>[]> chunks_left_;
+  std::unique_ptr<std::atomic<uint8_t>[]> failed_;
+  mutable std::mutex mu_;
+  std::string fatal_;
+  std::unordered_map<uint32_t, std::unique_ptr<LargeFile>> large_;
+  std::string temp_suffix_;
+};
+
+// Caches the descriptor of the last directory used: units are cut in walk order, so
+// consecutive extents usually share their directory.
+class DirFdCache {
+ public:
+  // -1 with errno set on failure.
+  int get(uint32_t key, const std::function<std::string()>& path);
+
+ private:
+  uint32_t key_ = UINT32_MAX - 1;
+  io::UniqueFd fd_;
+};
+
+class ReadStage {
+ public:
+  explicit ReadStage(CopyContext& ctx) : ctx_(ctx) {}
+  void operator()(WorkUnit& unit) const;
+
+ private:
+  CopyContext& ctx_;
+};
+
+class HashStage {
+ public:
+  void operator()(WorkUnit& unit) const;
+};
+
+// Writes each extent into its file's temporary name; with opts.verify it then re-reads the
+// bytes and compares their checksum with the one computed on the source bytes.
+class WriteStage {
+ public:
+  explicit WriteStage(CopyContext& ctx) : ctx_(ctx) {}
+  void operator()(WorkUnit& unit) const;
+  // Re-reads [offset, offset+length) of fd and returns its XXH3-128 (verify).
+  static io::Result<Hash128> reread_hash(io::IoBackend& backend, int fd, uint64_t offset, uint64_t length);
+
+ private:
+  int open_temp(uint32_t file, DirFdCache& dirs, std::string& err) const;
+  CopyContext& ctx_;
+};
+
+// Finishes files whose last chunk has been written: metadata, optional fsync, rename into
+// place; failed files have their temporary removed. With a manifest, chunks of large files
+// are hashed in order, so a chunk arriving early is parked until its predecessors are in:
+// `emit` receives every unit that is done (possibly later, from another call).
+class CommitStage {
+ public:
+  explicit CommitStage(CopyContext& ctx) : ctx_(ctx) {}
+  void operator()(WorkUnit* unit, const std::function<void(WorkUnit*)>& emit) const;
+  // Abandons files left unfinished by a stopped run (removes their temporaries); returns
+  // parked units so the caller can release them.
+  std::vector<WorkUnit*> abandon_unfinished() const;
+
+ private:
+  void commit_item(Item& item) const;
+  void finalize(uint32_t file, int fd, io::UniqueFd* owned) const;
+  CopyContext& ctx_;
+};
+
+}  // namespace barge::pipeline

@@ -1,0 +1,93 @@
+// The copy plan: what the walk found under each source root, where each entry lands, and
+// how regular files are cut into work units (whole small files batched together, large
+// files split into chunks).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/metadata.hpp"
+#include "io/result.hpp"
+
+namespace barge::pipeline {
+
+inline constexpr uint32_t kNoParent = UINT32_MAX;
+
+// One source argument and the destination path it becomes (cp's placement rules).
+struct Root {
+  std::string src;  // as given, trailing slashes removed
+  std::string dst;  // the path this source becomes
+  std::string manifest_prefix;  // path of dst relative to the destination argument ("" = itself)
+};
+
+struct Entry {
+  std::string rel;  // path below its root, "" for the root itself
+  uint32_t root = 0;
+  uint32_t parent = kNoParent;  // index of the parent directory entry, kNoParent for a root
+  io::FileMeta meta;
+  std::string link_target;  // symlinks only
+};
+
+struct Plan {
+  std::vector<Root> roots;
+  std::vector<Entry> entries;           // pre-order: a directory comes before its contents
+  std::vector<uint32_t> files;          // indices of regular files, in walk order
+  std::vector<io::Error> walk_errors;   // unreadable directories and entries
+  uint64_t total_file_bytes = 0;
+
+  std::string src_path(const Entry& e) const { return join(roots[e.root].src, e.rel); }
+  std::string dst_path(const Entry& e) const { return join(roots[e.root].dst, e.rel); }
+  // Directory holding the destination entry, and the entry's name in it.
+  std::string dst_parent(const Entry& e) const;
+  std::string src_parent(const Entry& e) const;
+  std::string name(const Entry& e) const;
+  std::string manifest_path(const Entry& e) const { return join(roots[e.root].manifest_prefix, e.rel); }
+
+ private:
+  static std::string join(const std::string& a, const std::string& b);
+};
+
+// Resolves placement for `sources` → `destination` with cp's rules and checks them:
+// missing/unreadable sources, destination inside a source, a directory onto an existing
+// non-directory, several sources onto a non-directory. Errors mean: usage error, nothing written.
+io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
+                                            const std::string& destination);
+
+// Walks every root in parallel (oneTBB tasks, one per directory). Never follows symlinks.
+// Per-entry failures land in plan.walk_errors; the rest is walked.
+Plan walk_roots(std::vector<Root> roots, unsigned threads);
+
+// One extent: a whole small file or one chunk of a large one, placed in a unit's buffer.
+struct Extent {
+  uint32_t file = 0;          // entry index
+  uint32_t chunk = 0;         // chunk number within the file
+  uint32_t chunk_count = 1;   // chunks the file is cut into
+  uint64_t offset_bytes = 0;  // in the file
+  uint64_t length_bytes = 0;
+  uint64_t buf_offset_bytes = 0;  // in the unit's buffer, 4 KiB aligned
+};
+
+// Cuts the plan's files into units that each fit one buffer of `buffer_bytes`: files of at
+// most `buffer_bytes` are batched (up to max_files per unit), larger files are split into
+// chunks of `chunk_bytes`; entries whose `include` flag is 0 are left out. Stateful and pull-based so units are produced as the graph asks.
+class UnitCutter {
+ public:
+  UnitCutter(const Plan& plan, uint64_t chunk_bytes, uint64_t buffer_bytes, uint32_t max_files,
+             const std::vector<uint8_t>* include = nullptr);
+  // Fills `out` with the next unit's extents; false when there is nothing left.
+  bool next(std::vector<Extent>& out);
+
+ private:
+  const Plan& plan_;
+  uint64_t chunk_bytes_;
+  uint64_t buffer_bytes_;
+  uint32_t max_files_;
+  const std::vector<uint8_t>* include_;  // per entry: 0 = leave out
+  size_t file_pos_ = 0;
+  uint32_t chunk_pos_ = 0;
+};
+
+uint32_t chunk_count_for(uint64_t size_bytes, uint64_t chunk_bytes, uint64_t buffer_bytes);
+
+}  // namespace barge::pipeline

@@ -1,0 +1,65 @@
+// Counters shared by a run's stages, and the result a command hands back to the CLI.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace barge::pipeline {
+
+// Exit codes, stable for users' scripts.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitPartial = 1;  // some entries failed, each named on stderr
+inline constexpr int kExitFatal = 2;    // usage or fatal error
+
+enum Stage { kStageRead, kStageHash, kStageWrite, kStageVerify, kStageCommit, kStageCount };
+const char* stage_name(int stage);
+
+// Live counters, updated by stages with relaxed atomics and sampled by progress.
+struct LiveStats {
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> files_done{0};
+  std::atomic<uint64_t> bytes_total{0};
+  std::atomic<uint64_t> files_total{0};
+  std::atomic<uint64_t> stage_busy_ns[kStageCount] = {};
+  std::atomic<uint64_t> bytes_verified{0};
+};
+
+// Errors named per entry; thread-safe.
+class ErrorList {
+ public:
+  void add(std::string message);
+  std::vector<std::string> take();
+  size_t count() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> items_;
+};
+
+struct RunResult {
+  int exit_code = kExitOk;
+  std::string fatal;                 // set when the run stopped early or never started
+  std::vector<std::string> errors;   // per-entry failures
+  uint64_t bytes = 0;
+  uint64_t files = 0;
+  uint64_t dirs = 0;
+  uint64_t symlinks = 0;
+  uint64_t others = 0;
+  uint64_t bytes_verified = 0;
+  double seconds = 0;
+  double walk_seconds = 0;
+  uint64_t stage_busy_ns[kStageCount] = {};
+  std::string io_backend;
+  bool buffers_registered = false;
+  uint64_t peak_rss_bytes = 0;
+};
+
+nlohmann::json to_json(const RunResult& r, const std::string& command);
+uint64_t peak_rss_bytes();
+
+}  // namespace barge::pipeline
