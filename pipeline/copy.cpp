@@ -162,7 +162,7 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
       }
       auto* u = new WorkUnit;
       u->items.reserve(extents.size());
-      for (const Extent& x : extents) u->items.push_back(Item{x, {}, false, {}, -1});
+      for (const Extent& x : extents) u->items.emplace_back().ext = x;
       return u;
     });
     // One token per pool buffer: at most buffer_count units are in flight.

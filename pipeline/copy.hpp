@@ -24,7 +24,8 @@ struct CopyOptions {
   unsigned queue_depth = 64;
   uint32_t max_files_per_unit = 128;
   bool verify = false;                          // re-read what was written, compare checksums
-  bool direct_io = false;                       // O_DIRECT on both sides
+  bool direct_read = false;                     // O_DIRECT reads (bypass the source's page cache)
+  bool direct_write = false;                    // O_DIRECT writes
   bool fsync = false;                           // fsync each file before it is renamed
   io::BackendKind backend = io::BackendKind::kAuto;
   std::string manifest_path;                    // --checksum-manifest

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "io/log.hpp"
 #include "io/metadata.hpp"
 #include "io/path_ops.hpp"
 
@@ -141,8 +142,8 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
-    int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0));
-    if (fd < 0 && ctx_.opts.direct_io && errno == EINVAL) fd = ::openat(dirfd, name.c_str(), flags);
+    int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_read ? O_DIRECT : 0));
+    if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL) fd = ::openat(dirfd, name.c_str(), flags);
     if (fd < 0) {
       ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
       it.failed = true;
@@ -157,7 +158,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     uint64_t len = it.ext.length_bytes;
-    if (ctx_.opts.direct_io) len = round_up(len, kDirectAlign);
+    if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
     ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
                            it.ext.offset_bytes, unit.buffer.index()});
     op_item.push_back(i);
@@ -185,21 +186,42 @@ void HashStage::operator()(WorkUnit& unit) const {
   }
 }
 
-int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, std::string& err) const {
+int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
   const Entry& e = ctx_.plan.entries[file];
   int dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
   if (dirfd < 0) {
     err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
     return -1;
   }
+  int access = ctx_.opts.verify ? O_RDWR : O_WRONLY;
+  int direct = ctx_.opts.direct_write ? O_DIRECT : 0;
+  unnamed = false;
+  if (ctx_.use_tmpfile.load(std::memory_order_relaxed)) {
+    // An unnamed inode, linked in under its final name only when complete: one directory
+    // operation instead of create + rename, and nothing left behind if the run dies.
+    int fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC | direct, 0600);
+    if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      unnamed = true;
+      return fd;
+    }
+    if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+      ctx_.use_tmpfile.store(false);
+      io::log_once(io::LogLevel::kInfo, "no-tmpfile",
+                   "destination has no O_TMPFILE; using named temporaries (.barge-tmp.*)");
+    } else {
+      err = io::Error::from_errno(errno, "create file in " + ctx_.dst_dir_of(e)).message;
+      return -1;
+    }
+  }
   std::string tmp = ctx_.temp_name(file);
-  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_EXCL | O_CLOEXEC;
-  int fd = ::openat(dirfd, tmp.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0), 0600);
+  int flags = access | O_CREAT | O_EXCL | O_CLOEXEC;
+  int fd = ::openat(dirfd, tmp.c_str(), flags | direct, 0600);
   if (fd < 0 && errno == EEXIST) {  // a leftover of an earlier run with the same pid
     ::unlinkat(dirfd, tmp.c_str(), 0);
-    fd = ::openat(dirfd, tmp.c_str(), flags | (ctx_.opts.direct_io ? O_DIRECT : 0), 0600);
+    fd = ::openat(dirfd, tmp.c_str(), flags | direct, 0600);
   }
-  if (fd < 0 && ctx_.opts.direct_io && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, 0600);
+  if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, 0600);
   if (fd < 0) err = io::Error::from_errno(errno, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
   return fd;
 }
@@ -236,7 +258,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
     }
     std::string err;
     if (it.ext.chunk_count == 1) {
-      int fd = open_temp(file, dirs, err);
+      int fd = open_temp(file, dirs, it.unnamed, err);
       if (fd >= 0) it.dst.reset(fd);
       it.dst_fd = fd;
     } else {
@@ -244,7 +266,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
       std::lock_guard lock(lf.mu);
       if (!lf.create_attempted) {
         lf.create_attempted = true;
-        int fd = open_temp(file, dirs, err);
+        int fd = open_temp(file, dirs, lf.unnamed, err);
         if (fd >= 0) {
           lf.fd.reset(fd);
           // Reserve the space up front: less fragmentation, and a full disk shows at once.
@@ -263,7 +285,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
       continue;
     }
     uint64_t len = it.ext.length_bytes;
-    if (ctx_.opts.direct_io) {
+    if (ctx_.opts.direct_write) {
       // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
       uint64_t padded = round_up(len, kDirectAlign);
       std::memset(unit.buffer.data() + it.ext.buf_offset_bytes + len, 0, padded - len);
@@ -308,54 +330,81 @@ void WriteStage::operator()(WorkUnit& unit) const {
   ctx_.stats.stage_busy_ns[kStageVerify].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
 }
 
-void CommitStage::finalize(uint32_t file, int fd, io::UniqueFd* owned) const {
+namespace {
+
+// Gives the finished unnamed inode open on `fd` the name `name` in `dirfd`, replacing an
+// existing entry atomically (via a named temporary and rename, as rename is the only atomic
+// replace).
+int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp) {
+  auto link = [&](const char* as) {
+    if (::linkat(fd, "", dirfd, as, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return -1;
+    // Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused: link through /proc instead.
+    std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    return ::linkat(AT_FDCWD, proc.c_str(), dirfd, as, AT_SYMLINK_FOLLOW);
+  };
+  if (link(name.c_str()) == 0) return 0;
+  if (errno != EEXIST) return -1;
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  if (link(tmp.c_str()) != 0) return -1;
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned) const {
   const Plan& plan = ctx_.plan;
   const Entry& e = plan.entries[file];
-  auto dir = io::open_dir_path(ctx_.dst_dir_of(e));
   std::string tmp = ctx_.temp_name(file);
   std::string final_path = plan.dst_path(e);
+  io::Result<io::UniqueFd> dir = io::Error::plain("");
   auto drop_temp = [&] {
     if (owned) owned->reset();
-    if (dir) ::unlinkat(dir->get(), tmp.c_str(), 0);
+    if (!unnamed && dir) ::unlinkat(dir->get(), tmp.c_str(), 0);
   };
+  if (ctx_.file_failed(file) || fd < 0) {
+    if (!unnamed) dir = io::open_dir_path(ctx_.dst_dir_of(e));
+    drop_temp();
+    return;
+  }
+  dir = io::open_dir_path(ctx_.dst_dir_of(e));
   if (!dir) {
     ctx_.fail_file(file, dir.error().message);
     drop_temp();
     return;
   }
-  if (ctx_.file_failed(file) || fd < 0) {
+  auto fail = [&](int err, const std::string& what) {
+    ctx_.fail_file(file, io::Error::from_errno(err, what + " " + final_path).message);
+    if (is_fatal_write_error(err)) ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
     drop_temp();
-    return;
-  }
-  if (ctx_.opts.direct_io && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) {
-    ctx_.fail_file(file, io::Error::from_errno(errno, "truncate " + final_path).message);
-    drop_temp();
-    return;
-  }
-  if (ctx_.opts.fsync && ::fsync(fd) != 0) {
-    int err = errno;
-    ctx_.fail_file(file, io::Error::from_errno(err, "fsync " + final_path).message);
-    if (is_fatal_write_error(err)) ctx_.set_fatal(io::Error::from_errno(err, "fsync " + final_path).message);
-    drop_temp();
-    return;
-  }
+  };
+  if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) return fail(errno, "truncate");
+  if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
   if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.apply_owner, final_path); !st) {
     ctx_.fail_file(file, st.error().message);
     drop_temp();
     return;
   }
-  if (owned) {
-    if (auto st = owned->close(); !st) {
-      ctx_.fail_file(file, io::Error::from_errno(st.error().errnum, "close " + final_path).message);
-      drop_temp();
-      return;
-    }
-  }
   std::string name = plan.name(e);
-  if (::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) {
-    ctx_.fail_file(file, io::Error::from_errno(errno, "rename into place " + final_path).message);
-    drop_temp();
-    return;
+  if (unnamed) {
+    if (link_into_place(fd, dir->get(), name, tmp) != 0) return fail(errno, "link into place");
+    if (owned) {
+      if (auto st = owned->close(); !st) {
+        ::unlinkat(dir->get(), name.c_str(), 0);  // never leave a file whose last write failed
+        return fail(st.error().errnum, "close");
+      }
+    }
+  } else {
+    if (owned) {
+      if (auto st = owned->close(); !st) return fail(st.error().errnum, "close");
+    }
+    if (::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) return fail(errno, "rename into place");
   }
   ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
 }
@@ -369,7 +418,7 @@ void CommitStage::commit_item(Item& it) const {
   }
   if (!ctx_.finish_chunk(file)) return;
   if (it.ext.chunk_count == 1) {
-    finalize(file, it.dst_fd, &it.dst);
+    finalize(file, it.dst_fd, it.unnamed, &it.dst);
     if (ctx_.manifest && !ctx_.file_failed(file)) {
       ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), it.hash);
     }
@@ -377,7 +426,7 @@ void CommitStage::commit_item(Item& it) const {
   }
   auto lf = ctx_.take_large_file(file);
   if (!lf) return;
-  finalize(file, lf->fd.get(), &lf->fd);
+  finalize(file, lf->fd.get(), lf->unnamed, &lf->fd);
   if (lf->hasher && ctx_.manifest && !ctx_.file_failed(file)) {
     ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), lf->hasher->digest());
   }
@@ -419,7 +468,7 @@ std::vector<WorkUnit*> CommitStage::abandon_unfinished() const {
     if (!lf) continue;
     for (auto& [chunk, u] : lf->parked) parked.push_back(u);
     ctx_.fail_file(file, ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
-    finalize(file, -1, &lf->fd);
+    finalize(file, -1, lf->unnamed, &lf->fd);
   }
   return parked;
 }

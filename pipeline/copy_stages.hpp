@@ -35,6 +35,7 @@ using BackendSource = std::function<io::IoBackend&()>;
 struct LargeFile {
   std::mutex mu;
   io::UniqueFd fd;
+  bool unnamed = false;  // O_TMPFILE inode, linked in at commit
   bool create_attempted = false;
   std::optional<StreamHasher> hasher;  // whole-file hash for the manifest, fed in chunk order
   uint32_t next_chunk = 0;
@@ -55,6 +56,7 @@ class CopyContext {
   std::vector<uint8_t> parent_ok;      // per entry: its destination directory exists
 
   std::atomic<bool> stop{false};
+  std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE
 
   // Marks `file` failed; its first failure is named in the error list.
   void fail_file(uint32_t file, std::string message);
@@ -121,7 +123,7 @@ class WriteStage {
   static io::Result<Hash128> reread_hash(io::IoBackend& backend, int fd, uint64_t offset, uint64_t length);
 
  private:
-  int open_temp(uint32_t file, DirFdCache& dirs, std::string& err) const;
+  int open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const;
   CopyContext& ctx_;
 };
 
@@ -139,7 +141,7 @@ class CommitStage {
 
  private:
   void commit_item(Item& item) const;
-  void finalize(uint32_t file, int fd, io::UniqueFd* owned) const;
+  void finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned) const;
   CopyContext& ctx_;
 };
 

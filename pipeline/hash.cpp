@@ -1,5 +1,6 @@
 #include "pipeline/hash.hpp"
 
+#include <xxh_x86dispatch.h>
 #include <xxhash.h>
 
 #include <new>
@@ -8,7 +9,9 @@
 namespace barge::pipeline {
 
 Hash128 hash_bytes(std::span<const std::byte> bytes) {
-  XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  // The dispatch entry points pick AVX2/AVX-512 at run time; the distro library's plain
+  // entry points are built for baseline SSE2.
+  XXH128_hash_t h = XXH3_128bits_dispatch(bytes.data(), bytes.size());
   return Hash128{h.high64, h.low64};
 }
 
@@ -56,7 +59,7 @@ StreamHasher& StreamHasher::operator=(StreamHasher&& o) noexcept {
   return *this;
 }
 void StreamHasher::update(std::span<const std::byte> bytes) {
-  XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
+  XXH3_128bits_update_dispatch(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
 }
 Hash128 StreamHasher::digest() const {
   XXH128_hash_t h = XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_));

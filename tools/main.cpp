@@ -10,6 +10,9 @@
 
 #include "io/log.hpp"
 #include "pipeline/copy.hpp"
+#include "pipeline/gen.hpp"
+#include "pipeline/manifest.hpp"
+#include "pipeline/verify_manifest.hpp"
 #include "tools/size_parse.hpp"
 
 namespace {
@@ -98,13 +101,49 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   copy_cmd->add_option("--queue-depth", copy.queue_depth, "io_uring queue depth per thread (default 64)")
       ->check(CLI::Range(1, 4096));
-  copy_cmd->add_flag("--direct", copy.direct_io, "O_DIRECT reads and writes (bypass the page cache)");
+  copy_cmd->add_flag(
+      "--direct", [&](int64_t) { copy.direct_read = copy.direct_write = true; },
+      "O_DIRECT reads and writes (bypass the page cache)");
+  copy_cmd->add_flag("--direct-read", copy.direct_read, "O_DIRECT reads only");
+  copy_cmd->add_flag("--direct-write", copy.direct_write, "O_DIRECT writes only");
   copy_cmd->add_flag("--fsync", copy.fsync, "fsync each file before renaming it into place");
   copy_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
   copy_cmd->add_option("--progress", progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
   copy_cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
+
+  // barge gen
+  pipeline::GenOptions gen;
+  std::string gen_dir, gen_profile = "mixed";
+  auto* gen_cmd = app.add_subcommand("gen", "generate a deterministic synthetic dataset");
+  gen_cmd->add_option("dir", gen_dir, "directory to create (must be absent or empty)")->required();
+  gen_cmd->add_option("--profile", gen_profile, "small | large | mixed")
+      ->check(CLI::IsMember({"small", "large", "mixed"}));
+  gen_cmd->add_option("--size", gen.total_bytes, "total bytes of file data, e.g. 1G")
+      ->required()
+      ->transform(size_validator());
+  gen_cmd->add_option("--seed", gen.seed, "same seed, same bytes (default 1)");
+  gen_cmd->add_option("--compressibility", gen.compressibility, "0..1, fraction zstd -3 removes (default 0)")
+      ->check(CLI::Range(0.0, 1.0));
+  gen_cmd->add_option("--files", gen.file_count, "number of files (default: from the profile)");
+  gen_cmd->add_flag("--dedupable", gen.dedupable, "repeat blocks across files (default: never)");
+  gen_cmd->add_option("--threads", gen.threads, "writer threads (default: all cores)")->check(CLI::Range(1, 1024));
+  gen_cmd->add_flag("-q,--quiet", quiet, "no summary line");
+
+  // barge verify --manifest
+  pipeline::VerifyManifestOptions verify;
+  std::string verify_manifest_path, verify_dir, verify_report;
+  auto* verify_cmd = app.add_subcommand("verify", "check a tree against a checksum manifest");
+  verify_cmd->add_option("--manifest", verify_manifest_path, "manifest written by copy --checksum-manifest")
+      ->required();
+  verify_cmd->add_option("dir", verify_dir, "tree whose files the manifest lists")->required();
+  verify_cmd->add_option("--threads", verify.threads, "hashing threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  verify_cmd->add_flag("--no-extra", [&](int64_t) { verify.report_extra = false; },
+                       "do not report files the manifest does not list");
+  verify_cmd->add_option("--report", verify_report, "write a JSON report to FILE");
+  verify_cmd->add_flag("-q,--quiet", quiet, "only the problems, no summary");
 
   try {
     app.parse(argc, argv);
@@ -132,6 +171,64 @@ int main(int argc, char** argv) {
       print_summary(r, "copy", quiet);
       int rc = write_report(copy.report_path, pipeline::to_json(r, "copy"));
       return rc ? std::max(rc, r.exit_code) : r.exit_code;
+    }
+    if (*gen_cmd) {
+      gen.dir = gen_dir;
+      gen.profile = *pipeline::parse_gen_profile(gen_profile);
+      if (auto st = pipeline::validate_gen_options(gen); !st) {
+        io::log_error(st.error().message);
+        return pipeline::kExitFatal;
+      }
+      auto r = pipeline::run_gen(gen);
+      if (!r) {
+        io::log_error(r.error().message);
+        return pipeline::kExitFatal;
+      }
+      if (!quiet) {
+        std::fprintf(stderr, "barge: gen: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.0f MiB/s)\n",
+                     static_cast<unsigned long long>(r->files), static_cast<unsigned long long>(r->dirs),
+                     static_cast<unsigned long long>(r->symlinks), static_cast<double>(r->bytes) / 1048576.0,
+                     r->seconds, static_cast<double>(r->bytes) / 1048576.0 / std::max(r->seconds, 1e-9));
+      }
+      return pipeline::kExitOk;
+    }
+    if (*verify_cmd) {
+      verify.manifest = verify_manifest_path;
+      verify.dir = verify_dir;
+      if (auto st = pipeline::validate(verify); !st) {
+        io::log_error(st.error().message);
+        return pipeline::kExitFatal;
+      }
+      auto r = pipeline::verify_manifest(verify);
+      if (!r) {
+        io::log_error(r.error().message);
+        return pipeline::kExitFatal;
+      }
+      auto name_all = [](const std::vector<std::string>& paths, const char* what) {
+        for (const auto& p : paths) io::log_error(std::string(what) + ": " + pipeline::printable_path(p));
+      };
+      name_all(r->mismatched, "checksum mismatch");
+      name_all(r->missing, "missing");
+      for (size_t i = 0; i < r->unreadable.size(); ++i) {
+        io::log_error("unreadable: " + pipeline::printable_path(r->unreadable[i]) +
+                      (i < r->errors.size() ? " (" + r->errors[i] + ")" : ""));
+      }
+      name_all(r->extra, "not in manifest");
+      if (!quiet) {
+        std::fprintf(stderr, "barge: verify: %llu files, %.1f MiB checked in %.2f s: %s\n",
+                     static_cast<unsigned long long>(r->files_checked),
+                     static_cast<double>(r->bytes_checked) / 1048576.0, r->seconds,
+                     r->ok() ? "all match" : "PROBLEMS FOUND");
+      }
+      if (!verify_report.empty()) {
+        nlohmann::json j{{"command", "verify"},          {"files_checked", r->files_checked},
+                         {"bytes_checked", r->bytes_checked}, {"seconds", r->seconds},
+                         {"ok", r->ok()},                 {"mismatched", r->mismatched.size()},
+                         {"missing", r->missing.size()},  {"unreadable", r->unreadable.size()},
+                         {"extra", r->extra.size()}};
+        if (int rc = write_report(verify_report, j)) return rc;
+      }
+      return r->ok() ? pipeline::kExitOk : pipeline::kExitPartial;
     }
   } catch (const std::exception& ex) {
     io::log_error(ex.what());

@@ -64,7 +64,7 @@ class StagesTest : public ::testing::Test {
     std::vector<Extent> ext;
     while (cutter.next(ext)) {
       auto* u = new WorkUnit;
-      for (const Extent& x : ext) u->items.push_back(Item{x, {}, false, {}, -1});
+      for (const Extent& x : ext) u->items.emplace_back().ext = x;
       units.push_back(u);
     }
     return units;
