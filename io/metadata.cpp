@@ -61,11 +61,13 @@ Result<FileMeta> stat_entry(int dirfd, const char* path) {
   return meta_from_stat(st);
 }
 
-Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path) {
+Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path, bool apply_mode) {
   if (apply_owner && ::fchown(fd, meta.uid, meta.gid) != 0) {
     return Error::from_errno(errno, "chown " + path);
   }
-  if (::fchmod(fd, meta.mode) != 0) return Error::from_errno(errno, "chmod " + path);
+  if ((apply_mode || (apply_owner && (meta.mode & 06000))) && ::fchmod(fd, meta.mode) != 0) {
+    return Error::from_errno(errno, "chmod " + path);
+  }
   timespec times[2] = {meta.atime, meta.mtime};
   if (::futimens(fd, times) != 0) return Error::from_errno(errno, "set times of " + path);
   return Status::success();

@@ -239,10 +239,16 @@ RunResult run_copy(const CopyOptions& opts) {
   Plan plan = walk_roots(std::move(roots.value()), threads);
   result.walk_seconds = since(t0);
 
-  // The pool never needs more buffers than the data has units: small runs stay small.
-  size_t unit_estimate = plan.total_file_bytes / opts.chunk_bytes + plan.files.size() / opts.max_files_per_unit +
-                         plan.files.size() / 2 + 2;
-  size_t buffer_count = std::min<size_t>(opts.memory_bytes / opts.chunk_bytes, unit_estimate);
+  // The pool never needs more buffers than the data has units: small runs stay small (and
+  // register, pin and touch less memory).
+  size_t max_buffers = static_cast<size_t>(opts.memory_bytes / opts.chunk_bytes);
+  size_t units = 0;
+  {
+    UnitCutter counter(plan, opts.chunk_bytes, opts.chunk_bytes, opts.max_files_per_unit);
+    std::vector<Extent> scratch;
+    while (units < max_buffers && counter.next(scratch)) ++units;
+  }
+  size_t buffer_count = std::max<size_t>(1, std::min(max_buffers, units));
   io::BufferPool pool(opts.chunk_bytes, buffer_count);
   io::BackendOptions bopts{opts.backend, opts.queue_depth, &pool};
   tbb::enumerable_thread_specific<std::unique_ptr<io::IoBackend>> backends;
@@ -268,6 +274,8 @@ RunResult run_copy(const CopyOptions& opts) {
   stats.bytes_total = plan.total_file_bytes;
   stats.files_total = plan.files.size();
   {
+    // New files are created with their final permission bits; see CommitStage::finalize.
+    mode_t old_umask = ::umask(0);
     Progress progress(stats, opts.progress, "copy");
     create_entries(ctx, result);
     try {
@@ -277,6 +285,7 @@ RunResult run_copy(const CopyOptions& opts) {
     }
     finalize_dirs(ctx);
     progress.stop();
+    ::umask(old_umask);
   }
   if (ctx.manifest && ctx.fatal().empty()) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);

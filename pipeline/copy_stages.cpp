@@ -34,7 +34,9 @@ CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, Back
       parent_ok(p.entries.size(), 1),
       chunks_left_(new std::atomic<uint32_t>[p.entries.size()]),
       failed_(new std::atomic<uint8_t>[p.entries.size()]),
-      temp_suffix_("." + std::to_string(::getpid())) {
+      temp_suffix_("." + std::to_string(::getpid())),
+      euid_(::geteuid()),
+      egid_(::getegid()) {
   uint64_t buffer_bytes = round_up(o.chunk_bytes, kDirectAlign);
   for (size_t i = 0; i < p.entries.size(); ++i) {
     failed_[i].store(0, std::memory_order_relaxed);
@@ -45,6 +47,13 @@ CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, Back
 
 void CopyContext::fail_file(uint32_t file, std::string message) {
   if (failed_[file].exchange(1) == 0) errors.add(std::move(message));
+}
+
+bool CopyContext::needs_chown(const Entry& e) const {
+  if (!apply_owner) return false;
+  if (e.meta.uid != euid_ || e.meta.gid != egid_) return true;
+  // A new file takes the group of a setgid directory: then the gid may differ after all.
+  return e.parent == kNoParent || (plan.entries[e.parent].meta.mode & S_ISGID);
 }
 
 void CopyContext::abandon_file(uint32_t file) { failed_[file].store(1); }
@@ -195,12 +204,13 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
   }
   int access = ctx_.opts.verify ? O_RDWR : O_WRONLY;
   int direct = ctx_.opts.direct_write ? O_DIRECT : 0;
+  mode_t mode = e.meta.mode & 0777;
   unnamed = false;
   if (ctx_.use_tmpfile.load(std::memory_order_relaxed)) {
     // An unnamed inode, linked in under its final name only when complete: one directory
     // operation instead of create + rename, and nothing left behind if the run dies.
-    int fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC | direct, 0600);
-    if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, 0600);
+    int fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC | direct, mode);
+    if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, mode);
     if (fd >= 0) {
       unnamed = true;
       return fd;
@@ -216,12 +226,12 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
   }
   std::string tmp = ctx_.temp_name(file);
   int flags = access | O_CREAT | O_EXCL | O_CLOEXEC;
-  int fd = ::openat(dirfd, tmp.c_str(), flags | direct, 0600);
+  int fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
   if (fd < 0 && errno == EEXIST) {  // a leftover of an earlier run with the same pid
     ::unlinkat(dirfd, tmp.c_str(), 0);
-    fd = ::openat(dirfd, tmp.c_str(), flags | direct, 0600);
+    fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
   }
-  if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, 0600);
+  if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, mode);
   if (fd < 0) err = io::Error::from_errno(errno, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
   return fd;
 }
@@ -358,24 +368,24 @@ int link_into_place(int fd, int dirfd, const std::string& name, const std::strin
 
 }  // namespace
 
-void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned) const {
+void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned, DirFdCache& dirs) const {
   const Plan& plan = ctx_.plan;
   const Entry& e = plan.entries[file];
   std::string tmp = ctx_.temp_name(file);
   std::string final_path = plan.dst_path(e);
-  io::Result<io::UniqueFd> dir = io::Error::plain("");
+  int dirfd = -1;
   auto drop_temp = [&] {
     if (owned) owned->reset();
-    if (!unnamed && dir) ::unlinkat(dir->get(), tmp.c_str(), 0);
+    if (!unnamed && dirfd >= 0) ::unlinkat(dirfd, tmp.c_str(), 0);
   };
   if (ctx_.file_failed(file) || fd < 0) {
-    if (!unnamed) dir = io::open_dir_path(ctx_.dst_dir_of(e));
+    if (!unnamed) dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
     drop_temp();
     return;
   }
-  dir = io::open_dir_path(ctx_.dst_dir_of(e));
-  if (!dir) {
-    ctx_.fail_file(file, dir.error().message);
+  dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
+  if (dirfd < 0) {
+    ctx_.fail_file(file, io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
     drop_temp();
     return;
   }
@@ -386,17 +396,19 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
   };
   if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
-  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.apply_owner, final_path); !st) {
+  // Files are created with their final permission bits (umask 0 during the run), so only
+  // setuid/setgid bits, which chown clears, need a chmod; ownership only when it differs.
+  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path, false); !st) {
     ctx_.fail_file(file, st.error().message);
     drop_temp();
     return;
   }
   std::string name = plan.name(e);
   if (unnamed) {
-    if (link_into_place(fd, dir->get(), name, tmp) != 0) return fail(errno, "link into place");
+    if (link_into_place(fd, dirfd, name, tmp) != 0) return fail(errno, "link into place");
     if (owned) {
       if (auto st = owned->close(); !st) {
-        ::unlinkat(dir->get(), name.c_str(), 0);  // never leave a file whose last write failed
+        ::unlinkat(dirfd, name.c_str(), 0);  // never leave a file whose last write failed
         return fail(st.error().errnum, "close");
       }
     }
@@ -404,12 +416,12 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (owned) {
       if (auto st = owned->close(); !st) return fail(st.error().errnum, "close");
     }
-    if (::renameat(dir->get(), tmp.c_str(), dir->get(), name.c_str()) != 0) return fail(errno, "rename into place");
+    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) return fail(errno, "rename into place");
   }
   ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
 }
 
-void CommitStage::commit_item(Item& it) const {
+void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
   uint32_t file = it.ext.file;
   if (it.failed) {
     ctx_.abandon_file(file);  // never commit a file that misses a chunk
@@ -418,7 +430,7 @@ void CommitStage::commit_item(Item& it) const {
   }
   if (!ctx_.finish_chunk(file)) return;
   if (it.ext.chunk_count == 1) {
-    finalize(file, it.dst_fd, it.unnamed, &it.dst);
+    finalize(file, it.dst_fd, it.unnamed, &it.dst, dirs);
     if (ctx_.manifest && !ctx_.file_failed(file)) {
       ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), it.hash);
     }
@@ -426,7 +438,7 @@ void CommitStage::commit_item(Item& it) const {
   }
   auto lf = ctx_.take_large_file(file);
   if (!lf) return;
-  finalize(file, lf->fd.get(), lf->unnamed, &lf->fd);
+  finalize(file, lf->fd.get(), lf->unnamed, &lf->fd, dirs);
   if (lf->hasher && ctx_.manifest && !ctx_.file_failed(file)) {
     ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), lf->hasher->digest());
   }
@@ -434,8 +446,9 @@ void CommitStage::commit_item(Item& it) const {
 
 void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)>& emit) const {
   bool sequenced = ctx_.manifest && unit->items.size() == 1 && unit->items[0].ext.chunk_count > 1;
+  DirFdCache dirs;
   if (!sequenced) {
-    for (Item& it : unit->items) commit_item(it);
+    for (Item& it : unit->items) commit_item(it, dirs);
     emit(unit);
     return;
   }
@@ -456,19 +469,20 @@ void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)
   }
   // commit_item may destroy lf (last chunk), so it runs outside the lock.
   for (WorkUnit* u : ready) {
-    commit_item(u->items[0]);
+    commit_item(u->items[0], dirs);
     emit(u);
   }
 }
 
 std::vector<WorkUnit*> CommitStage::abandon_unfinished() const {
   std::vector<WorkUnit*> parked;
+  DirFdCache dirs;
   for (uint32_t file : ctx_.open_large_files()) {
     auto lf = ctx_.take_large_file(file);
     if (!lf) continue;
     for (auto& [chunk, u] : lf->parked) parked.push_back(u);
     ctx_.fail_file(file, ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
-    finalize(file, -1, lf->unnamed, &lf->fd);
+    finalize(file, -1, lf->unnamed, &lf->fd, dirs);
   }
   return parked;
 }

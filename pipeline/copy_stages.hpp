@@ -74,6 +74,8 @@ class CopyContext {
   std::unique_ptr<LargeFile> take_large_file(uint32_t file);
   std::vector<uint32_t> open_large_files();
 
+  // Whether finalize must chown: ownership differs from what a new file gets.
+  bool needs_chown(const Entry& e) const;
   std::string temp_name(uint32_t file) const;
   std::string dst_dir_of(const Entry& e) const;  // destination directory holding e
   std::string src_dir_of(const Entry& e) const;
@@ -85,6 +87,8 @@ class CopyContext {
   std::string fatal_;
   std::unordered_map<uint32_t, std::unique_ptr<LargeFile>> large_;
   std::string temp_suffix_;
+  uint32_t euid_;
+  uint32_t egid_;
 };
 
 // Caches the descriptor of the last directory used: units are cut in walk order, so
@@ -140,8 +144,8 @@ class CommitStage {
   std::vector<WorkUnit*> abandon_unfinished() const;
 
  private:
-  void commit_item(Item& item) const;
-  void finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned) const;
+  void commit_item(Item& item, DirFdCache& dirs) const;
+  void finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned, DirFdCache& dirs) const;
   CopyContext& ctx_;
 };
 
