@@ -233,6 +233,7 @@ RunResult run_copy(const CopyOptions& opts) {
     result.fatal = roots.error().message;
     return result;
   }
+  result.started = true;
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // More threads than cores: I/O stages block in the kernel while hash stages compute.
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
@@ -293,7 +294,7 @@ RunResult run_copy(const CopyOptions& opts) {
 
   result.fatal = ctx.fatal();
   result.errors = ctx.errors.take();
-  result.bytes = stats.bytes_done.load();
+  result.bytes = stats.bytes_committed.load();
   result.files = stats.files_done.load();
   result.bytes_verified = stats.bytes_verified.load();
   for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();

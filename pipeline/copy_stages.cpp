@@ -220,7 +220,9 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
       io::log_once(io::LogLevel::kInfo, "no-tmpfile",
                    "destination has no O_TMPFILE; using named temporaries (.barge-tmp.*)");
     } else {
-      err = io::Error::from_errno(errno, "create file in " + ctx_.dst_dir_of(e)).message;
+      int e_no = errno;
+      err = io::Error::from_errno(e_no, "create " + ctx_.plan.dst_path(e)).message;
+      if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
       return -1;
     }
   }
@@ -232,7 +234,11 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
     fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
   }
   if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, mode);
-  if (fd < 0) err = io::Error::from_errno(errno, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
+  if (fd < 0) {
+    int e_no = errno;
+    err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
+    if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
+  }
   return fd;
 }
 
@@ -419,6 +425,7 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) return fail(errno, "rename into place");
   }
   ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
+  ctx_.stats.bytes_committed.fetch_add(e.meta.size_bytes, std::memory_order_relaxed);
 }
 
 void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {

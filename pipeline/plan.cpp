@@ -72,10 +72,14 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
   if (sources.empty()) return io::Error::plain("copy: no source given");
   if (destination.empty()) return io::Error::plain("copy: empty destination");
   std::string dst = strip_trailing_slashes(destination);
+  bool dst_must_be_dir = dst.size() < destination.size();  // "DST/" names a directory
   struct stat dst_st;
   bool dst_exists = ::stat(dst.c_str(), &dst_st) == 0;
   if (!dst_exists && errno != ENOENT) return io::Error::from_errno(errno, "destination " + dst);
   bool dst_is_dir = dst_exists && S_ISDIR(dst_st.st_mode);
+  if (dst_must_be_dir && dst_exists && !dst_is_dir) {
+    return io::Error::plain("destination " + destination + ": Not a directory");
+  }
   if (sources.size() > 1 && !dst_is_dir) {
     return io::Error::plain("destination " + dst + (dst_exists ? " is not a directory" : " does not exist") +
                             " (several sources need an existing directory)");
@@ -99,17 +103,20 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
       if (fd < 0) return io::Error::from_errno(errno, "source " + src);
       ::close(fd);
     }
+    if (dst_must_be_dir && !dst_exists && !src_is_dir) {
+      return io::Error::plain("destination " + destination + ": Not a directory (cannot copy non-directory " + src +
+                              " to it)");
+    }
     Root r;
     r.src = src;
     std::string base(io::base_name(src));
-    if (base == "." || base == ".." || base == "/") {
-      // "cp -a . DST" copies the contents of '.' into DST/<name of cwd>; keep it explicit.
-      char buf[PATH_MAX];
-      if (!::realpath(src.c_str(), buf)) return io::Error::from_errno(errno, "source " + src);
-      base = std::string(io::base_name(buf));
-      if (base == "/" || base.empty()) return io::Error::plain("source " + src + ": cannot copy the root directory by name");
-    }
-    if (dst_is_dir) {
+    if (base == "/") return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
+    if (base == "." || base == "..") {
+      // As with cp: "SRC/." names the directory itself, so its contents merge into an
+      // existing DST (and a missing DST becomes the copy).
+      r.dst = dst;
+      r.manifest_prefix = "";
+    } else if (dst_is_dir) {
       r.dst = io::join_path(dst, base);
       r.manifest_prefix = base;
     } else {

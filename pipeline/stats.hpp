@@ -21,7 +21,8 @@ const char* stage_name(int stage);
 
 // Live counters, updated by stages with relaxed atomics and sampled by progress.
 struct LiveStats {
-  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<uint64_t> bytes_done{0};       // progress: chunks through the pipeline
+  std::atomic<uint64_t> bytes_committed{0};  // report: bytes of files in place under their names
   std::atomic<uint64_t> files_done{0};
   std::atomic<uint64_t> bytes_total{0};
   std::atomic<uint64_t> files_total{0};
@@ -43,6 +44,7 @@ class ErrorList {
 
 struct RunResult {
   int exit_code = kExitOk;
+  bool started = false;              // false: refused before touching anything (usage error)
   std::string fatal;                 // set when the run stopped early or never started
   std::vector<std::string> errors;   // per-entry failures
   uint64_t bytes = 0;

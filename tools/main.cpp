@@ -59,8 +59,10 @@ int write_report(const std::string& path, const nlohmann::json& j) {
 
 void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
   for (const auto& e : r.errors) io::log_error(e);
-  if (!r.fatal.empty()) io::log_error(r.fatal);
-  if (quiet) return;
+  if (!r.fatal.empty() && std::find(r.errors.begin(), r.errors.end(), r.fatal) == r.errors.end()) {
+    io::log_error(r.fatal);
+  }
+  if (quiet || !r.started) return;
   double secs = r.seconds > 0 ? r.seconds : 1e-9;
   char line[512];
   std::snprintf(line, sizeof line,
