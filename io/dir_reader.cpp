@@ -14,7 +14,7 @@
 namespace barge::io {
 
 Result<DirListing> read_directory(const std::string& path) {
-  auto opened = open_dir_path(path);
+  auto opened = open_dir_path(path, DirOpen::kList, path.size() > 1 && path.back() == '/');
   if (!opened) return opened.error();
   int fd = opened->release();
   DIR* dir = ::fdopendir(fd);

@@ -8,12 +8,12 @@
 namespace barge::io {
 namespace {
 constexpr size_t kShortPathBytes = 3072;  // comfortably below PATH_MAX (4096)
-constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
 }  // namespace
 
-Result<UniqueFd> open_dir_path(const std::string& path) {
+Result<UniqueFd> open_dir_path(const std::string& path, DirOpen how, bool follow_last) {
+  const int kDirFlags = (how == DirOpen::kList ? O_RDONLY : O_PATH) | O_DIRECTORY | O_CLOEXEC;
   if (path.size() < kShortPathBytes) {
-    int fd = ::open(path.empty() ? "." : path.c_str(), kDirFlags | O_NOFOLLOW);
+    int fd = ::open(path.empty() ? "." : path.c_str(), kDirFlags | (follow_last ? 0 : O_NOFOLLOW));
     if (fd < 0) return Error::from_errno(errno, "open directory " + path);
     return UniqueFd(fd);
   }

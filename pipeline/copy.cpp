@@ -4,6 +4,7 @@
 #include "pipeline/copy.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -29,11 +30,21 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Runs a stage body and charges its wall time to the stage's busy counter.
+// Runs a stage body and charges its wall time to the stage's busy counter. An exception
+// (a broken ring, no memory) must not escape the node: it stops the run, and the unit's
+// files are abandoned so the commit stage cleans them up.
 template <class F>
-void timed(LiveStats& stats, int stage, F&& body) {
+void timed(LiveStats& stats, int stage, F&& body, CopyContext& ctx, WorkUnit& unit) {
   auto t0 = Clock::now();
-  body();
+  try {
+    body();
+  } catch (const std::exception& ex) {
+    ctx.set_fatal(std::string(stage_name(stage)) + ": " + ex.what());
+    for (Item& it : unit.items) {
+      it.failed = true;
+      ctx.abandon_file(it.ext.file);
+    }
+  }
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
   stats.stage_busy_ns[stage].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
 }
@@ -42,7 +53,7 @@ void timed(LiveStats& stats, int stage, F&& body) {
 // A directory that cannot be created fails its whole subtree, named once.
 void create_entries(CopyContext& ctx, RunResult& result) {
   const Plan& plan = ctx.plan;
-  DirPass pass(plan);
+  DirPass pass(plan, [&](const std::string& err) { ctx.errors.add(err); });
   pass.run(
       [&](uint32_t index, int parent_fd, bool parent_ok) -> int {
         const Entry& e = plan.entries[index];
@@ -125,7 +136,9 @@ void finalize_dirs(CopyContext& ctx) {
         const Entry& e = plan.entries[index];
         if (!parent_ok || e.meta.type != io::FileType::kDirectory || !ctx.parent_ok[index]) return -1;
         std::string name = plan.name(e);
-        return ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) ctx.errors.add(io::Error::from_errno(errno, "set metadata of " + plan.dst_path(e)).message);
+        return fd;
       },
       [&](uint32_t index, int fd) {
         const Entry& e = plan.entries[index];
@@ -133,6 +146,16 @@ void finalize_dirs(CopyContext& ctx) {
           ctx.errors.add(st.error().message);
         }
       });
+}
+
+// Units in flight hold a descriptor per small file, and deep trees one per level: use the
+// hard limit, as cp and rsync effectively may.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
 }
 
 unsigned default_threads() {
@@ -170,20 +193,29 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
     const size_t io_conc = threads;
     function_node<WorkUnit*, WorkUnit*> read(g, io_conc, [&](WorkUnit* u) {
       u->buffer = pool.acquire();  // never waits long: the limiter matches the pool size
-      timed(stats, kStageRead, [&] { read_stage(*u); });
+      if (ctx.stop.load()) {
+        for (Item& it : u->items) {
+          it.failed = true;
+          ctx.abandon_file(it.ext.file);
+        }
+        return u;
+      }
+      timed(stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
       return u;
     });
     function_node<WorkUnit*, WorkUnit*> hash(g, unlimited, [&](WorkUnit* u) {
-      timed(stats, kStageHash, [&] { hash_stage(*u); });
+      timed(stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
       return u;
     });
     function_node<WorkUnit*, WorkUnit*> write(g, io_conc, [&](WorkUnit* u) {
-      timed(stats, kStageWrite, [&] { write_stage(*u); });
+      timed(stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
       return u;
     });
     using CommitNode = multifunction_node<WorkUnit*, std::tuple<WorkUnit*>>;
     CommitNode commit(g, io_conc, [&](WorkUnit* u, CommitNode::output_ports_type& ports) {
-      timed(stats, kStageCommit, [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); });
+      timed(
+          stats, kStageCommit,
+          [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); }, ctx, *u);
     });
     function_node<WorkUnit*, continue_msg> sink(g, unlimited, [&](WorkUnit* u) {
       delete u;  // returns the buffer to the pool
@@ -234,6 +266,7 @@ RunResult run_copy(const CopyOptions& opts) {
     return result;
   }
   result.started = true;
+  raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // More threads than cores: I/O stages block in the kernel while hash stages compute.
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
@@ -292,6 +325,13 @@ RunResult run_copy(const CopyOptions& opts) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
   }
 
+  if (!ctx.fatal().empty()) {
+    uint64_t left = plan.files.size() - stats.files_done.load();
+    uint64_t named = ctx.errors.count();
+    if (left > named) {
+      ctx.errors.add(std::to_string(left - named) + " more files not copied: the run stopped (" + ctx.fatal() + ")");
+    }
+  }
   result.fatal = ctx.fatal();
   result.errors = ctx.errors.take();
   result.bytes = stats.bytes_committed.load();

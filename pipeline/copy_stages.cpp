@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <random>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,6 +26,22 @@ bool is_fatal_write_error(int err) {
   return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS || err == EFBIG;
 }
 
+// Unique per run across hosts sharing a file system: pid alone repeats across nodes.
+std::string make_temp_suffix() {
+  char host[64] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  uint64_t nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[128];
+  std::snprintf(buf, sizeof buf, ".%s.%d.%016llx", host, static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(nonce));
+  std::string s(buf);
+  for (char& c : s) {
+    if (c == '/') c = '_';
+  }
+  return s.substr(0, 96);  // leaves room in a 255-byte name for ".barge-tmp.<index>"
+}
+
 }  // namespace
 
 CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, BackendSource b)
@@ -34,7 +52,7 @@ CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, Back
       parent_ok(p.entries.size(), 1),
       chunks_left_(new std::atomic<uint32_t>[p.entries.size()]),
       failed_(new std::atomic<uint8_t>[p.entries.size()]),
-      temp_suffix_("." + std::to_string(::getpid())),
+      temp_suffix_(make_temp_suffix()),
       euid_(::geteuid()),
       egid_(::getegid()) {
   uint64_t buffer_bytes = round_up(o.chunk_bytes, kDirectAlign);
@@ -60,7 +78,7 @@ void CopyContext::abandon_file(uint32_t file) { failed_[file].store(1); }
 
 void CopyContext::set_fatal(std::string message) {
   std::lock_guard lock(mu_);
-  if (fatal_.empty()) fatal_ = std::move(message);
+  if (fatal_.empty()) fatal_ = printable_path(message);
   stop.store(true);
 }
 
@@ -108,9 +126,9 @@ std::string CopyContext::src_dir_of(const Entry& e) const {
   return e.parent == kNoParent ? plan.src_parent(e) : plan.src_path(plan.entries[e.parent]);
 }
 
-int DirFdCache::get(uint32_t key, const std::function<std::string()>& path) {
+int DirFdCache::get(uint32_t key, const std::function<std::string()>& path, bool follow_last) {
   if (key == key_ && fd_.valid()) return fd_.get();
-  auto fd = io::open_dir_path(path());
+  auto fd = io::open_dir_path(path(), io::DirOpen::kParent, follow_last);
   if (!fd) {
     errno = fd.error().errnum ? fd.error().errnum : ENOENT;
     fd_.reset();
@@ -143,7 +161,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     const Entry& e = plan.entries[file];
-    int dirfd = dirs.get(dir_key(e), [&] { return ctx_.src_dir_of(e); });
+    int dirfd = dirs.get(dir_key(e), [&] { return ctx_.src_dir_of(e); }, e.parent == kNoParent);
     std::string name = e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
     if (dirfd < 0) {
       ctx_.fail_file(file, io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
@@ -160,9 +178,10 @@ void ReadStage::operator()(WorkUnit& unit) const {
     }
     io::UniqueFd owned(fd);
     struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes) {
-      ctx_.fail_file(file, plan.src_path(e) + ": file changed while being copied (size or type)");
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.meta.size_bytes ||
+        st.st_ino != e.meta.inode || st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
+        st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
+      ctx_.fail_file(file, plan.src_path(e) + ": file changed while being copied (replaced, resized or modified)");
       it.failed = true;
       continue;
     }
@@ -197,7 +216,7 @@ void HashStage::operator()(WorkUnit& unit) const {
 
 int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
   const Entry& e = ctx_.plan.entries[file];
-  int dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
+  int dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
   if (dirfd < 0) {
     err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
     return -1;
@@ -229,11 +248,11 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
   std::string tmp = ctx_.temp_name(file);
   int flags = access | O_CREAT | O_EXCL | O_CLOEXEC;
   int fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
-  if (fd < 0 && errno == EEXIST) {  // a leftover of an earlier run with the same pid
+  if (fd < 0 && direct && errno == EINVAL) {
+    // Some file systems create the file and then refuse O_DIRECT: the file is ours (O_EXCL).
     ::unlinkat(dirfd, tmp.c_str(), 0);
-    fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
+    fd = ::openat(dirfd, tmp.c_str(), flags, mode);
   }
-  if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, tmp.c_str(), flags, mode);
   if (fd < 0) {
     int e_no = errno;
     err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
@@ -385,11 +404,11 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (!unnamed && dirfd >= 0) ::unlinkat(dirfd, tmp.c_str(), 0);
   };
   if (ctx_.file_failed(file) || fd < 0) {
-    if (!unnamed) dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
+    if (!unnamed) dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
     drop_temp();
     return;
   }
-  dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); });
+  dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
   if (dirfd < 0) {
     ctx_.fail_file(file, io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
     drop_temp();
@@ -402,9 +421,10 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
   };
   if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
-  // Files are created with their final permission bits (umask 0 during the run), so only
-  // setuid/setgid bits, which chown clears, need a chmod; ownership only when it differs.
-  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path, false); !st) {
+  // Ownership only when it differs from what a new file gets. The mode is always set: a
+  // default ACL on the destination directory may have masked the creation mode, and chown
+  // clears setuid/setgid bits.
+  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path); !st) {
     ctx_.fail_file(file, st.error().message);
     drop_temp();
     return;

@@ -95,8 +95,9 @@ class CopyContext {
 // consecutive extents usually share their directory.
 class DirFdCache {
  public:
-  // -1 with errno set on failure.
-  int get(uint32_t key, const std::function<std::string()>& path);
+  // -1 with errno set on failure. follow_last: the path's last component may be a symlink
+  // (a root's parent, which the user named).
+  int get(uint32_t key, const std::function<std::string()>& path, bool follow_last = false);
 
  private:
   uint32_t key_ = UINT32_MAX - 1;

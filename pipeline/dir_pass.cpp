@@ -30,9 +30,10 @@ void DirPass::run(const std::function<int(uint32_t, int, bool)>& enter,
     if (e.parent == kNoParent) {
       while (!stack.empty()) pop();
       if (root_parent_of != e.root || !root_parent.valid()) {
-        auto fd = io::open_dir_path(plan_.dst_parent(e));
+        auto fd = io::open_dir_path(plan_.dst_parent(e), io::DirOpen::kParent, true);
         root_parent = fd ? std::move(fd.value()) : io::UniqueFd();
         root_parent_of = e.root;
+        if (!fd && on_error_) on_error_(fd.error().message);
       }
       parent_fd = root_parent.get();
       parent_ok = root_parent.valid();

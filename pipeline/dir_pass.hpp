@@ -12,7 +12,9 @@ namespace barge::pipeline {
 
 class DirPass {
  public:
-  explicit DirPass(const Plan& plan) : plan_(plan) {}
+  // on_error receives failures to open a root's destination parent (its subtree is skipped).
+  explicit DirPass(const Plan& plan, std::function<void(const std::string&)> on_error = nullptr)
+      : plan_(plan), on_error_(std::move(on_error)) {}
   // enter(index, parent_fd, parent_ok) returns an open fd for a directory entry to descend
   // into (the pass owns and closes it), or -1. leave(index, fd) may be null.
   void run(const std::function<int(uint32_t, int, bool)>& enter,
@@ -20,6 +22,7 @@ class DirPass {
 
  private:
   const Plan& plan_;
+  std::function<void(const std::string&)> on_error_;
 };
 
 }  // namespace barge::pipeline

@@ -97,6 +97,12 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
     std::string src = strip_trailing_slashes(raw);
     struct stat st;
     if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
+    if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
+      // "LINK/" names the directory the link points to, as with cp and rsync: keep the
+      // slash so every open of the root follows it.
+      if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
+      src += '/';
+    }
     bool src_is_dir = S_ISDIR(st.st_mode);
     if (src_is_dir || S_ISREG(st.st_mode)) {
       int fd = ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/manifest.hpp"
+
 namespace barge::pipeline {
 
 const char* stage_name(int stage) {
@@ -12,8 +14,10 @@ const char* stage_name(int stage) {
 }
 
 void ErrorList::add(std::string message) {
+  // Paths are raw bytes: keep each message one printable, valid-UTF-8 line.
+  std::string line = printable_path(message);
   std::lock_guard lock(mu_);
-  items_.push_back(std::move(message));
+  items_.push_back(std::move(line));
 }
 std::vector<std::string> ErrorList::take() {
   std::lock_guard lock(mu_);

@@ -44,7 +44,7 @@ int write_report(const std::string& path, const nlohmann::json& j) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << '\n';
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     if (!out) {
       io::log_error("--report " + path + ": cannot write");
       return pipeline::kExitFatal;

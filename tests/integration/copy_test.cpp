@@ -971,3 +971,54 @@ INSTANTIATE_TEST_SUITE_P(Backends, CopyDirectTest, testing::Values(kUring, kSync
 
 }  // namespace
 }  // namespace barge::itest
+
+namespace barge::itest {
+namespace {
+
+// Found in review: a destination reached through a symlink (/work -> /gpfs/work on many
+// clusters) used to copy nothing and exit 0.
+TEST(CopyPlacement, DestinationDirectoryReachedThroughASymlink) {
+  TempDir t;
+  build_rich_tree(t / "src");
+  make_dir(t / "real");
+  make_symlink("real", t / "alias");
+  auto r = run_barge({"copy", "-q", t / "src", t / "alias"});
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  expect_trees_equal(t / "src", t / "real/src");
+  auto r2 = run_barge({"copy", "-q", t / "src/", t / "alias/second"});
+  ASSERT_EQ(r2.rc, 0) << describe(r2);
+  expect_trees_equal(t / "src", t / "real/second");
+}
+
+TEST(CopyPlacement, SourceSymlinkWithTrailingSlashCopiesTheDirectory) {
+  TempDir t;
+  build_rich_tree(t / "src");
+  make_symlink("src", t / "lnk");
+  auto r = run_barge({"copy", "-q", t / "lnk/", t / "out"});
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  struct stat st;
+  ASSERT_EQ(::lstat((t / "out").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode)) << "LINK/ names the directory, as with cp and rsync";
+  auto r2 = run_barge({"copy", "-q", t / "lnk", t / "out-link"});
+  ASSERT_EQ(r2.rc, 0) << describe(r2);
+  ASSERT_EQ(::lstat((t / "out-link").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "without the slash the link itself is copied";
+}
+
+TEST(CopyMetadata, SetuidFileOwnedByTheRunningUserKeepsItsBits) {
+  TempDir t;
+  make_dir(t / "src");
+  write_file(t / "src/tool", pattern_bytes(100, 4), 0755);
+  set_mode(t / "src/tool", 04755);
+  write_file(t / "src/shared", pattern_bytes(100, 5), 0755);
+  set_mode(t / "src/shared", 02750);
+  auto r = run_barge({"copy", "-q", t / "src", t / "dst"});
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  expect_trees_equal(t / "src", t / "dst");
+  struct stat st;
+  ASSERT_EQ(::stat((t / "dst/tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 04755u);
+}
+
+}  // namespace
+}  // namespace barge::itest
