@@ -36,7 +36,8 @@ Result<DirListing> read_directory(const std::string& path) {
     struct stat st;
     if (::fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       // A child that vanished between readdir and stat is simply gone: not an error.
-      if (errno != ENOENT) out.errors.push_back(Error::from_errno(errno, "stat " + path + "/" + name));
+      if (errno != ENOENT)
+        out.errors.push_back(Error::from_errno(errno, "stat " + path + "/" + name));
       continue;
     }
     DirChild child{name, meta_from_stat(st), {}};
@@ -44,7 +45,8 @@ Result<DirListing> read_directory(const std::string& path) {
       auto target = read_link(fd, name);
       if (!target) {
         if (target.error().errnum != ENOENT) {
-          out.errors.push_back(Error::from_errno(target.error().errnum, "readlink " + path + "/" + name));
+          out.errors.push_back(
+              Error::from_errno(target.error().errnum, "readlink " + path + "/" + name));
         }
         continue;
       }

@@ -11,7 +11,7 @@
 namespace barge::io {
 
 struct DirChild {
-  std::string name;         // one path component, raw bytes
+  std::string name;  // one path component, raw bytes
   FileMeta meta;
   std::string link_target;  // symlinks only
 };

@@ -16,14 +16,22 @@ namespace barge::io {
 
 const char* file_type_name(FileType t) {
   switch (t) {
-    case FileType::kRegular: return "file";
-    case FileType::kDirectory: return "directory";
-    case FileType::kSymlink: return "symlink";
-    case FileType::kFifo: return "fifo";
-    case FileType::kCharDevice: return "char device";
-    case FileType::kBlockDevice: return "block device";
-    case FileType::kSocket: return "socket";
-    case FileType::kUnknown: break;
+    case FileType::kRegular:
+      return "file";
+    case FileType::kDirectory:
+      return "directory";
+    case FileType::kSymlink:
+      return "symlink";
+    case FileType::kFifo:
+      return "fifo";
+    case FileType::kCharDevice:
+      return "char device";
+    case FileType::kBlockDevice:
+      return "block device";
+    case FileType::kSocket:
+      return "socket";
+    case FileType::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -31,14 +39,30 @@ const char* file_type_name(FileType t) {
 FileMeta meta_from_stat(const struct stat& st) {
   FileMeta m;
   switch (st.st_mode & S_IFMT) {
-    case S_IFREG: m.type = FileType::kRegular; break;
-    case S_IFDIR: m.type = FileType::kDirectory; break;
-    case S_IFLNK: m.type = FileType::kSymlink; break;
-    case S_IFIFO: m.type = FileType::kFifo; break;
-    case S_IFCHR: m.type = FileType::kCharDevice; break;
-    case S_IFBLK: m.type = FileType::kBlockDevice; break;
-    case S_IFSOCK: m.type = FileType::kSocket; break;
-    default: m.type = FileType::kUnknown; break;
+    case S_IFREG:
+      m.type = FileType::kRegular;
+      break;
+    case S_IFDIR:
+      m.type = FileType::kDirectory;
+      break;
+    case S_IFLNK:
+      m.type = FileType::kSymlink;
+      break;
+    case S_IFIFO:
+      m.type = FileType::kFifo;
+      break;
+    case S_IFCHR:
+      m.type = FileType::kCharDevice;
+      break;
+    case S_IFBLK:
+      m.type = FileType::kBlockDevice;
+      break;
+    case S_IFSOCK:
+      m.type = FileType::kSocket;
+      break;
+    default:
+      m.type = FileType::kUnknown;
+      break;
   }
   m.mode = st.st_mode & 07777;
   m.uid = st.st_uid;
@@ -61,7 +85,8 @@ Result<FileMeta> stat_entry(int dirfd, const char* path) {
   return meta_from_stat(st);
 }
 
-Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path, bool apply_mode) {
+Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path,
+                     bool apply_mode) {
   if (apply_owner && ::fchown(fd, meta.uid, meta.gid) != 0) {
     return Error::from_errno(errno, "chown " + path);
   }
@@ -96,7 +121,8 @@ Result<std::string> read_link(int dirfd, const char* path) {
       target.resize(static_cast<size_t>(n));
       return target;
     }
-    if (target.size() > PATH_MAX * 2) return Error::plain(std::string("readlink ") + path + ": target too long");
+    if (target.size() > PATH_MAX * 2)
+      return Error::plain(std::string("readlink ") + path + ": target too long");
     target.resize(target.size() * 2);
   }
 }
@@ -108,7 +134,7 @@ uint32_t dio_alignment(int fd) {
   if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) != 0) return 0;
   if (!(stx.stx_mask & STATX_DIOALIGN)) return 0;
   return stx.stx_dio_offset_align > stx.stx_dio_mem_align ? stx.stx_dio_offset_align
-                                                           : stx.stx_dio_mem_align;
+                                                          : stx.stx_dio_mem_align;
 }
 
 }  // namespace barge::io

@@ -47,8 +47,8 @@ FileMeta meta_from_stat(const struct stat& st);
 // Applies ownership (when apply_owner), mode and times to an open regular file or directory.
 // Ownership first: chown clears setuid/setgid bits, which the later chmod restores.
 // apply_mode=false skips the chmod for a file already created with its final mode.
-Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner, const std::string& path_for_errors,
-                     bool apply_mode = true);
+Status apply_meta_fd(int fd, const FileMeta& meta, bool apply_owner,
+                     const std::string& path_for_errors, bool apply_mode = true);
 // Same through a path, never following a final symlink (symlinks get owner and times only).
 Status apply_meta_path(int dirfd, const char* path, const FileMeta& meta, bool apply_owner);
 

@@ -28,7 +28,8 @@ Result<UniqueFd> open_dir_path(const std::string& path, DirOpen how, bool follow
     pos = 1;
   }
   while (pos < path.size()) {
-    size_t end = pos + kShortPathBytes < path.size() ? path.rfind('/', pos + kShortPathBytes) : path.size();
+    size_t end =
+        pos + kShortPathBytes < path.size() ? path.rfind('/', pos + kShortPathBytes) : path.size();
     if (end == std::string::npos || end <= pos) {
       return Error::from_errno(ENAMETOOLONG, "open directory " + path.substr(0, 64) + "...");
     }

@@ -18,7 +18,8 @@ enum class DirOpen {
 // Opens a directory by path (absolute or relative to the cwd). The last component is not
 // followed if it is a symlink unless follow_last (for paths the user named, such as the
 // parent of DST). Paths longer than the kernel's limit are walked component by component.
-Result<UniqueFd> open_dir_path(const std::string& path, DirOpen how = DirOpen::kParent, bool follow_last = false);
+Result<UniqueFd> open_dir_path(const std::string& path, DirOpen how = DirOpen::kParent,
+                               bool follow_last = false);
 
 // "a/b/c" -> "a/b"; "c" -> ""; "/c" -> "/".
 std::string_view parent_of(std::string_view path);

@@ -23,8 +23,8 @@ class SyncBackend final : public IoBackend {
       std::byte* p = op.buf + op.done_bytes;
       size_t left = op.length_bytes - op.done_bytes;
       off_t off = static_cast<off_t>(op.offset_bytes + op.done_bytes);
-      ssize_t n = op.kind == IoKind::kRead ? ::pread(op.fd, p, left, off)
-                                           : ::pwrite(op.fd, p, left, off);
+      ssize_t n =
+          op.kind == IoKind::kRead ? ::pread(op.fd, p, left, off) : ::pwrite(op.fd, p, left, off);
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         op.error = errno;

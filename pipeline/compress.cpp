@@ -28,21 +28,29 @@ ZSTD_DCtx* thread_dctx() {
 
 size_t compress_bound(size_t raw_bytes) { return ZSTD_compressBound(raw_bytes); }
 
-io::Result<size_t> CompressStage::operator()(std::span<const std::byte> raw, std::span<std::byte> out) const {
-  size_t n = ZSTD_compressCCtx(thread_cctx(), out.data(), out.size(), raw.data(), raw.size(), level_);
-  if (ZSTD_isError(n)) return io::Error::plain(std::string("zstd compress: ") + ZSTD_getErrorName(n));
+io::Result<size_t> CompressStage::operator()(std::span<const std::byte> raw,
+                                             std::span<std::byte> out) const {
+  size_t n =
+      ZSTD_compressCCtx(thread_cctx(), out.data(), out.size(), raw.data(), raw.size(), level_);
+  if (ZSTD_isError(n))
+    return io::Error::plain(std::string("zstd compress: ") + ZSTD_getErrorName(n));
   return n;
 }
 
-io::Result<size_t> DecompressStage::operator()(std::span<const std::byte> stored, std::span<std::byte> out,
-                                               size_t raw_bytes, const Hash128& expected) const {
+io::Result<size_t> DecompressStage::operator()(std::span<const std::byte> stored,
+                                               std::span<std::byte> out, size_t raw_bytes,
+                                               const Hash128& expected) const {
   if (out.size() < raw_bytes) return io::Error::plain("zstd decompress: output buffer too small");
-  size_t n = ZSTD_decompressDCtx(thread_dctx(), out.data(), raw_bytes, stored.data(), stored.size());
-  if (ZSTD_isError(n)) return io::Error::plain(std::string("zstd decompress: ") + ZSTD_getErrorName(n));
+  size_t n =
+      ZSTD_decompressDCtx(thread_dctx(), out.data(), raw_bytes, stored.data(), stored.size());
+  if (ZSTD_isError(n))
+    return io::Error::plain(std::string("zstd decompress: ") + ZSTD_getErrorName(n));
   if (n != raw_bytes) {
-    return io::Error::plain("zstd decompress: " + std::to_string(n) + " bytes, expected " + std::to_string(raw_bytes));
+    return io::Error::plain("zstd decompress: " + std::to_string(n) + " bytes, expected " +
+                            std::to_string(raw_bytes));
   }
-  if (!(hash_bytes(out.first(n)) == expected)) return io::Error::plain("checksum mismatch after decompression");
+  if (!(hash_bytes(out.first(n)) == expected))
+    return io::Error::plain("checksum mismatch after decompression");
   return n;
 }
 

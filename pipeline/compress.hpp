@@ -31,8 +31,8 @@ class DecompressStage {
  public:
   // Decompresses `stored` into `out`; fails unless exactly `raw_bytes` come out and their
   // XXH3-128 equals `expected`.
-  io::Result<size_t> operator()(std::span<const std::byte> stored, std::span<std::byte> out, size_t raw_bytes,
-                                const Hash128& expected) const;
+  io::Result<size_t> operator()(std::span<const std::byte> stored, std::span<std::byte> out,
+                                size_t raw_bytes, const Hash128& expected) const;
 };
 
 }  // namespace barge::pipeline

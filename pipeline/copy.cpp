@@ -9,13 +9,13 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <oneapi/tbb/enumerable_thread_specific.h>
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "io/log.hpp"
@@ -28,7 +28,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Runs a stage body and charges its wall time to the stage's busy counter. An exception
 // (a broken ring, no memory) must not escape the node: it stops the run, and the unit's
@@ -70,7 +72,8 @@ void create_entries(CopyContext& ctx, RunResult& result) {
               ctx.parent_ok[index] = 0;
               return -1;
             }
-            int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int fd =
+                ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (fd < 0) {
               ctx.errors.add(errno == ENOTDIR || errno == ELOOP
                                  ? "cannot overwrite non-directory " + path + " with a directory"
@@ -93,14 +96,16 @@ void create_entries(CopyContext& ctx, RunResult& result) {
             if (e.meta.type == io::FileType::kSymlink) {
               rc = ::symlinkat(e.link_target.c_str(), parent_fd, tmp.c_str());
             } else {
-              mode_t type = e.meta.type == io::FileType::kFifo ? S_IFIFO
-                            : e.meta.type == io::FileType::kCharDevice ? S_IFCHR : S_IFBLK;
+              mode_t type = e.meta.type == io::FileType::kFifo         ? S_IFIFO
+                            : e.meta.type == io::FileType::kCharDevice ? S_IFCHR
+                                                                       : S_IFBLK;
               rc = ::mknodat(parent_fd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
             }
             if (rc != 0) {
-              ctx.errors.add(io::Error::from_errno(errno, std::string("create ") +
-                                                              io::file_type_name(e.meta.type) + " " + path)
-                                 .message);
+              ctx.errors.add(
+                  io::Error::from_errno(
+                      errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + path)
+                      .message);
               return -1;
             }
             auto st = io::apply_meta_path(parent_fd, tmp.c_str(), e.meta, ctx.apply_owner);
@@ -120,7 +125,8 @@ void create_entries(CopyContext& ctx, RunResult& result) {
             return -1;
           }
           default:
-            ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) + " not copied");
+            ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) +
+                           " not copied");
             return -1;
         }
       },
@@ -134,10 +140,13 @@ void finalize_dirs(CopyContext& ctx) {
   pass.run(
       [&](uint32_t index, int parent_fd, bool parent_ok) -> int {
         const Entry& e = plan.entries[index];
-        if (!parent_ok || e.meta.type != io::FileType::kDirectory || !ctx.parent_ok[index]) return -1;
+        if (!parent_ok || e.meta.type != io::FileType::kDirectory || !ctx.parent_ok[index])
+          return -1;
         std::string name = plan.name(e);
         int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) ctx.errors.add(io::Error::from_errno(errno, "set metadata of " + plan.dst_path(e)).message);
+        if (fd < 0)
+          ctx.errors.add(
+              io::Error::from_errno(errno, "set metadata of " + plan.dst_path(e)).message);
         return fd;
       },
       [&](uint32_t index, int fd) {
@@ -200,22 +209,26 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
         }
         return u;
       }
-      timed(stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
+      timed(
+          stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
       return u;
     });
     function_node<WorkUnit*, WorkUnit*> hash(g, unlimited, [&](WorkUnit* u) {
-      timed(stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
+      timed(
+          stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
       return u;
     });
     function_node<WorkUnit*, WorkUnit*> write(g, io_conc, [&](WorkUnit* u) {
-      timed(stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
+      timed(
+          stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
       return u;
     });
     using CommitNode = multifunction_node<WorkUnit*, std::tuple<WorkUnit*>>;
     CommitNode commit(g, io_conc, [&](WorkUnit* u, CommitNode::output_ports_type& ports) {
       timed(
           stats, kStageCommit,
-          [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); }, ctx, *u);
+          [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); }, ctx,
+          *u);
     });
     function_node<WorkUnit*, continue_msg> sink(g, unlimited, [&](WorkUnit* u) {
       delete u;  // returns the buffer to the pool
@@ -241,12 +254,15 @@ io::Status validate(const CopyOptions& opts) {
   if (opts.chunk_bytes < 4096 || opts.chunk_bytes % 4096 != 0) {
     return io::Error::plain("--chunk-size must be a multiple of 4 KiB, at least 4 KiB");
   }
-  if (opts.chunk_bytes > (1ull << 30)) return io::Error::plain("--chunk-size must be at most 1 GiB");
+  if (opts.chunk_bytes > (1ull << 30))
+    return io::Error::plain("--chunk-size must be at most 1 GiB");
   if (opts.memory_bytes < 2 * opts.chunk_bytes) {
-    return io::Error::plain("--memory must hold at least two chunks (" + std::to_string(2 * opts.chunk_bytes) +
+    return io::Error::plain("--memory must hold at least two chunks (" +
+                            std::to_string(2 * opts.chunk_bytes) +
                             " bytes with this --chunk-size)");
   }
-  if (opts.queue_depth == 0 || opts.queue_depth > 4096) return io::Error::plain("--queue-depth must be 1..4096");
+  if (opts.queue_depth == 0 || opts.queue_depth > 4096)
+    return io::Error::plain("--queue-depth must be 1..4096");
   if (opts.threads > 1024) return io::Error::plain("--threads must be at most 1024");
   return io::Status::success();
 }
@@ -329,7 +345,8 @@ RunResult run_copy(const CopyOptions& opts) {
     uint64_t left = plan.files.size() - stats.files_done.load();
     uint64_t named = ctx.errors.count();
     if (left > named) {
-      ctx.errors.add(std::to_string(left - named) + " more files not copied: the run stopped (" + ctx.fatal() + ")");
+      ctx.errors.add(std::to_string(left - named) + " more files not copied: the run stopped (" +
+                     ctx.fatal() + ")");
     }
   }
   result.fatal = ctx.fatal();
@@ -342,7 +359,9 @@ RunResult run_copy(const CopyOptions& opts) {
   result.buffers_registered = registered.load();
   result.seconds = since(t0);
   result.peak_rss_bytes = peak_rss_bytes();
-  result.exit_code = !result.fatal.empty() ? kExitFatal : !result.errors.empty() ? kExitPartial : kExitOk;
+  result.exit_code = !result.fatal.empty()    ? kExitFatal
+                     : !result.errors.empty() ? kExitPartial
+                                              : kExitOk;
   return result;
 }
 

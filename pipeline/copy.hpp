@@ -12,7 +12,7 @@
 
 namespace barge::pipeline {
 
-inline constexpr uint64_t kDefaultChunkBytes = 4ull << 20;     // see perf/RESULTS.md
+inline constexpr uint64_t kDefaultChunkBytes = 4ull << 20;  // see perf/RESULTS.md
 inline constexpr uint64_t kDefaultMemoryBytes = 256ull << 20;
 
 struct CopyOptions {
@@ -23,13 +23,13 @@ struct CopyOptions {
   unsigned threads = 0;                         // 0: max(4, 2 x cores)
   unsigned queue_depth = 64;
   uint32_t max_files_per_unit = 128;
-  bool verify = false;                          // re-read what was written, compare checksums
-  bool direct_read = false;                     // O_DIRECT reads (bypass the source's page cache)
-  bool direct_write = false;                    // O_DIRECT writes
-  bool fsync = false;                           // fsync each file before it is renamed
+  bool verify = false;        // re-read what was written, compare checksums
+  bool direct_read = false;   // O_DIRECT reads (bypass the source's page cache)
+  bool direct_write = false;  // O_DIRECT writes
+  bool fsync = false;         // fsync each file before it is renamed
   io::BackendKind backend = io::BackendKind::kAuto;
-  std::string manifest_path;                    // --checksum-manifest
-  std::string report_path;                      // --report
+  std::string manifest_path;  // --checksum-manifest
+  std::string report_path;    // --report
   ProgressMode progress = ProgressMode::kAuto;
 };
 

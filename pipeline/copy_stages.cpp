@@ -6,9 +6,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <random>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "io/log.hpp"
 #include "io/metadata.hpp"
@@ -58,8 +58,9 @@ CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, Back
   uint64_t buffer_bytes = round_up(o.chunk_bytes, kDirectAlign);
   for (size_t i = 0; i < p.entries.size(); ++i) {
     failed_[i].store(0, std::memory_order_relaxed);
-    chunks_left_[i].store(chunk_count_for(p.entries[i].meta.size_bytes, o.chunk_bytes, buffer_bytes),
-                          std::memory_order_relaxed);
+    chunks_left_[i].store(
+        chunk_count_for(p.entries[i].meta.size_bytes, o.chunk_bytes, buffer_bytes),
+        std::memory_order_relaxed);
   }
 }
 
@@ -141,7 +142,9 @@ int DirFdCache::get(uint32_t key, const std::function<std::string()>& path, bool
 }
 
 namespace {
-uint32_t dir_key(const Entry& e) { return e.parent == kNoParent ? UINT32_MAX - 2 - e.root : e.parent; }
+uint32_t dir_key(const Entry& e) {
+  return e.parent == kNoParent ? UINT32_MAX - 2 - e.root : e.parent;
+}
 }  // namespace
 
 void ReadStage::operator()(WorkUnit& unit) const {
@@ -155,22 +158,27 @@ void ReadStage::operator()(WorkUnit& unit) const {
   for (size_t i = 0; i < unit.items.size(); ++i) {
     Item& it = unit.items[i];
     uint32_t file = it.ext.file;
-    if (ctx_.stop.load(std::memory_order_relaxed) || ctx_.file_failed(file) || !ctx_.parent_ok[file]) {
+    if (ctx_.stop.load(std::memory_order_relaxed) || ctx_.file_failed(file) ||
+        !ctx_.parent_ok[file]) {
       ctx_.abandon_file(file);
       it.failed = true;
       continue;
     }
     const Entry& e = plan.entries[file];
-    int dirfd = dirs.get(dir_key(e), [&] { return ctx_.src_dir_of(e); }, e.parent == kNoParent);
-    std::string name = e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
+    int dirfd = dirs.get(
+        dir_key(e), [&] { return ctx_.src_dir_of(e); }, e.parent == kNoParent);
+    std::string name =
+        e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
     if (dirfd < 0) {
-      ctx_.fail_file(file, io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
+      ctx_.fail_file(file,
+                     io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
       it.failed = true;
       continue;
     }
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
     int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_read ? O_DIRECT : 0));
-    if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL) fd = ::openat(dirfd, name.c_str(), flags);
+    if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL)
+      fd = ::openat(dirfd, name.c_str(), flags);
     if (fd < 0) {
       ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
       it.failed = true;
@@ -178,10 +186,12 @@ void ReadStage::operator()(WorkUnit& unit) const {
     }
     io::UniqueFd owned(fd);
     struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != e.meta.size_bytes ||
-        st.st_ino != e.meta.inode || st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
+        st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
         st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
-      ctx_.fail_file(file, plan.src_path(e) + ": file changed while being copied (replaced, resized or modified)");
+      ctx_.fail_file(file, plan.src_path(e) +
+                               ": file changed while being copied (replaced, resized or modified)");
       it.failed = true;
       continue;
     }
@@ -197,8 +207,9 @@ void ReadStage::operator()(WorkUnit& unit) const {
     Item& it = unit.items[op_item[k]];
     const Entry& e = plan.entries[it.ext.file];
     if (ops[k].error != 0) {
-      ctx_.fail_file(it.ext.file, io::Error::from_errno(ops[k].error, "read " + plan.src_path(e) + " at offset " +
-                                                                          std::to_string(it.ext.offset_bytes))
+      ctx_.fail_file(it.ext.file, io::Error::from_errno(ops[k].error,
+                                                        "read " + plan.src_path(e) + " at offset " +
+                                                            std::to_string(it.ext.offset_bytes))
                                       .message);
       it.failed = true;
     } else if (ops[k].done_bytes < it.ext.length_bytes) {
@@ -216,7 +227,8 @@ void HashStage::operator()(WorkUnit& unit) const {
 
 int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
   const Entry& e = ctx_.plan.entries[file];
-  int dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+  int dirfd = dirs.get(
+      dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
   if (dirfd < 0) {
     err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
     return -1;
@@ -229,7 +241,8 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
     // An unnamed inode, linked in under its final name only when complete: one directory
     // operation instead of create + rename, and nothing left behind if the run dies.
     int fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC | direct, mode);
-    if (fd < 0 && direct && errno == EINVAL) fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, mode);
+    if (fd < 0 && direct && errno == EINVAL)
+      fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, mode);
     if (fd >= 0) {
       unnamed = true;
       return fd;
@@ -261,7 +274,8 @@ int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::s
   return fd;
 }
 
-io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint64_t offset, uint64_t length) {
+io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint64_t offset,
+                                            uint64_t length) {
   constexpr size_t kScratchBytes = 1 << 20;
   thread_local std::unique_ptr<std::byte, decltype(&std::free)> scratch(
       static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kScratchBytes)), &std::free);
@@ -269,7 +283,8 @@ io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint
   uint64_t done = 0;
   while (done < length) {
     uint64_t want = std::min<uint64_t>(kScratchBytes, length - done);
-    io::IoOp op{io::IoKind::kRead, fd, scratch.get(), round_up(want, kDirectAlign), offset + done, -1};
+    io::IoOp op{io::IoKind::kRead, fd, scratch.get(), round_up(want, kDirectAlign),
+                offset + done,     -1};
     backend.run(std::span<io::IoOp>(&op, 1));
     if (op.error != 0) return io::Error::from_errno(op.error, "re-read");
     if (op.done_bytes < want) return io::Error::plain("re-read: destination shorter than written");
@@ -307,12 +322,14 @@ void WriteStage::operator()(WorkUnit& unit) const {
           // Reserve the space up front: less fragmentation, and a full disk shows at once.
           int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(plan.entries[file].meta.size_bytes));
           if (rc == ENOSPC || rc == EDQUOT) {
-            ctx_.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
+            ctx_.set_fatal(
+                io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
           }
         }
       }
       it.dst_fd = lf.fd.get();
-      if (it.dst_fd < 0 && err.empty()) err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
+      if (it.dst_fd < 0 && err.empty())
+        err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
     }
     if (it.dst_fd < 0) {
       ctx_.fail_file(file, err);
@@ -326,8 +343,9 @@ void WriteStage::operator()(WorkUnit& unit) const {
       std::memset(unit.buffer.data() + it.ext.buf_offset_bytes + len, 0, padded - len);
       len = padded;
     }
-    ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
-                           it.ext.offset_bytes, unit.buffer.index()});
+    ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd,
+                           unit.buffer.data() + it.ext.buf_offset_bytes, len, it.ext.offset_bytes,
+                           unit.buffer.index()});
     op_item.push_back(i);
   }
   io::IoBackend& backend = ctx_.backend();
@@ -361,8 +379,11 @@ void WriteStage::operator()(WorkUnit& unit) const {
       ctx_.stats.bytes_verified.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
     }
   }
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
-  ctx_.stats.stage_busy_ns[kStageVerify].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  ctx_.stats.stage_busy_ns[kStageVerify].fetch_add(static_cast<uint64_t>(ns),
+                                                   std::memory_order_relaxed);
 }
 
 namespace {
@@ -393,7 +414,8 @@ int link_into_place(int fd, int dirfd, const std::string& name, const std::strin
 
 }  // namespace
 
-void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned, DirFdCache& dirs) const {
+void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned,
+                           DirFdCache& dirs) const {
   const Plan& plan = ctx_.plan;
   const Entry& e = plan.entries[file];
   std::string tmp = ctx_.temp_name(file);
@@ -404,22 +426,28 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (!unnamed && dirfd >= 0) ::unlinkat(dirfd, tmp.c_str(), 0);
   };
   if (ctx_.file_failed(file) || fd < 0) {
-    if (!unnamed) dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+    if (!unnamed)
+      dirfd = dirs.get(
+          dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
     drop_temp();
     return;
   }
-  dirfd = dirs.get(dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+  dirfd = dirs.get(
+      dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
   if (dirfd < 0) {
-    ctx_.fail_file(file, io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
+    ctx_.fail_file(file,
+                   io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
     drop_temp();
     return;
   }
   auto fail = [&](int err, const std::string& what) {
     ctx_.fail_file(file, io::Error::from_errno(err, what + " " + final_path).message);
-    if (is_fatal_write_error(err)) ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
+    if (is_fatal_write_error(err))
+      ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
     drop_temp();
   };
-  if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0) return fail(errno, "truncate");
+  if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
+    return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
   // Ownership only when it differs from what a new file gets. The mode is always set: a
   // default ACL on the destination directory may have masked the creation mode, and chown
@@ -442,7 +470,8 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (owned) {
       if (auto st = owned->close(); !st) return fail(st.error().errnum, "close");
     }
-    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) return fail(errno, "rename into place");
+    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0)
+      return fail(errno, "rename into place");
   }
   ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
   ctx_.stats.bytes_committed.fetch_add(e.meta.size_bytes, std::memory_order_relaxed);
@@ -508,7 +537,8 @@ std::vector<WorkUnit*> CommitStage::abandon_unfinished() const {
     auto lf = ctx_.take_large_file(file);
     if (!lf) continue;
     for (auto& [chunk, u] : lf->parked) parked.push_back(u);
-    ctx_.fail_file(file, ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
+    ctx_.fail_file(file,
+                   ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
     finalize(file, -1, lf->unnamed, &lf->fd, dirs);
   }
   return parked;

@@ -53,7 +53,7 @@ class CopyContext {
   ErrorList errors;
   ManifestWriter* manifest = nullptr;  // set when --checksum-manifest is given
   bool apply_owner = false;
-  std::vector<uint8_t> parent_ok;      // per entry: its destination directory exists
+  std::vector<uint8_t> parent_ok;  // per entry: its destination directory exists
 
   std::atomic<bool> stop{false};
   std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE
@@ -62,7 +62,9 @@ class CopyContext {
   void fail_file(uint32_t file, std::string message);
   // Marks `file` failed without naming it (the run stopped, or its directory failed).
   void abandon_file(uint32_t file);
-  bool file_failed(uint32_t file) const { return failed_[file].load(std::memory_order_relaxed) != 0; }
+  bool file_failed(uint32_t file) const {
+    return failed_[file].load(std::memory_order_relaxed) != 0;
+  }
   // Stops the run (destination full, write error): no new units; in-flight files are abandoned.
   void set_fatal(std::string message);
   std::string fatal() const;
@@ -70,7 +72,7 @@ class CopyContext {
   // Counts one chunk of `file` done; true for the caller that finished the last one.
   bool finish_chunk(uint32_t file) { return chunks_left_[file].fetch_sub(1) == 1; }
 
-  LargeFile& large_file(uint32_t file);           // created on first use
+  LargeFile& large_file(uint32_t file);  // created on first use
   std::unique_ptr<LargeFile> take_large_file(uint32_t file);
   std::vector<uint32_t> open_large_files();
 
@@ -125,7 +127,8 @@ class WriteStage {
   explicit WriteStage(CopyContext& ctx) : ctx_(ctx) {}
   void operator()(WorkUnit& unit) const;
   // Re-reads [offset, offset+length) of fd and returns its XXH3-128 (verify).
-  static io::Result<Hash128> reread_hash(io::IoBackend& backend, int fd, uint64_t offset, uint64_t length);
+  static io::Result<Hash128> reread_hash(io::IoBackend& backend, int fd, uint64_t offset,
+                                         uint64_t length);
 
  private:
   int open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const;

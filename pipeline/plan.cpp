@@ -6,11 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
 #include <algorithm>
 #include <memory>
 #include <mutex>
-#include <oneapi/tbb/task_arena.h>
-#include <oneapi/tbb/task_group.h>
 
 #include "io/dir_reader.hpp"
 #include "io/path_ops.hpp"
@@ -61,8 +61,9 @@ std::string canonical_or_parent(const std::string& path) {
 
 bool is_inside(const std::string& inner, const std::string& outer) {
   if (outer == "/") return true;
-  return inner == outer || (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
-                            inner[outer.size()] == '/');
+  return inner == outer ||
+         (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
+          inner[outer.size()] == '/');
 }
 
 }  // namespace
@@ -81,7 +82,8 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
     return io::Error::plain("destination " + destination + ": Not a directory");
   }
   if (sources.size() > 1 && !dst_is_dir) {
-    return io::Error::plain("destination " + dst + (dst_exists ? " is not a directory" : " does not exist") +
+    return io::Error::plain("destination " + dst +
+                            (dst_exists ? " is not a directory" : " does not exist") +
                             " (several sources need an existing directory)");
   }
   if (!dst_exists) {
@@ -105,18 +107,20 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
     }
     bool src_is_dir = S_ISDIR(st.st_mode);
     if (src_is_dir || S_ISREG(st.st_mode)) {
-      int fd = ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      int fd =
+          ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) return io::Error::from_errno(errno, "source " + src);
       ::close(fd);
     }
     if (dst_must_be_dir && !dst_exists && !src_is_dir) {
-      return io::Error::plain("destination " + destination + ": Not a directory (cannot copy non-directory " + src +
-                              " to it)");
+      return io::Error::plain("destination " + destination +
+                              ": Not a directory (cannot copy non-directory " + src + " to it)");
     }
     Root r;
     r.src = src;
     std::string base(io::base_name(src));
-    if (base == "/") return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
+    if (base == "/")
+      return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
     if (base == "." || base == "..") {
       // As with cp: "SRC/." names the directory itself, so its contents merge into an
       // existing DST (and a missing DST becomes the copy).
@@ -132,10 +136,12 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
     struct stat target_st;
     if (::lstat(r.dst.c_str(), &target_st) == 0) {
       if (src_is_dir && !S_ISDIR(target_st.st_mode)) {
-        return io::Error::plain("cannot overwrite non-directory " + r.dst + " with directory " + src);
+        return io::Error::plain("cannot overwrite non-directory " + r.dst + " with directory " +
+                                src);
       }
       if (!src_is_dir && S_ISDIR(target_st.st_mode)) {
-        return io::Error::plain("cannot overwrite directory " + r.dst + " with non-directory " + src);
+        return io::Error::plain("cannot overwrite directory " + r.dst + " with non-directory " +
+                                src);
       }
     }
     if (src_is_dir) {
@@ -245,7 +251,9 @@ Plan walk_roots(std::vector<Root> roots, unsigned threads) {
       root_meta[i] = *meta;
       if (meta->type == io::FileType::kDirectory) {
         trees[i] = std::make_unique<WalkDir>();
-        tg.run([&walker, path = plan.roots[i].src, node = trees[i].get()] { walker.list(path, node); });
+        tg.run([&walker, path = plan.roots[i].src, node = trees[i].get()] {
+          walker.list(path, node);
+        });
       } else if (meta->type == io::FileType::kSymlink) {
         auto target = io::read_link(AT_FDCWD, plan.roots[i].src.c_str());
         if (target) root_links[i] = std::move(target.value());
@@ -277,8 +285,8 @@ uint32_t chunk_count_for(uint64_t size_bytes, uint64_t chunk_bytes, uint64_t buf
   return static_cast<uint32_t>((size_bytes + chunk_bytes - 1) / chunk_bytes);
 }
 
-UnitCutter::UnitCutter(const Plan& plan, uint64_t chunk_bytes, uint64_t buffer_bytes, uint32_t max_files,
-                       const std::vector<uint8_t>* include)
+UnitCutter::UnitCutter(const Plan& plan, uint64_t chunk_bytes, uint64_t buffer_bytes,
+                       uint32_t max_files, const std::vector<uint8_t>* include)
     : plan_(plan),
       chunk_bytes_(chunk_bytes),
       buffer_bytes_(buffer_bytes),

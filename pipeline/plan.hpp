@@ -16,8 +16,8 @@ inline constexpr uint32_t kNoParent = UINT32_MAX;
 
 // One source argument and the destination path it becomes (cp's placement rules).
 struct Root {
-  std::string src;  // as given, trailing slashes removed
-  std::string dst;  // the path this source becomes
+  std::string src;              // as given, trailing slashes removed
+  std::string dst;              // the path this source becomes
   std::string manifest_prefix;  // path of dst relative to the destination argument ("" = itself)
 };
 
@@ -31,9 +31,9 @@ struct Entry {
 
 struct Plan {
   std::vector<Root> roots;
-  std::vector<Entry> entries;           // pre-order: a directory comes before its contents
-  std::vector<uint32_t> files;          // indices of regular files, in walk order
-  std::vector<io::Error> walk_errors;   // unreadable directories and entries
+  std::vector<Entry> entries;          // pre-order: a directory comes before its contents
+  std::vector<uint32_t> files;         // indices of regular files, in walk order
+  std::vector<io::Error> walk_errors;  // unreadable directories and entries
   uint64_t total_file_bytes = 0;
 
   std::string src_path(const Entry& e) const { return join(roots[e.root].src, e.rel); }
@@ -42,7 +42,9 @@ struct Plan {
   std::string dst_parent(const Entry& e) const;
   std::string src_parent(const Entry& e) const;
   std::string name(const Entry& e) const;
-  std::string manifest_path(const Entry& e) const { return join(roots[e.root].manifest_prefix, e.rel); }
+  std::string manifest_path(const Entry& e) const {
+    return join(roots[e.root].manifest_prefix, e.rel);
+  }
 
  private:
   static std::string join(const std::string& a, const std::string& b);
@@ -70,7 +72,8 @@ struct Extent {
 
 // Cuts the plan's files into units that each fit one buffer of `buffer_bytes`: files of at
 // most `buffer_bytes` are batched (up to max_files per unit), larger files are split into
-// chunks of `chunk_bytes`; entries whose `include` flag is 0 are left out. Stateful and pull-based so units are produced as the graph asks.
+// chunks of `chunk_bytes`; entries whose `include` flag is 0 are left out. Stateful and pull-based
+// so units are produced as the graph asks.
 class UnitCutter {
  public:
   UnitCutter(const Plan& plan, uint64_t chunk_bytes, uint64_t buffer_bytes, uint32_t max_files,

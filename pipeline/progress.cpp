@@ -8,7 +8,8 @@ namespace barge::pipeline {
 
 Progress::Progress(const LiveStats& stats, ProgressMode mode, std::string verb)
     : stats_(stats), mode_(mode), verb_(std::move(verb)), start_(std::chrono::steady_clock::now()) {
-  if (mode_ == ProgressMode::kAuto) mode_ = ::isatty(STDERR_FILENO) ? ProgressMode::kTty : ProgressMode::kPlain;
+  if (mode_ == ProgressMode::kAuto)
+    mode_ = ::isatty(STDERR_FILENO) ? ProgressMode::kTty : ProgressMode::kPlain;
   if (mode_ != ProgressMode::kNone) thread_ = std::thread([this] { loop(); });
 }
 
@@ -46,20 +47,24 @@ std::string Progress::line(double elapsed_s) const {
   char eta[32] = "--";
   if (rate > 0 && total >= done) {
     double left = (total - done) / rate;
-    std::snprintf(eta, sizeof eta, "%d:%02d", static_cast<int>(left) / 60, static_cast<int>(left) % 60);
+    std::snprintf(eta, sizeof eta, "%d:%02d", static_cast<int>(left) / 60,
+                  static_cast<int>(left) % 60);
   }
   char buf[256];
   std::snprintf(buf, sizeof buf, "%s %s / %s, %llu / %llu files, %s/s, ETA %s", verb_.c_str(),
-                human_bytes(done).c_str(), human_bytes(total).c_str(), static_cast<unsigned long long>(files),
+                human_bytes(done).c_str(), human_bytes(total).c_str(),
+                static_cast<unsigned long long>(files),
                 static_cast<unsigned long long>(files_total), human_bytes(rate).c_str(), eta);
   return buf;
 }
 
 void Progress::loop() {
-  auto period = mode_ == ProgressMode::kTty ? std::chrono::milliseconds(500) : std::chrono::seconds(5);
+  auto period =
+      mode_ == ProgressMode::kTty ? std::chrono::milliseconds(500) : std::chrono::seconds(5);
   std::unique_lock lock(mu_);
   while (!cv_.wait_for(lock, period, [&] { return stopping_; })) {
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     std::string l = line(elapsed);
     if (mode_ == ProgressMode::kTty) {
       std::fprintf(stderr, "\r\033[K%s", l.c_str());

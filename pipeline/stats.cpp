@@ -50,7 +50,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["rates"] = {{"bytes_per_second", static_cast<double>(r.bytes) / secs},
                 {"files_per_second", static_cast<double>(r.files) / secs}};
   nlohmann::json busy = nlohmann::json::object();
-  for (int s = 0; s < kStageCount; ++s) busy[stage_name(s)] = static_cast<double>(r.stage_busy_ns[s]) / 1e9;
+  for (int s = 0; s < kStageCount; ++s)
+    busy[stage_name(s)] = static_cast<double>(r.stage_busy_ns[s]) / 1e9;
   j["stage_busy_seconds"] = busy;
   j["io_backend"] = r.io_backend;
   j["buffers_registered"] = r.buffers_registered;

@@ -44,9 +44,9 @@ class ErrorList {
 
 struct RunResult {
   int exit_code = kExitOk;
-  bool started = false;              // false: refused before touching anything (usage error)
-  std::string fatal;                 // set when the run stopped early or never started
-  std::vector<std::string> errors;   // per-entry failures
+  bool started = false;             // false: refused before touching anything (usage error)
+  std::string fatal;                // set when the run stopped early or never started
+  std::vector<std::string> errors;  // per-entry failures
   uint64_t bytes = 0;
   uint64_t files = 0;
   uint64_t dirs = 0;

@@ -16,10 +16,10 @@ namespace barge::pipeline {
 
 struct Item {
   Extent ext;
-  Hash128 hash;        // XXH3-128 of the bytes as read from the source
-  bool failed = false; // this extent's file failed or the run stopped; later stages skip it
-  io::UniqueFd dst;    // temp file of a single-extent file (large files share one in LargeFile)
-  int dst_fd = -1;     // descriptor to write through (dst.get() or the shared one)
+  Hash128 hash;          // XXH3-128 of the bytes as read from the source
+  bool failed = false;   // this extent's file failed or the run stopped; later stages skip it
+  io::UniqueFd dst;      // temp file of a single-extent file (large files share one in LargeFile)
+  int dst_fd = -1;       // descriptor to write through (dst.get() or the shared one)
   bool unnamed = false;  // dst is an O_TMPFILE inode, linked in at commit
 };
 

@@ -11,8 +11,9 @@ namespace barge::test {
 class TempDir {
  public:
   explicit TempDir(const char* base = nullptr) {
-    std::string tmpl = std::string(base ? base : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp")) +
-                       "/barge-test-XXXXXX";
+    std::string tmpl =
+        std::string(base ? base : (std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp")) +
+        "/barge-test-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     path_ = tmpl;
   }

@@ -65,13 +65,14 @@ void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
   if (quiet || !r.started) return;
   double secs = r.seconds > 0 ? r.seconds : 1e-9;
   char line[512];
-  std::snprintf(line, sizeof line,
-                "%s: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.1f MiB/s, %.0f files/s)%s%s", verb,
-                static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.dirs),
-                static_cast<unsigned long long>(r.symlinks), static_cast<double>(r.bytes) / 1048576.0, r.seconds,
-                static_cast<double>(r.bytes) / 1048576.0 / secs, static_cast<double>(r.files) / secs,
-                r.bytes_verified ? ", verified" : "",
-                r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
+  std::snprintf(
+      line, sizeof line,
+      "%s: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.1f MiB/s, %.0f files/s)%s%s",
+      verb, static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.dirs),
+      static_cast<unsigned long long>(r.symlinks), static_cast<double>(r.bytes) / 1048576.0,
+      r.seconds, static_cast<double>(r.bytes) / 1048576.0 / secs,
+      static_cast<double>(r.files) / secs, r.bytes_verified ? ", verified" : "",
+      r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
   std::fprintf(stderr, "barge: %s\n", line);
 }
 
@@ -89,19 +90,26 @@ int main(int argc, char** argv) {
   // barge copy
   pipeline::CopyOptions copy;
   std::vector<std::string> copy_paths;
-  auto* copy_cmd = app.add_subcommand("copy", "copy files and trees, verified end to end (cp -a placement rules)");
+  auto* copy_cmd = app.add_subcommand(
+      "copy", "copy files and trees, verified end to end (cp -a placement rules)");
   copy_cmd->add_option("paths", copy_paths, "SRC... DST")->required()->expected(2, -1);
-  copy_cmd->add_flag("--verify", copy.verify, "re-read what was written and compare per-chunk XXH3-128 checksums");
-  copy_cmd->add_option("--checksum-manifest", copy.manifest_path,
-                       "write each file's XXH3-128 to FILE (check later with barge verify --manifest)");
+  copy_cmd->add_flag("--verify", copy.verify,
+                     "re-read what was written and compare per-chunk XXH3-128 checksums");
+  copy_cmd->add_option(
+      "--checksum-manifest", copy.manifest_path,
+      "write each file's XXH3-128 to FILE (check later with barge verify --manifest)");
   copy_cmd->add_option("--report", copy.report_path, "write a JSON report to FILE");
   copy_cmd->add_option("--memory", copy.memory_bytes, "bound on payload buffers (default 256M)")
       ->transform(size_validator());
-  copy_cmd->add_option("--chunk-size", copy.chunk_bytes, "work-unit size; larger files are split (default 4M)")
+  copy_cmd
+      ->add_option("--chunk-size", copy.chunk_bytes,
+                   "work-unit size; larger files are split (default 4M)")
       ->transform(size_validator());
   copy_cmd->add_option("--threads", copy.threads, "worker threads (default max(4, 2 x cores))")
       ->check(CLI::Range(1, 1024));
-  copy_cmd->add_option("--queue-depth", copy.queue_depth, "io_uring queue depth per thread (default 64)")
+  copy_cmd
+      ->add_option("--queue-depth", copy.queue_depth,
+                   "io_uring queue depth per thread (default 64)")
       ->check(CLI::Range(1, 4096));
   copy_cmd->add_flag(
       "--direct", [&](int64_t) { copy.direct_read = copy.direct_write = true; },
@@ -126,24 +134,30 @@ int main(int argc, char** argv) {
       ->required()
       ->transform(size_validator());
   gen_cmd->add_option("--seed", gen.seed, "same seed, same bytes (default 1)");
-  gen_cmd->add_option("--compressibility", gen.compressibility, "0..1, fraction zstd -3 removes (default 0)")
+  gen_cmd
+      ->add_option("--compressibility", gen.compressibility,
+                   "0..1, fraction zstd -3 removes (default 0)")
       ->check(CLI::Range(0.0, 1.0));
   gen_cmd->add_option("--files", gen.file_count, "number of files (default: from the profile)");
   gen_cmd->add_flag("--dedupable", gen.dedupable, "repeat blocks across files (default: never)");
-  gen_cmd->add_option("--threads", gen.threads, "writer threads (default: all cores)")->check(CLI::Range(1, 1024));
+  gen_cmd->add_option("--threads", gen.threads, "writer threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
   gen_cmd->add_flag("-q,--quiet", quiet, "no summary line");
 
   // barge verify --manifest
   pipeline::VerifyManifestOptions verify;
   std::string verify_manifest_path, verify_dir, verify_report;
   auto* verify_cmd = app.add_subcommand("verify", "check a tree against a checksum manifest");
-  verify_cmd->add_option("--manifest", verify_manifest_path, "manifest written by copy --checksum-manifest")
+  verify_cmd
+      ->add_option("--manifest", verify_manifest_path,
+                   "manifest written by copy --checksum-manifest")
       ->required();
   verify_cmd->add_option("dir", verify_dir, "tree whose files the manifest lists")->required();
   verify_cmd->add_option("--threads", verify.threads, "hashing threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
-  verify_cmd->add_flag("--no-extra", [&](int64_t) { verify.report_extra = false; },
-                       "do not report files the manifest does not list");
+  verify_cmd->add_flag(
+      "--no-extra", [&](int64_t) { verify.report_extra = false; },
+      "do not report files the manifest does not list");
   verify_cmd->add_option("--report", verify_report, "write a JSON report to FILE");
   verify_cmd->add_flag("-q,--quiet", quiet, "only the problems, no summary");
 
@@ -187,10 +201,12 @@ int main(int argc, char** argv) {
         return pipeline::kExitFatal;
       }
       if (!quiet) {
-        std::fprintf(stderr, "barge: gen: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.0f MiB/s)\n",
-                     static_cast<unsigned long long>(r->files), static_cast<unsigned long long>(r->dirs),
-                     static_cast<unsigned long long>(r->symlinks), static_cast<double>(r->bytes) / 1048576.0,
-                     r->seconds, static_cast<double>(r->bytes) / 1048576.0 / std::max(r->seconds, 1e-9));
+        std::fprintf(
+            stderr,
+            "barge: gen: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.0f MiB/s)\n",
+            static_cast<unsigned long long>(r->files), static_cast<unsigned long long>(r->dirs),
+            static_cast<unsigned long long>(r->symlinks), static_cast<double>(r->bytes) / 1048576.0,
+            r->seconds, static_cast<double>(r->bytes) / 1048576.0 / std::max(r->seconds, 1e-9));
       }
       return pipeline::kExitOk;
     }
@@ -207,7 +223,8 @@ int main(int argc, char** argv) {
         return pipeline::kExitFatal;
       }
       auto name_all = [](const std::vector<std::string>& paths, const char* what) {
-        for (const auto& p : paths) io::log_error(std::string(what) + ": " + pipeline::printable_path(p));
+        for (const auto& p : paths)
+          io::log_error(std::string(what) + ": " + pipeline::printable_path(p));
       };
       name_all(r->mismatched, "checksum mismatch");
       name_all(r->missing, "missing");
@@ -223,10 +240,14 @@ int main(int argc, char** argv) {
                      r->ok() ? "all match" : "PROBLEMS FOUND");
       }
       if (!verify_report.empty()) {
-        nlohmann::json j{{"command", "verify"},          {"files_checked", r->files_checked},
-                         {"bytes_checked", r->bytes_checked}, {"seconds", r->seconds},
-                         {"ok", r->ok()},                 {"mismatched", r->mismatched.size()},
-                         {"missing", r->missing.size()},  {"unreadable", r->unreadable.size()},
+        nlohmann::json j{{"command", "verify"},
+                         {"files_checked", r->files_checked},
+                         {"bytes_checked", r->bytes_checked},
+                         {"seconds", r->seconds},
+                         {"ok", r->ok()},
+                         {"mismatched", r->mismatched.size()},
+                         {"missing", r->missing.size()},
+                         {"unreadable", r->unreadable.size()},
                          {"extra", r->extra.size()}};
         if (int rc = write_report(verify_report, j)) return rc;
       }

@@ -12,15 +12,16 @@ namespace barge::tools {
 inline std::optional<uint64_t> parse_size(std::string s) {
   if (s.empty()) return std::nullopt;
   size_t pos = 0;
-  while (pos < s.size() && (std::isdigit(static_cast<unsigned char>(s[pos])) || s[pos] == '.')) ++pos;
+  while (pos < s.size() && (std::isdigit(static_cast<unsigned char>(s[pos])) || s[pos] == '.'))
+    ++pos;
   if (pos == 0) return std::nullopt;
   std::string num = s.substr(0, pos);
   std::string unit = s.substr(pos);
   if (std::count(num.begin(), num.end(), '.') > 1) return std::nullopt;
   for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   static const std::pair<const char*, int> kUnits[] = {
-      {"", 0},    {"B", 0},    {"K", 1},   {"KB", 1},  {"KIB", 1}, {"M", 2},   {"MB", 2},
-      {"MIB", 2}, {"G", 3},    {"GB", 3},  {"GIB", 3}, {"T", 4},   {"TB", 4},  {"TIB", 4}};
+      {"", 0},    {"B", 0}, {"K", 1},  {"KB", 1},  {"KIB", 1}, {"M", 2},  {"MB", 2},
+      {"MIB", 2}, {"G", 3}, {"GB", 3}, {"GIB", 3}, {"T", 4},   {"TB", 4}, {"TIB", 4}};
   int power = -1;
   for (const auto& [name, p] : kUnits) {
     if (unit == name) power = p;

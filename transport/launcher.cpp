@@ -34,10 +34,14 @@ LaunchInfo detect_launcher() {
 
 const char* launcher_name(Launcher l) {
   switch (l) {
-    case Launcher::kOpenMpi: return "mpirun";
-    case Launcher::kSlurm: return "srun";
-    case Launcher::kPmix: return "pmix";
-    case Launcher::kNone: break;
+    case Launcher::kOpenMpi:
+      return "mpirun";
+    case Launcher::kSlurm:
+      return "srun";
+    case Launcher::kPmix:
+      return "pmix";
+    case Launcher::kNone:
+      break;
   }
   return "none";
 }

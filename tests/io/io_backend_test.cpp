@@ -134,8 +134,11 @@ TEST_P(BackendTest, RegisteredPoolBuffersWork) {
   ::close(fd);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::Values(BackendKind::kUring, BackendKind::kSync),
-                         [](const auto& info) { return info.param == BackendKind::kUring ? "uring" : "sync"; });
+INSTANTIATE_TEST_SUITE_P(Backends, BackendTest,
+                         ::testing::Values(BackendKind::kUring, BackendKind::kSync),
+                         [](const auto& info) {
+                           return info.param == BackendKind::kUring ? "uring" : "sync";
+                         });
 
 TEST(BackendSelection, EnvironmentForcesTheFallback) {
   ::setenv("BARGE_IO_BACKEND", "sync", 1);

@@ -11,7 +11,8 @@ namespace {
 std::vector<std::byte> mixed_bytes(size_t n) {
   std::vector<std::byte> v(n);
   std::mt19937 rng(7);
-  for (size_t i = 0; i < n; ++i) v[i] = static_cast<std::byte>(i % 3 == 0 ? rng() & 0xFF : 'a' + (i % 17));
+  for (size_t i = 0; i < n; ++i)
+    v[i] = static_cast<std::byte>(i % 3 == 0 ? rng() & 0xFF : 'a' + (i % 17));
   return v;
 }
 

@@ -55,7 +55,8 @@ class StagesTest : public ::testing::Test {
     ASSERT_TRUE(roots.ok()) << roots.error().message;
     plan_ = walk_roots(std::move(roots.value()), 2);
     ::mkdir(opts_.destination.c_str(), 0755);
-    ctx_ = std::make_unique<CopyContext>(plan_, opts_, stats_, [this]() -> io::IoBackend& { return *backend_; });
+    ctx_ = std::make_unique<CopyContext>(plan_, opts_, stats_,
+                                         [this]() -> io::IoBackend& { return *backend_; });
   }
 
   std::vector<WorkUnit*> cut() {
@@ -83,7 +84,8 @@ class StagesTest : public ::testing::Test {
   LiveStats stats_;
   Plan plan_;
   io::BufferPool pool_{kChunk, 8};
-  std::unique_ptr<io::IoBackend> backend_ = io::make_backend(io::BackendOptions{io::BackendKind::kSync});
+  std::unique_ptr<io::IoBackend> backend_ =
+      io::make_backend(io::BackendOptions{io::BackendKind::kSync});
   std::unique_ptr<CopyContext> ctx_;
 };
 
@@ -209,7 +211,8 @@ TEST_F(StagesTest, StoppedRunAbandonsPartFilesAndRemovesTheirTemporaries) {
   run_through_write(*units[0]);  // first chunk written
   commit(units[0], [](WorkUnit* d) { delete d; });
   ctx_->set_fatal("test: destination full");
-  for (WorkUnit* u : std::vector<WorkUnit*>(units.begin() + 1, units.end())) delete u;  // never sent
+  for (WorkUnit* u : std::vector<WorkUnit*>(units.begin() + 1, units.end()))
+    delete u;  // never sent
   for (WorkUnit* u : commit.abandon_unfinished()) delete u;
   EXPECT_FALSE(std::filesystem::exists(dst_ + "/copy/big"));
   EXPECT_TRUE(std::filesystem::is_empty(dst_ + "/copy"));

@@ -1,0 +1,59 @@
+// Comm: the ranks of one barge run and the few collective and point-to-point operations the
+// engine needs. Two implementations: SoloComm (one process, no MPI at all, so a plain
+// `barge copy` pays no MPI start-up) and MpiComm (under mpirun or srun). Only transport/
+// includes mpi.h.
+//
+// Thread-safety: collectives must be called by one thread per rank, in the same order on
+// every rank. send()/recv() may be called from any thread (MPI_THREAD_MULTIPLE).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "transport/launcher.hpp"
+
+namespace barge::transport {
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual bool is_mpi() const = 0;
+
+  virtual void barrier() = 0;
+  // Element-wise reductions over all ranks, in place.
+  virtual void allreduce_sum(std::span<uint64_t> values) = 0;
+  virtual void allreduce_max(std::span<uint64_t> values) = 0;
+  virtual void allreduce_min(std::span<uint64_t> values) = 0;
+  // Every rank's bytes, indexed by rank.
+  virtual std::vector<std::string> allgather(const std::string& mine) = 0;
+  // Rank `root`'s bytes on every rank.
+  virtual std::string broadcast(const std::string& bytes, int root) = 0;
+
+  // Tagged point-to-point messages (coordinator protocols). recv blocks for a message with
+  // `tag` from any rank and reports its source.
+  virtual void send(int dest, int tag, const std::string& bytes) = 0;
+  virtual std::string recv(int tag, int* source) = 0;
+
+  // The agreement that ends every phase: true on every rank iff `ok` on every rank.
+  bool agree(bool ok) {
+    uint64_t v = ok ? 1 : 0;
+    allreduce_min(std::span<uint64_t>(&v, 1));
+    return v == 1;
+  }
+  uint64_t sum(uint64_t v) {
+    allreduce_sum(std::span<uint64_t>(&v, 1));
+    return v;
+  }
+};
+
+// MPI when the process was started by mpirun/srun (detect_launcher), SoloComm otherwise.
+// Throws std::runtime_error when MPI initialisation fails.
+std::unique_ptr<Comm> make_comm(int* argc, char*** argv);
+std::unique_ptr<Comm> make_solo_comm();
+
+}  // namespace barge::transport

@@ -1,0 +1,115 @@
+// MpiComm: the only file that includes mpi.h. MPI_Init_thread(MPI_THREAD_MULTIPLE) on
+// construction, MPI_Finalize on destruction.
+#include <mpi.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "transport/comm.hpp"
+
+namespace barge::transport {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    throw std::runtime_error(std::string(what) + ": " + std::string(msg, static_cast<size_t>(len)));
+  }
+}
+
+class MpiComm final : public Comm {
+ public:
+  MpiComm(int* argc, char*** argv) {
+    int provided = 0;
+    check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
+    if (provided < MPI_THREAD_MULTIPLE) {
+      MPI_Finalize();
+      throw std::runtime_error("MPI library does not provide MPI_THREAD_MULTIPLE");
+    }
+    // Errors come back as codes (turned into exceptions) instead of aborting the job.
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  ~MpiComm() override { MPI_Finalize(); }
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  bool is_mpi() const override { return true; }
+  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void allreduce_sum(std::span<uint64_t> v) override { reduce(v, MPI_SUM); }
+  void allreduce_max(std::span<uint64_t> v) override { reduce(v, MPI_MAX); }
+  void allreduce_min(std::span<uint64_t> v) override { reduce(v, MPI_MIN); }
+
+  std::vector<std::string> allgather(const std::string& mine) override {
+    int len = static_cast<int>(mine.size());
+    std::vector<int> lens(static_cast<size_t>(size_));
+    check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD),
+          "MPI_Allgather");
+    std::vector<int> displs(lens.size());
+    long long total = 0;
+    for (size_t i = 0; i < lens.size(); ++i) {
+      displs[i] = static_cast<int>(total);
+      total += lens[i];
+    }
+    if (total > 0x7fffffff) throw std::runtime_error("allgather: more than 2 GiB in one exchange");
+    std::string all(static_cast<size_t>(total), '\0');
+    check(MPI_Allgatherv(mine.data(), len, MPI_BYTE, all.data(), lens.data(), displs.data(),
+                         MPI_BYTE, MPI_COMM_WORLD),
+          "MPI_Allgatherv");
+    std::vector<std::string> out(lens.size());
+    for (size_t i = 0; i < lens.size(); ++i)
+      out[i] = all.substr(static_cast<size_t>(displs[i]), static_cast<size_t>(lens[i]));
+    return out;
+  }
+
+  std::string broadcast(const std::string& bytes, int root) override {
+    unsigned long long len = bytes.size();
+    check(MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
+    std::string out = rank_ == root ? bytes : std::string(len, '\0');
+    check(MPI_Bcast(out.data(), static_cast<int>(len), MPI_BYTE, root, MPI_COMM_WORLD),
+          "MPI_Bcast");
+    return out;
+  }
+
+  void send(int dest, int tag, const std::string& bytes) override {
+    check(
+        MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD),
+        "MPI_Send");
+  }
+
+  std::string recv(int tag, int* source) override {
+    // Matched probe: another thread cannot take the message between probe and receive.
+    MPI_Status st;
+    MPI_Message msg;
+    check(MPI_Mprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &msg, &st), "MPI_Mprobe");
+    int len = 0;
+    MPI_Get_count(&st, MPI_BYTE, &len);
+    std::string out(static_cast<size_t>(len), '\0');
+    check(MPI_Mrecv(out.data(), len, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+    if (source) *source = st.MPI_SOURCE;
+    return out;
+  }
+
+ private:
+  void reduce(std::span<uint64_t> v, MPI_Op op) {
+    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_UINT64_T, op,
+                        MPI_COMM_WORLD),
+          "MPI_Allreduce");
+  }
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_comm(int* argc, char*** argv) {
+  if (detect_launcher().launcher == Launcher::kNone) return make_solo_comm();
+  return std::make_unique<MpiComm>(argc, argv);
+}
+
+}  // namespace barge::transport

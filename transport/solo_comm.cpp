@@ -1,0 +1,55 @@
+// SoloComm: a run of one rank. Collectives are identities; point-to-point messages go to a
+// local mailbox (a rank may message itself, as rank 0's coordinator does).
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "transport/comm.hpp"
+
+namespace barge::transport {
+namespace {
+
+class SoloComm final : public Comm {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  bool is_mpi() const override { return false; }
+  void barrier() override {}
+  void allreduce_sum(std::span<uint64_t>) override {}
+  void allreduce_max(std::span<uint64_t>) override {}
+  void allreduce_min(std::span<uint64_t>) override {}
+  std::vector<std::string> allgather(const std::string& mine) override { return {mine}; }
+  std::string broadcast(const std::string& bytes, int) override { return bytes; }
+  void send(int, int tag, const std::string& bytes) override {
+    {
+      std::lock_guard lock(mu_);
+      box_.push_back({tag, bytes});
+    }
+    cv_.notify_all();
+  }
+  std::string recv(int tag, int* source) override {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      for (auto it = box_.begin(); it != box_.end(); ++it) {
+        if (it->first == tag) {
+          std::string out = std::move(it->second);
+          box_.erase(it);
+          if (source) *source = 0;
+          return out;
+        }
+      }
+      cv_.wait(lock);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<int, std::string>> box_;
+};
+
+}  // namespace
+
+std::unique_ptr<Comm> make_solo_comm() { return std::make_unique<SoloComm>(); }
+
+}  // namespace barge::transport
