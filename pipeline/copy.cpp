@@ -172,15 +172,14 @@ unsigned default_threads() {
   return std::max(4u, 2 * cores);
 }
 
-void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
+}  // namespace
+
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const UnitSource& next_unit) {
   LiveStats& stats = ctx.stats;
-  const CopyOptions& opts = ctx.opts;
   tbb::task_arena arena(static_cast<int>(threads));
   arena.execute([&] {
     using namespace tbb::flow;
     graph g;
-    UnitCutter cutter(ctx.plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
-                      &ctx.parent_ok);
     std::vector<Extent> extents;
     ReadStage read_stage(ctx);
     HashStage hash_stage;
@@ -188,7 +187,7 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
     CommitStage commit_stage(ctx);
 
     input_node<WorkUnit*> source(g, [&](tbb::flow_control& fc) -> WorkUnit* {
-      if (ctx.stop.load() || !cutter.next(extents)) {
+      if (ctx.stop.load() || !next_unit(extents)) {
         fc.stop();
         return nullptr;
       }
@@ -243,11 +242,11 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads) {
     make_edge(sink, limiter.decrementer());
     source.activate();
     g.wait_for_all();
+    if (ctx.shared_large) commit_stage.close_shared();
     for (WorkUnit* u : commit_stage.abandon_unfinished()) delete u;
   });
 }
 
-}  // namespace
 
 io::Status validate(const CopyOptions& opts) {
   if (opts.sources.empty()) return io::Error::plain("copy: need at least one SRC and a DST");
@@ -329,7 +328,8 @@ RunResult run_copy(const CopyOptions& opts) {
     Progress progress(stats, opts.progress, "copy");
     create_entries(ctx, result);
     try {
-      transfer(ctx, pool, threads);
+      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &ctx.parent_ok);
+      transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
     }

@@ -116,36 +116,26 @@ std::vector<uint32_t> CopyContext::open_large_files() {
 
 std::string CopyContext::temp_name(uint32_t file) const {
   // Short and unique per run: fits beside a 255-byte name and never collides with it.
-  return ".barge-tmp." + std::to_string(file) + temp_suffix_;
+  return ".barge-tmp." + std::to_string(temp_ids.empty() ? file : temp_ids[file]) + temp_suffix_;
 }
 
-std::string CopyContext::dst_dir_of(const Entry& e) const {
-  return e.parent == kNoParent ? plan.dst_parent(e) : plan.dst_path(plan.entries[e.parent]);
-}
+std::string CopyContext::dst_dir_of(const Entry& e) const { return plan.dst_parent(e); }
 
-std::string CopyContext::src_dir_of(const Entry& e) const {
-  return e.parent == kNoParent ? plan.src_parent(e) : plan.src_path(plan.entries[e.parent]);
-}
+std::string CopyContext::src_dir_of(const Entry& e) const { return plan.src_parent(e); }
 
-int DirFdCache::get(uint32_t key, const std::function<std::string()>& path, bool follow_last) {
-  if (key == key_ && fd_.valid()) return fd_.get();
-  auto fd = io::open_dir_path(path(), io::DirOpen::kParent, follow_last);
+int DirFdCache::get(const std::string& path, bool follow_last) {
+  if (fd_.valid() && path == path_) return fd_.get();
+  auto fd = io::open_dir_path(path, io::DirOpen::kParent, follow_last);
   if (!fd) {
     errno = fd.error().errnum ? fd.error().errnum : ENOENT;
     fd_.reset();
-    key_ = UINT32_MAX - 1;
+    path_.clear();
     return -1;
   }
   fd_ = std::move(fd.value());
-  key_ = key;
+  path_ = path;
   return fd_.get();
 }
-
-namespace {
-uint32_t dir_key(const Entry& e) {
-  return e.parent == kNoParent ? UINT32_MAX - 2 - e.root : e.parent;
-}
-}  // namespace
 
 void ReadStage::operator()(WorkUnit& unit) const {
   const Plan& plan = ctx_.plan;
@@ -165,8 +155,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     const Entry& e = plan.entries[file];
-    int dirfd = dirs.get(
-        dir_key(e), [&] { return ctx_.src_dir_of(e); }, e.parent == kNoParent);
+    int dirfd = dirs.get(ctx_.src_dir_of(e), e.rel.empty());
     std::string name =
         e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
     if (dirfd < 0) {
@@ -227,8 +216,7 @@ void HashStage::operator()(WorkUnit& unit) const {
 
 int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
   const Entry& e = ctx_.plan.entries[file];
-  int dirfd = dirs.get(
-      dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+  int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
   if (dirfd < 0) {
     err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
     return -1;
@@ -314,6 +302,19 @@ void WriteStage::operator()(WorkUnit& unit) const {
     } else {
       LargeFile& lf = ctx_.large_file(file);
       std::lock_guard lock(lf.mu);
+      if (!lf.create_attempted && ctx_.shared_large) {
+        // Created (and space reserved) by the file's owner before the transfer phase.
+        lf.create_attempted = true;
+        const Entry& e = plan.entries[file];
+        int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+        int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC;
+        int fd = dirfd < 0 ? -1 : ::openat(dirfd, ctx_.temp_name(file).c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
+        if (fd < 0 && dirfd >= 0 && ctx_.opts.direct_write && errno == EINVAL) {
+          fd = ::openat(dirfd, ctx_.temp_name(file).c_str(), flags);
+        }
+        if (fd < 0) err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
+        lf.fd.reset(fd);
+      }
       if (!lf.create_attempted) {
         lf.create_attempted = true;
         int fd = open_temp(file, dirs, lf.unnamed, err);
@@ -427,13 +428,11 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
   };
   if (ctx_.file_failed(file) || fd < 0) {
     if (!unnamed)
-      dirfd = dirs.get(
-          dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+      dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
     drop_temp();
     return;
   }
-  dirfd = dirs.get(
-      dir_key(e), [&] { return ctx_.dst_dir_of(e); }, e.parent == kNoParent);
+  dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
   if (dirfd < 0) {
     ctx_.fail_file(file,
                    io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
@@ -484,6 +483,7 @@ void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
   } else {
     ctx_.stats.bytes_done.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
   }
+  if (ctx_.shared_large && it.ext.chunk_count > 1) return;  // the owner finalizes after all ranks
   if (!ctx_.finish_chunk(file)) return;
   if (it.ext.chunk_count == 1) {
     finalize(file, it.dst_fd, it.unnamed, &it.dst, dirs);
@@ -501,7 +501,8 @@ void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
 }
 
 void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)>& emit) const {
-  bool sequenced = ctx_.manifest && unit->items.size() == 1 && unit->items[0].ext.chunk_count > 1;
+  bool sequenced = ctx_.manifest && !ctx_.shared_large && unit->items.size() == 1 &&
+                   unit->items[0].ext.chunk_count > 1;
   DirFdCache dirs;
   if (!sequenced) {
     for (Item& it : unit->items) commit_item(it, dirs);
@@ -527,6 +528,19 @@ void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)
   for (WorkUnit* u : ready) {
     commit_item(u->items[0], dirs);
     emit(u);
+  }
+}
+
+void CommitStage::close_shared() const {
+  for (uint32_t file : ctx_.open_large_files()) {
+    auto lf = ctx_.take_large_file(file);
+    if (!lf) continue;
+    if (ctx_.opts.fsync && lf->fd.valid() && ::fsync(lf->fd.get()) != 0) {
+      ctx_.fail_file(file, io::Error::from_errno(errno, "fsync " + ctx_.plan.dst_path(ctx_.plan.entries[file])).message);
+    }
+    if (auto st = lf->fd.close(); !st) {
+      ctx_.fail_file(file, io::Error::from_errno(st.error().errnum, "close " + ctx_.plan.dst_path(ctx_.plan.entries[file])).message);
+    }
   }
 }
 

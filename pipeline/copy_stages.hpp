@@ -42,6 +42,9 @@ struct LargeFile {
   std::map<uint32_t, WorkUnit*> parked;  // chunks that reached commit before their predecessors
 };
 
+// Fills the next unit's extents; false when there is no more work (called serially).
+using UnitSource = std::function<bool(std::vector<Extent>&)>;
+
 class CopyContext {
  public:
   CopyContext(const Plan& plan, const CopyOptions& opts, LiveStats& stats, BackendSource backend);
@@ -54,6 +57,12 @@ class CopyContext {
   ManifestWriter* manifest = nullptr;  // set when --checksum-manifest is given
   bool apply_owner = false;
   std::vector<uint8_t> parent_ok;  // per entry: its destination directory exists
+
+  // Multi-rank runs: files cut into chunks are written by several ranks into one named
+  // temporary created by their owner; temp_ids gives each its run-wide number, and the owner
+  // finalizes it after all ranks are done (pipeline/dist_copy.cpp).
+  bool shared_large = false;
+  std::vector<uint32_t> temp_ids;
 
   std::atomic<bool> stop{false};
   std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE
@@ -79,6 +88,8 @@ class CopyContext {
   // Whether finalize must chown: ownership differs from what a new file gets.
   bool needs_chown(const Entry& e) const;
   std::string temp_name(uint32_t file) const;
+  const std::string& temp_suffix() const { return temp_suffix_; }
+  void set_temp_suffix(std::string s) { temp_suffix_ = std::move(s); }
   std::string dst_dir_of(const Entry& e) const;  // destination directory holding e
   std::string src_dir_of(const Entry& e) const;
 
@@ -99,10 +110,10 @@ class DirFdCache {
  public:
   // -1 with errno set on failure. follow_last: the path's last component may be a symlink
   // (a root's parent, which the user named).
-  int get(uint32_t key, const std::function<std::string()>& path, bool follow_last = false);
+  int get(const std::string& path, bool follow_last = false);
 
  private:
-  uint32_t key_ = UINT32_MAX - 1;
+  std::string path_;
   io::UniqueFd fd_;
 };
 
@@ -146,11 +157,18 @@ class CommitStage {
   // Abandons files left unfinished by a stopped run (removes their temporaries); returns
   // parked units so the caller can release them.
   std::vector<WorkUnit*> abandon_unfinished() const;
+  // Multi-rank runs: closes this rank's descriptors of shared large files; a failed close
+  // fails the file.
+  void close_shared() const;
 
  private:
   void commit_item(Item& item, DirFdCache& dirs) const;
   void finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned, DirFdCache& dirs) const;
   CopyContext& ctx_;
 };
+
+// Runs the transfer graph (read → hash → write → commit) over the units `next_unit` hands
+// out, with at most pool.buffer_count() in flight, on an arena of `threads`.
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const UnitSource& next_unit);
 
 }  // namespace barge::pipeline

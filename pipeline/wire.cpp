@@ -1,0 +1,49 @@
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+
+void write_entry(WireWriter& w, const Entry& e) {
+  w.u32(e.root);
+  w.str(e.rel);
+  const io::FileMeta& m = e.meta;
+  w.u8(static_cast<uint8_t>(m.type));
+  w.u32(m.mode);
+  w.u32(m.uid);
+  w.u32(m.gid);
+  w.u32(m.nlink);
+  w.u64(m.size_bytes);
+  w.u64(m.inode);
+  w.u64(m.device);
+  w.u64(m.rdev);
+  w.i64(m.atime.tv_sec);
+  w.i64(m.atime.tv_nsec);
+  w.i64(m.mtime.tv_sec);
+  w.i64(m.mtime.tv_nsec);
+  w.str(e.link_target);
+}
+
+Entry read_entry(WireReader& r) {
+  Entry e;
+  e.root = r.u32();
+  e.rel = r.str();
+  io::FileMeta& m = e.meta;
+  uint8_t type = r.u8();
+  if (type > static_cast<uint8_t>(io::FileType::kUnknown)) throw WireError("bad entry type");
+  m.type = static_cast<io::FileType>(type);
+  m.mode = r.u32();
+  m.uid = r.u32();
+  m.gid = r.u32();
+  m.nlink = r.u32();
+  m.size_bytes = r.u64();
+  m.inode = r.u64();
+  m.device = r.u64();
+  m.rdev = r.u64();
+  m.atime.tv_sec = r.i64();
+  m.atime.tv_nsec = r.i64();
+  m.mtime.tv_sec = r.i64();
+  m.mtime.tv_nsec = r.i64();
+  e.link_target = r.str();
+  return e;
+}
+
+}  // namespace barge::pipeline
