@@ -174,6 +174,10 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     io::UniqueFd owned(fd);
+    if (ctx_.opts.direct_read && io::dio_alignment(fd) > kDirectAlign) {
+      // Buffers and lengths are aligned to 4 KiB; a device that needs more reads buffered.
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_DIRECT);
+    }
     struct stat st;
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
