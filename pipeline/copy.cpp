@@ -21,6 +21,7 @@
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
 #include "pipeline/copy_stages.hpp"
+#include "pipeline/copy_internal.hpp"
 #include "pipeline/dir_pass.hpp"
 
 namespace barge::pipeline {
@@ -50,6 +51,46 @@ void timed(LiveStats& stats, int stage, F&& body, CopyContext& ctx, WorkUnit& un
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
   stats.stage_busy_ns[stage].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
 }
+
+}  // namespace
+
+void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& result) {
+  const Plan& plan = ctx.plan;
+  const Entry& e = plan.entries[index];
+  std::string name = plan.name(e);
+  std::string path = plan.dst_path(e);
+  std::string tmp = ctx.temp_name(index);
+  int rc;
+  if (e.meta.type == io::FileType::kSymlink) {
+    rc = ::symlinkat(e.link_target.c_str(), parent_fd, tmp.c_str());
+  } else {
+    mode_t type = e.meta.type == io::FileType::kFifo         ? S_IFIFO
+                  : e.meta.type == io::FileType::kCharDevice ? S_IFCHR
+                                                             : S_IFBLK;
+    rc = ::mknodat(parent_fd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
+  }
+  if (rc != 0) {
+    ctx.errors.add(
+        io::Error::from_errno(errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + path).message);
+    return;
+  }
+  auto st = io::apply_meta_path(parent_fd, tmp.c_str(), e.meta, ctx.apply_owner);
+  if (st && ::renameat(parent_fd, tmp.c_str(), parent_fd, name.c_str()) != 0) {
+    st = io::Error::from_errno(errno, "rename into place " + path);
+  }
+  if (!st) {
+    ::unlinkat(parent_fd, tmp.c_str(), 0);
+    ctx.errors.add(st.error().message + " (" + path + ")");
+    return;
+  }
+  if (e.meta.type == io::FileType::kSymlink) {
+    ++result.symlinks;
+  } else {
+    ++result.others;
+  }
+}
+
+namespace {
 
 // Create phase: directories (owner-writable until finalize), symlinks and special files.
 // A directory that cannot be created fails its whole subtree, named once.
@@ -89,41 +130,9 @@ void create_entries(CopyContext& ctx, RunResult& result) {
           case io::FileType::kSymlink:
           case io::FileType::kFifo:
           case io::FileType::kCharDevice:
-          case io::FileType::kBlockDevice: {
-            std::string tmp = ctx.temp_name(index);
-            ::unlinkat(parent_fd, tmp.c_str(), 0);
-            int rc;
-            if (e.meta.type == io::FileType::kSymlink) {
-              rc = ::symlinkat(e.link_target.c_str(), parent_fd, tmp.c_str());
-            } else {
-              mode_t type = e.meta.type == io::FileType::kFifo         ? S_IFIFO
-                            : e.meta.type == io::FileType::kCharDevice ? S_IFCHR
-                                                                       : S_IFBLK;
-              rc = ::mknodat(parent_fd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
-            }
-            if (rc != 0) {
-              ctx.errors.add(
-                  io::Error::from_errno(
-                      errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + path)
-                      .message);
-              return -1;
-            }
-            auto st = io::apply_meta_path(parent_fd, tmp.c_str(), e.meta, ctx.apply_owner);
-            if (st && ::renameat(parent_fd, tmp.c_str(), parent_fd, name.c_str()) != 0) {
-              st = io::Error::from_errno(errno, "rename into place " + path);
-            }
-            if (!st) {
-              ::unlinkat(parent_fd, tmp.c_str(), 0);
-              ctx.errors.add(st.error().message + " (" + path + ")");
-              return -1;
-            }
-            if (e.meta.type == io::FileType::kSymlink) {
-              ++result.symlinks;
-            } else {
-              ++result.others;
-            }
+          case io::FileType::kBlockDevice:
+            create_special(ctx, parent_fd, index, result);
             return -1;
-          }
           default:
             ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) +
                            " not copied");
@@ -157,6 +166,8 @@ void finalize_dirs(CopyContext& ctx) {
       });
 }
 
+}  // namespace
+
 // Units in flight hold a descriptor per small file, and deep trees one per level: use the
 // hard limit, as cp and rsync effectively may.
 void raise_fd_limit() {
@@ -171,6 +182,8 @@ unsigned default_threads() {
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   return std::max(4u, 2 * cores);
 }
+
+namespace {
 
 }  // namespace
 
@@ -248,6 +261,24 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const Un
 }
 
 
+BackendSource BackendSet::source() {
+  return [this]() -> io::IoBackend& {
+    auto& slot = backends_.local();
+    if (!slot) {
+      slot = io::make_backend(opts_);
+      if (slot->buffers_registered()) registered_ = true;
+      std::lock_guard lock(mu_);
+      name_ = std::string(slot->name());
+    }
+    return *slot;
+  };
+}
+
+std::string BackendSet::name() const {
+  std::lock_guard lock(mu_);
+  return name_.empty() ? "none" : name_;
+}
+
 io::Status validate(const CopyOptions& opts) {
   if (opts.sources.empty()) return io::Error::plain("copy: need at least one SRC and a DST");
   if (opts.chunk_bytes < 4096 || opts.chunk_bytes % 4096 != 0) {
@@ -299,22 +330,9 @@ RunResult run_copy(const CopyOptions& opts) {
   }
   size_t buffer_count = std::max<size_t>(1, std::min(max_buffers, units));
   io::BufferPool pool(opts.chunk_bytes, buffer_count);
-  io::BackendOptions bopts{opts.backend, opts.queue_depth, &pool};
-  tbb::enumerable_thread_specific<std::unique_ptr<io::IoBackend>> backends;
-  std::atomic<bool> registered{false};
-  std::string backend_name;
-  std::mutex backend_mu;
+  BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
-  CopyContext ctx(plan, opts, stats, [&]() -> io::IoBackend& {
-    auto& slot = backends.local();
-    if (!slot) {
-      slot = io::make_backend(bopts);
-      if (slot->buffers_registered()) registered = true;
-      std::lock_guard lock(backend_mu);
-      backend_name = std::string(slot->name());
-    }
-    return *slot;
-  });
+  CopyContext ctx(plan, opts, stats, backends.source());
   ctx.apply_owner = io::can_chown();
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
@@ -355,8 +373,8 @@ RunResult run_copy(const CopyOptions& opts) {
   result.files = stats.files_done.load();
   result.bytes_verified = stats.bytes_verified.load();
   for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
-  result.io_backend = backend_name.empty() ? "none" : backend_name;
-  result.buffers_registered = registered.load();
+  result.io_backend = backends.name();
+  result.buffers_registered = backends.registered();
   result.seconds = since(t0);
   result.peak_rss_bytes = peak_rss_bytes();
   result.exit_code = !result.fatal.empty()    ? kExitFatal

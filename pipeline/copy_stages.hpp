@@ -62,7 +62,7 @@ class CopyContext {
   // temporary created by their owner; temp_ids gives each its run-wide number, and the owner
   // finalizes it after all ranks are done (pipeline/dist_copy.cpp).
   bool shared_large = false;
-  std::vector<uint32_t> temp_ids;
+  std::vector<uint64_t> temp_ids;
 
   std::atomic<bool> stop{false};
   std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE

@@ -481,6 +481,11 @@ void ManifestWriter::add(std::string rel_path, Hash128 h) {
   entries_.push_back(ManifestEntry{std::move(rel_path), h});
 }
 
+std::vector<ManifestEntry> ManifestWriter::entries() const {
+  std::lock_guard lock(mutex_);
+  return entries_;
+}
+
 size_t ManifestWriter::size() const {
   std::lock_guard lock(mutex_);
   return entries_.size();

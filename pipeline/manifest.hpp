@@ -81,6 +81,7 @@ class ManifestWriter {
   // leaves either the old file or the complete new one under the final name.
   io::Status write_to(const std::filesystem::path& file) const;
   size_t size() const;
+  std::vector<ManifestEntry> entries() const;  // a copy of everything added so far
 
  private:
   mutable std::mutex mutex_;

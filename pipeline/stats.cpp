@@ -57,6 +57,19 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["buffers_registered"] = r.buffers_registered;
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   j["errors"] = r.errors;
+  if (!r.ranks.empty()) {
+    nlohmann::json ranks = nlohmann::json::array();
+    for (const RankStats& k : r.ranks) {
+      ranks.push_back({{"rank", k.rank},
+                       {"host", k.host},
+                       {"bytes", k.bytes},
+                       {"files", k.files},
+                       {"busy_seconds", k.busy_seconds},
+                       {"walk_seconds", k.walk_seconds}});
+    }
+    j["ranks"] = ranks;
+    j["balance"] = r.balance;
+  }
   if (!r.fatal.empty()) j["fatal"] = r.fatal;
   return j;
 }

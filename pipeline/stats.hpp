@@ -42,6 +42,16 @@ class ErrorList {
   std::vector<std::string> items_;
 };
 
+// One rank's share of a multi-rank run (report "ranks" array).
+struct RankStats {
+  int rank = 0;
+  std::string host;
+  uint64_t bytes = 0;        // bytes this rank moved (chunks and small files it wrote)
+  uint64_t files = 0;        // files this rank put in place
+  double busy_seconds = 0;   // time in the transfer phase until its last unit was done
+  double walk_seconds = 0;
+};
+
 struct RunResult {
   int exit_code = kExitOk;
   bool started = false;             // false: refused before touching anything (usage error)
@@ -59,6 +69,8 @@ struct RunResult {
   std::string io_backend;
   bool buffers_registered = false;
   uint64_t peak_rss_bytes = 0;
+  std::vector<RankStats> ranks;  // multi-rank runs only
+  double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
 };
 
 nlohmann::json to_json(const RunResult& r, const std::string& command);

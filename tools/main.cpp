@@ -10,6 +10,8 @@
 
 #include "io/log.hpp"
 #include "pipeline/copy.hpp"
+#include "pipeline/dist_copy.hpp"
+#include "transport/comm.hpp"
 #include "pipeline/gen.hpp"
 #include "pipeline/manifest.hpp"
 #include "pipeline/verify_manifest.hpp"
@@ -79,6 +81,28 @@ void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun/srun every rank runs this same main; launched alone there is no MPI at all.
+  std::unique_ptr<transport::Comm> comm;
+  try {
+    comm = transport::make_comm(&argc, &argv);
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "barge: error: %s\n", ex.what());
+    return pipeline::kExitFatal;
+  }
+  const bool rank0 = comm->rank() == 0;
+  if (comm->size() > 1) {
+    // Every rank must have been given the same command line: compare with rank 0's.
+    std::string args;
+    for (int i = 1; i < argc; ++i) args.append(argv[i]).push_back('\0');
+    bool same = comm->broadcast(args, 0) == args;
+    if (!comm->agree(same)) {
+      if (rank0 || !same) {
+        std::fprintf(stderr, "barge: error: rank %d was given different arguments than rank 0\n", comm->rank());
+      }
+      return pipeline::kExitFatal;
+    }
+    if (!rank0) io::set_log_level(io::LogLevel::kError);
+  }
   CLI::App app{"barge: parallel bulk data transfer for HPC clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "barge 0.1.0");
@@ -172,7 +196,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     std::replace(what.begin(), what.end(), '\n', ' ');
-    std::fprintf(stderr, "barge: error: %s (see barge --help)\n", what.c_str());
+    if (rank0) std::fprintf(stderr, "barge: error: %s (see barge --help)\n", what.c_str());
     return pipeline::kExitFatal;
   }
   if (quiet) io::set_log_level(io::LogLevel::kWarn);
@@ -183,11 +207,14 @@ int main(int argc, char** argv) {
       copy.sources.assign(copy_paths.begin(), copy_paths.end() - 1);
       copy.backend = *io::parse_backend_kind(backend);
       copy.progress = progress_mode(quiet, progress);
-      pipeline::RunResult r = pipeline::run_copy(copy);
+      if (!rank0) copy.progress = pipeline::ProgressMode::kNone;
+      pipeline::RunResult r = pipeline::run_copy_ranks(copy, *comm);
+      if (!rank0) return r.exit_code;  // rank 0 speaks for the job
       print_summary(r, "copy", quiet);
       int rc = write_report(copy.report_path, pipeline::to_json(r, "copy"));
       return rc ? std::max(rc, r.exit_code) : r.exit_code;
     }
+    if (!rank0 && !*copy_cmd) return pipeline::kExitOk;  // one rank is enough for gen and verify
     if (*gen_cmd) {
       gen.dir = gen_dir;
       gen.profile = *pipeline::parse_gen_profile(gen_profile);

@@ -1,5 +1,8 @@
 // MpiComm: the only file that includes mpi.h. MPI_Init_thread(MPI_THREAD_MULTIPLE) on
 // construction, MPI_Finalize on destruction.
+// The C API only: keep Open MPI's deprecated C++ bindings (and their library) out.
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <stdexcept>

@@ -1,0 +1,581 @@
+#include "pipeline/dist_copy.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+#include <thread>
+
+#include "io/dir_reader.hpp"
+#include "io/log.hpp"
+#include "io/path_ops.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+constexpr int kTagWalkRequest = 101;  // worker → coordinator: directories found, and "I am idle"
+constexpr int kTagWalkWork = 102;     // coordinator → worker: directories to list ("" = done)
+constexpr int kTagChunkRequest = 201;
+constexpr int kTagChunkWork = 202;
+
+struct DirRef {
+  uint32_t root = 0;
+  std::string rel;
+};
+
+std::string encode_dirs(const std::vector<DirRef>& dirs) {
+  WireWriter w;
+  w.u32(static_cast<uint32_t>(dirs.size()));
+  for (const DirRef& d : dirs) {
+    w.u32(d.root);
+    w.str(d.rel);
+  }
+  return w.take();
+}
+
+std::vector<DirRef> decode_dirs(const std::string& bytes) {
+  WireReader r(bytes);
+  std::vector<DirRef> out(r.u32());
+  for (DirRef& d : out) {
+    d.root = r.u32();
+    d.rel = r.str();
+  }
+  return out;
+}
+
+// Rank 0's walk coordinator: a queue of directories to list. A worker's request returns the
+// directories it found and marks it idle; idle workers get batches while the queue has
+// some. The walk is over when the queue is empty and every worker is idle.
+void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial) {
+  std::deque<DirRef> queue(std::make_move_iterator(initial.begin()), std::make_move_iterator(initial.end()));
+  std::vector<int> idle;
+  const size_t ranks = static_cast<size_t>(comm.size());
+  for (;;) {
+    int source = 0;
+    std::string msg = comm.recv(kTagWalkRequest, &source);
+    for (DirRef& d : decode_dirs(msg)) queue.push_back(std::move(d));
+    idle.push_back(source);
+    while (!idle.empty() && !queue.empty()) {
+      size_t take = std::clamp<size_t>(queue.size() / ranks, 1, 32);
+      std::vector<DirRef> batch;
+      for (size_t i = 0; i < take; ++i) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+      comm.send(idle.back(), kTagWalkWork, encode_dirs(batch));
+      idle.pop_back();
+    }
+    if (queue.empty() && idle.size() == ranks) {
+      for (int r : idle) comm.send(r, kTagWalkWork, "");
+      return;
+    }
+  }
+}
+
+// Creates the destination directory of `e` (a directory entry) inside `dst_dir_fd`.
+bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& errors) {
+  std::string name = plan.name(e);
+  if (::mkdirat(dst_dir_fd, name.c_str(), 0700) == 0) return true;
+  int err = errno;
+  if (err == EEXIST) {
+    struct stat st;
+    if (::fstatat(dst_dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) return true;
+    errors.add("cannot overwrite non-directory " + plan.dst_path(e) + " with a directory");
+    return false;
+  }
+  errors.add(io::Error::from_errno(err, "create directory " + plan.dst_path(e)).message);
+  return false;
+}
+
+// The walk phase on every rank. Returns this rank's entries: the roots (rank 0) and every
+// child of the directories it listed.
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors) {
+  Plan plan;
+  plan.roots = roots;
+  std::vector<DirRef> initial;
+  if (comm.rank() == 0) {
+    for (uint32_t i = 0; i < roots.size(); ++i) {
+      auto meta = io::stat_entry(AT_FDCWD, roots[i].src.c_str());
+      if (!meta) {
+        errors.add(meta.error().message);
+        continue;
+      }
+      Entry e;
+      e.root = i;
+      e.meta = *meta;
+      if (e.meta.type == io::FileType::kSymlink) {
+        if (auto t = io::read_link(AT_FDCWD, roots[i].src.c_str())) e.link_target = std::move(t.value());
+      }
+      if (e.meta.type == io::FileType::kDirectory) {
+        auto parent = io::open_dir_path(plan.dst_parent(e), io::DirOpen::kParent, true);
+        if (!parent) {
+          errors.add(parent.error().message);
+          continue;
+        }
+        if (!make_dst_dir(parent->get(), plan, e, errors)) continue;
+        initial.push_back(DirRef{i, ""});
+      }
+      if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
+      plan.entries.push_back(std::move(e));
+    }
+  }
+  std::thread coordinator;
+  if (comm.rank() == 0) coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial)); });
+
+  std::mutex mu;
+  tbb::task_arena arena(static_cast<int>(threads));
+  std::vector<DirRef> found;
+  for (;;) {
+    comm.send(0, kTagWalkRequest, encode_dirs(found));
+    found.clear();
+    std::string work = comm.recv(kTagWalkWork, nullptr);
+    if (work.empty()) break;
+    std::vector<DirRef> batch = decode_dirs(work);
+    arena.execute([&] {
+      tbb::parallel_for(size_t{0}, batch.size(), [&](size_t k) {
+        const DirRef& d = batch[k];
+        const Root& root = roots[d.root];
+        std::string src_dir = io::join_path(root.src, d.rel);
+        std::string dst_dir = io::join_path(root.dst, d.rel);
+        auto listing = io::read_directory(src_dir);
+        if (!listing) {
+          errors.add(listing.error().message);
+          return;
+        }
+        for (auto& err : listing->errors) errors.add(err.message);
+        auto dst_fd = io::open_dir_path(dst_dir, io::DirOpen::kParent, d.rel.empty());
+        std::vector<Entry> entries;
+        std::vector<DirRef> subdirs;
+        for (io::DirChild& c : listing->children) {
+          Entry e;
+          e.root = d.root;
+          e.rel = io::join_path(d.rel, c.name);
+          e.meta = c.meta;
+          e.link_target = std::move(c.link_target);
+          if (e.meta.type == io::FileType::kDirectory) {
+            // Created now, before anyone can be handed it: children always find their parent.
+            if (!dst_fd) {
+              errors.add(dst_fd.error().message);
+              continue;
+            }
+            if (!make_dst_dir(dst_fd->get(), plan, e, errors)) continue;
+            subdirs.push_back(DirRef{d.root, e.rel});
+          }
+          entries.push_back(std::move(e));
+        }
+        std::lock_guard lock(mu);
+        for (Entry& e : entries) {
+          if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
+          plan.entries.push_back(std::move(e));
+        }
+        for (DirRef& s : subdirs) found.push_back(std::move(s));
+      });
+    });
+  }
+  if (coordinator.joinable()) coordinator.join();
+  for (uint32_t i = 0; i < plan.entries.size(); ++i) {
+    if (plan.entries[i].meta.type == io::FileType::kRegular) plan.files.push_back(i);
+  }
+  return plan;
+}
+
+struct ChunkBatch {
+  uint32_t global = 0;
+  uint32_t first = 0;
+  uint32_t count = 0;
+};
+
+// Rank 0's chunk coordinator: hands out batches of neighbouring chunks of the large files
+// in order until none are left; exits after telling every rank so.
+void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk_counts) {
+  size_t file = 0;
+  uint32_t next = 0;
+  int told_done = 0;
+  while (told_done < comm.size()) {
+    int source = 0;
+    (void)comm.recv(kTagChunkRequest, &source);
+    while (file < chunk_counts.size() && next >= chunk_counts[file]) {
+      ++file;
+      next = 0;
+    }
+    if (file == chunk_counts.size()) {
+      comm.send(source, kTagChunkWork, "");
+      ++told_done;
+      continue;
+    }
+    WireWriter w;
+    uint32_t count = std::min(kChunksPerBatch, chunk_counts[file] - next);
+    w.u32(static_cast<uint32_t>(file));
+    w.u32(next);
+    w.u32(count);
+    next += count;
+    comm.send(source, kTagChunkWork, w.take());
+  }
+}
+
+std::string hostname() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// Rank 0 learns the other ranks' error lists; returns them all (rank 0 first).
+std::vector<std::string> gather_strings(transport::Comm& comm, const std::vector<std::string>& mine) {
+  WireWriter w;
+  w.u32(static_cast<uint32_t>(mine.size()));
+  for (const auto& s : mine) w.str(s);
+  std::vector<std::string> out;
+  for (const std::string& blob : comm.allgather(w.take())) {
+    WireReader r(blob);
+    for (uint32_t n = r.u32(); n > 0; --n) out.push_back(r.str());
+  }
+  return out;
+}
+
+}  // namespace
+
+RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
+  if (comm.size() == 1) return run_copy(opts);
+  RunResult result;
+  auto t0 = Clock::now();
+  // Every rank checks the same arguments; all see the same verdict.
+  io::Status valid = validate(opts);
+  io::Result<std::vector<Root>> roots = valid ? resolve_roots(opts.sources, opts.destination)
+                                              : io::Result<std::vector<Root>>(valid.error());
+  if (!comm.agree(roots.ok())) {
+    result.exit_code = kExitFatal;
+    result.fatal = roots.ok() ? "another rank refused the arguments" : roots.error().message;
+    return result;
+  }
+  result.started = true;
+  raise_fd_limit();
+  unsigned threads = opts.threads ? opts.threads : default_threads();
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+
+  // walk
+  ErrorList walk_errors;
+  Plan plan = distributed_walk(comm, roots.value(), threads, walk_errors);
+  double walk_seconds = since(t0);
+  comm.barrier();
+
+  // plan: exchange the files that are cut into several chunks
+  const uint64_t buffer_bytes = (opts.chunk_bytes + 4095) / 4096 * 4096;
+  std::vector<uint8_t> include(plan.entries.size(), 1);
+  WireWriter mine;
+  uint32_t my_large = 0;
+  for (uint32_t f : plan.files) {
+    if (chunk_count_for(plan.entries[f].meta.size_bytes, opts.chunk_bytes, buffer_bytes) > 1) {
+      include[f] = 0;
+      write_entry(mine, plan.entries[f]);
+      ++my_large;
+    }
+  }
+  std::vector<std::string> blobs = comm.allgather(mine.take());
+  const uint32_t local_count = static_cast<uint32_t>(plan.entries.size());
+  std::vector<uint32_t> owner;  // per global large file
+  std::vector<uint32_t> chunk_counts;
+  for (size_t r = 0; r < blobs.size(); ++r) {
+    WireReader rd(blobs[r]);
+    while (!rd.done()) {
+      Entry e = read_entry(rd);
+      chunk_counts.push_back(chunk_count_for(e.meta.size_bytes, opts.chunk_bytes, buffer_bytes));
+      owner.push_back(static_cast<uint32_t>(r));
+      plan.entries.push_back(std::move(e));
+      include.push_back(0);  // handed out by the chunk coordinator, not cut locally
+    }
+  }
+  const uint32_t global_count = static_cast<uint32_t>(owner.size());
+
+  io::BufferPool pool(opts.chunk_bytes, std::max<size_t>(2, opts.memory_bytes / opts.chunk_bytes));
+  BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
+  LiveStats stats;
+  CopyContext ctx(plan, opts, stats, backends.source());
+  ctx.apply_owner = io::can_chown();
+  ctx.shared_large = true;
+  // Temporary names: shared large files by global id and a run-wide suffix (rank 0's);
+  // everything else by (rank, index), so ranks never pick the same name.
+  ctx.set_temp_suffix(comm.broadcast(ctx.temp_suffix(), 0));
+  ctx.temp_ids.resize(plan.entries.size());
+  for (uint32_t i = 0; i < local_count; ++i) {
+    ctx.temp_ids[i] = (uint64_t{1} << 48) | (static_cast<uint64_t>(comm.rank()) << 32) | i;
+  }
+  for (uint32_t g = 0; g < global_count; ++g) ctx.temp_ids[local_count + g] = g;
+  ManifestWriter manifest;
+  if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
+  for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
+  stats.bytes_total = plan.total_file_bytes;
+  stats.files_total = plan.files.size();
+
+  mode_t old_umask = ::umask(0);
+  // create: symlinks and special files by their finder; large-file temporaries by owners
+  {
+    DirFdCache dirs;
+    for (uint32_t i = 0; i < local_count; ++i) {
+      const Entry& e = plan.entries[i];
+      if (e.meta.type == io::FileType::kRegular || e.meta.type == io::FileType::kDirectory) {
+        if (e.meta.type == io::FileType::kDirectory) ++result.dirs;
+        continue;
+      }
+      int fd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      if (fd < 0) {
+        ctx.errors.add(io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
+        continue;
+      }
+      if (e.meta.type == io::FileType::kSocket || e.meta.type == io::FileType::kUnknown) {
+        ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) + " not copied");
+        continue;
+      }
+      create_special(ctx, fd, i, result);
+    }
+    uint32_t first_own = 0;
+    for (uint32_t g = 0; g < global_count && owner[g] < static_cast<uint32_t>(comm.rank()); ++g) ++first_own;
+    for (uint32_t g = first_own; g < first_own + my_large; ++g) {
+      uint32_t f = local_count + g;
+      const Entry& e = plan.entries[f];
+      int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      int fd = dirfd < 0 ? -1
+                         : ::openat(dirfd, ctx.temp_name(f).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                                    e.meta.mode & 0777);
+      if (fd < 0) {
+        int err = errno;
+        ctx.fail_file(f, io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
+        if (err == ENOSPC || err == EDQUOT) ctx.set_fatal(io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
+        continue;
+      }
+      int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
+      if (rc == ENOSPC || rc == EDQUOT) ctx.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(e)).message);
+      ::close(fd);
+    }
+  }
+  bool ok = comm.agree(ctx.fatal().empty());
+  if (!ok && ctx.fatal().empty()) ctx.set_fatal("another rank stopped the run");
+
+  // transfer
+  double busy = 0;
+  if (ok) {
+    std::thread coordinator;
+    if (comm.rank() == 0) coordinator = std::thread([&] { chunk_coordinator(comm, chunk_counts); });
+    UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
+    ChunkBatch batch;
+    bool local_done = false, remote_done = false;
+    auto next_unit = [&](std::vector<Extent>& out) -> bool {
+      if (!local_done) {
+        if (cutter.next(out)) return true;
+        local_done = true;
+      }
+      while (!remote_done) {
+        if (batch.count > 0) {
+          uint32_t f = local_count + batch.global;
+          uint64_t size = plan.entries[f].meta.size_bytes;
+          uint64_t off = static_cast<uint64_t>(batch.first) * opts.chunk_bytes;
+          out.assign(1, Extent{f, batch.first, chunk_counts[batch.global], off,
+                               std::min<uint64_t>(opts.chunk_bytes, size - off), 0});
+          ++batch.first;
+          --batch.count;
+          return true;
+        }
+        comm.send(0, kTagChunkRequest, "");
+        std::string reply = comm.recv(kTagChunkWork, nullptr);
+        if (reply.empty()) {
+          remote_done = true;
+          break;
+        }
+        WireReader r(reply);
+        batch.global = r.u32();
+        batch.first = r.u32();
+        batch.count = r.u32();
+        if (batch.global >= global_count) throw WireError("chunk batch for an unknown file");
+      }
+      return false;
+    };
+    auto tb = Clock::now();
+    try {
+      Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone, "copy (rank 0)");
+      transfer(ctx, pool, threads, next_unit);
+    } catch (const std::exception& ex) {
+      ctx.set_fatal(std::string("transfer: ") + ex.what());
+    }
+    // A rank that stopped early still answers the coordinator's protocol to the end.
+    try {
+      while (!remote_done) {
+        comm.send(0, kTagChunkRequest, "");
+        std::string reply = comm.recv(kTagChunkWork, nullptr);
+        if (reply.empty()) {
+          remote_done = true;
+        } else {
+          // Chunks this rank will never write: their files must not be put in place.
+          WireReader r(reply);
+          uint32_t g = r.u32();
+          if (g < global_count) ctx.fail_file(local_count + g, plan.dst_path(plan.entries[local_count + g]) + ": not copied (run stopped)");
+        }
+      }
+    } catch (const std::exception& ex) {
+      ctx.set_fatal(std::string("transfer: ") + ex.what());
+    }
+    busy = since(tb);
+    if (coordinator.joinable()) coordinator.join();
+  }
+
+  // finalize: which large files failed anywhere, then owners put the rest in place
+  WireWriter failed_mine;
+  for (uint32_t g = 0; g < global_count; ++g) {
+    if (ctx.file_failed(local_count + g)) failed_mine.u32(g);
+  }
+  std::vector<uint8_t> failed_anywhere(global_count, 0);
+  for (const std::string& blob : comm.allgather(failed_mine.take())) {
+    WireReader r(blob);
+    while (!r.done()) {
+      uint32_t g = r.u32();
+      if (g < global_count) failed_anywhere[g] = 1;
+    }
+  }
+  bool all_ok = comm.agree(ctx.fatal().empty());
+  {
+    DirFdCache dirs;
+    for (uint32_t g = 0; g < global_count; ++g) {
+      if (owner[g] != static_cast<uint32_t>(comm.rank())) continue;
+      uint32_t f = local_count + g;
+      const Entry& e = plan.entries[f];
+      int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      if (dirfd < 0) continue;
+      std::string tmp = ctx.temp_name(f);
+      if (!all_ok || failed_anywhere[g]) {
+        ::unlinkat(dirfd, tmp.c_str(), 0);
+        if (all_ok && !ctx.file_failed(f)) ctx.fail_file(f, plan.dst_path(e) + ": a chunk failed on another rank");
+        continue;
+      }
+      io::UniqueFd fd(::openat(dirfd, tmp.c_str(), O_RDWR | O_CLOEXEC));
+      io::Status st = fd.valid() ? io::Status::success() : io::Error::from_errno(errno, "open " + plan.dst_path(e));
+      if (st && ctx.manifest) {
+        // Chunks were hashed on several ranks; the owner hashes the whole written file.
+        auto digest = detail::hash_fd(fd.get(), plan.dst_path(e));
+        if (digest) {
+          manifest.add(plan.manifest_path(e), digest->hash);
+        } else {
+          st = digest.error();
+        }
+      }
+      if (st) st = io::apply_meta_fd(fd.get(), e.meta, ctx.needs_chown(e), plan.dst_path(e));
+      if (st) st = fd.close();
+      if (st && ::renameat(dirfd, tmp.c_str(), dirfd, plan.name(e).c_str()) != 0) {
+        st = io::Error::from_errno(errno, "rename into place " + plan.dst_path(e));
+      }
+      if (!st) {
+        ::unlinkat(dirfd, tmp.c_str(), 0);
+        ctx.fail_file(f, st.error().message);
+        continue;
+      }
+      stats.files_done.fetch_add(1);
+      stats.bytes_committed.fetch_add(e.meta.size_bytes);
+    }
+  }
+  comm.barrier();
+  // directory metadata, after every rank's entries are in place
+  for (uint32_t i = 0; i < local_count; ++i) {
+    const Entry& e = plan.entries[i];
+    if (e.meta.type != io::FileType::kDirectory) continue;
+    auto fd = io::open_dir_path(plan.dst_path(e), io::DirOpen::kList, e.rel.empty());
+    io::Status st = fd ? io::apply_meta_fd(fd->get(), e.meta, ctx.apply_owner, plan.dst_path(e)) : fd.error();
+    if (!st) ctx.errors.add(st.error().message);
+  }
+  ::umask(old_umask);
+
+  // report
+  RankStats me;
+  me.rank = comm.rank();
+  me.host = hostname();
+  me.bytes = stats.bytes_done.load();
+  me.files = stats.files_done.load();
+  me.busy_seconds = busy;
+  me.walk_seconds = walk_seconds;
+  WireWriter w;
+  w.str(me.host);
+  w.u64(me.bytes);
+  w.u64(me.files);
+  w.u64(static_cast<uint64_t>(me.busy_seconds * 1e9));
+  w.u64(static_cast<uint64_t>(me.walk_seconds * 1e9));
+  w.u64(stats.bytes_committed.load());
+  w.u64(stats.bytes_verified.load());
+  w.u64(result.dirs);
+  w.u64(result.symlinks);
+  w.u64(result.others);
+  for (int s = 0; s < kStageCount; ++s) w.u64(stats.stage_busy_ns[s].load());
+  double min_busy = 1e300, max_busy = 0;
+  RunResult total;
+  for (const std::string& blob : comm.allgather(w.take())) {
+    WireReader r(blob);
+    RankStats k;
+    k.rank = static_cast<int>(total.ranks.size());
+    k.host = r.str();
+    k.bytes = r.u64();
+    k.files = r.u64();
+    k.busy_seconds = static_cast<double>(r.u64()) / 1e9;
+    k.walk_seconds = static_cast<double>(r.u64()) / 1e9;
+    total.bytes += r.u64();
+    total.bytes_verified += r.u64();
+    total.dirs += r.u64();
+    total.symlinks += r.u64();
+    total.others += r.u64();
+    for (int s = 0; s < kStageCount; ++s) total.stage_busy_ns[s] += r.u64();
+    total.files += k.files;
+    min_busy = std::min(min_busy, k.busy_seconds);
+    max_busy = std::max(max_busy, k.busy_seconds);
+    total.ranks.push_back(std::move(k));
+  }
+  total.balance = max_busy > 0 ? min_busy / max_busy : 1.0;
+  total.started = true;
+  total.walk_seconds = walk_seconds;
+  total.errors = gather_strings(comm, ctx.errors.take());
+  std::vector<std::string> fatals = gather_strings(comm, ctx.fatal().empty() ? std::vector<std::string>{}
+                                                                              : std::vector<std::string>{ctx.fatal()});
+  if (!fatals.empty()) total.fatal = fatals.front();
+
+  // The manifest lists every rank's files, written once by rank 0.
+  if (ctx.manifest) {
+    WireWriter mw;
+    for (const ManifestEntry& m : manifest.entries()) {
+      mw.str(m.path);
+      mw.u64(m.hash.high);
+      mw.u64(m.hash.low);
+    }
+    std::vector<std::string> parts = comm.allgather(mw.take());
+    if (comm.rank() == 0 && total.fatal.empty()) {
+      ManifestWriter all;
+      for (const std::string& part : parts) {
+        WireReader r(part);
+        while (!r.done()) {
+          std::string path = r.str();
+          Hash128 h;
+          h.high = r.u64();
+          h.low = r.u64();
+          all.add(std::move(path), h);
+        }
+      }
+      if (auto st = all.write_to(opts.manifest_path); !st) total.fatal = st.error().message;
+    }
+  }
+  total.io_backend = backends.name();
+  total.buffers_registered = backends.registered();
+  total.seconds = since(t0);
+  uint64_t rss = peak_rss_bytes();
+  comm.allreduce_max(std::span<uint64_t>(&rss, 1));
+  total.peak_rss_bytes = rss;
+  uint64_t code = !total.fatal.empty() ? kExitFatal : !total.errors.empty() ? kExitPartial : kExitOk;
+  comm.allreduce_max(std::span<uint64_t>(&code, 1));
+  total.exit_code = static_cast<int>(code);
+  return total;
+}
+
+}  // namespace barge::pipeline
