@@ -17,6 +17,7 @@
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
 #include "pipeline/copy_internal.hpp"
+#include "pipeline/dist_internal.hpp"
 #include "pipeline/wire.hpp"
 
 namespace barge::pipeline {
@@ -29,11 +30,6 @@ constexpr int kTagWalkRequest = 101;  // worker → coordinator: directories fou
 constexpr int kTagWalkWork = 102;     // coordinator → worker: directories to list ("" = done)
 constexpr int kTagChunkRequest = 201;
 constexpr int kTagChunkWork = 202;
-
-struct DirRef {
-  uint32_t root = 0;
-  std::string rel;
-};
 
 std::string encode_dirs(const std::vector<DirRef>& dirs) {
   WireWriter w;
@@ -84,7 +80,8 @@ void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial) {
   }
 }
 
-// Creates the destination directory of `e` (a directory entry) inside `dst_dir_fd`.
+}  // namespace
+
 bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& errors) {
   std::string name = plan.name(e);
   if (::mkdirat(dst_dir_fd, name.c_str(), 0700) == 0) return true;
@@ -99,9 +96,14 @@ bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& e
   return false;
 }
 
-// The walk phase on every rank. Returns this rank's entries: the roots (rank 0) and every
-// child of the directories it listed.
-Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors) {
+namespace {
+
+}  // namespace
+
+// The walk phase on every rank. Returns this rank's entries (the roots on rank 0, and every
+// child the visitor keeps from the directories this rank listed) with their action flags.
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors,
+                      const WalkVisitor& visit, const RootVisitor& visit_root, std::vector<uint8_t>& flags) {
   Plan plan;
   plan.roots = roots;
   std::vector<DirRef> initial;
@@ -118,17 +120,12 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
       if (e.meta.type == io::FileType::kSymlink) {
         if (auto t = io::read_link(AT_FDCWD, roots[i].src.c_str())) e.link_target = std::move(t.value());
       }
-      if (e.meta.type == io::FileType::kDirectory) {
-        auto parent = io::open_dir_path(plan.dst_parent(e), io::DirOpen::kParent, true);
-        if (!parent) {
-          errors.add(parent.error().message);
-          continue;
-        }
-        if (!make_dst_dir(parent->get(), plan, e, errors)) continue;
-        initial.push_back(DirRef{i, ""});
-      }
+      auto flag = visit_root(plan, e);
+      if (!flag) continue;
+      if (e.meta.type == io::FileType::kDirectory) initial.push_back(DirRef{i, ""});
       if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
       plan.entries.push_back(std::move(e));
+      flags.push_back(*flag);
     }
   }
   std::thread coordinator;
@@ -146,41 +143,21 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     arena.execute([&] {
       tbb::parallel_for(size_t{0}, batch.size(), [&](size_t k) {
         const DirRef& d = batch[k];
-        const Root& root = roots[d.root];
-        std::string src_dir = io::join_path(root.src, d.rel);
-        std::string dst_dir = io::join_path(root.dst, d.rel);
-        auto listing = io::read_directory(src_dir);
+        auto listing = io::read_directory(io::join_path(roots[d.root].src, d.rel));
         if (!listing) {
           errors.add(listing.error().message);
           return;
         }
         for (auto& err : listing->errors) errors.add(err.message);
-        auto dst_fd = io::open_dir_path(dst_dir, io::DirOpen::kParent, d.rel.empty());
-        std::vector<Entry> entries;
-        std::vector<DirRef> subdirs;
-        for (io::DirChild& c : listing->children) {
-          Entry e;
-          e.root = d.root;
-          e.rel = io::join_path(d.rel, c.name);
-          e.meta = c.meta;
-          e.link_target = std::move(c.link_target);
-          if (e.meta.type == io::FileType::kDirectory) {
-            // Created now, before anyone can be handed it: children always find their parent.
-            if (!dst_fd) {
-              errors.add(dst_fd.error().message);
-              continue;
-            }
-            if (!make_dst_dir(dst_fd->get(), plan, e, errors)) continue;
-            subdirs.push_back(DirRef{d.root, e.rel});
-          }
-          entries.push_back(std::move(e));
-        }
+        WalkOutput out;
+        visit(plan, d, *listing, out);
         std::lock_guard lock(mu);
-        for (Entry& e : entries) {
-          if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
-          plan.entries.push_back(std::move(e));
+        for (size_t n = 0; n < out.entries.size(); ++n) {
+          if (out.entries[n].meta.type == io::FileType::kRegular) plan.total_file_bytes += out.entries[n].meta.size_bytes;
+          plan.entries.push_back(std::move(out.entries[n]));
+          flags.push_back(out.flags[n]);
         }
-        for (DirRef& s : subdirs) found.push_back(std::move(s));
+        for (DirRef& s : out.subdirs) found.push_back(std::move(s));
       });
     });
   }
@@ -190,6 +167,8 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
   }
   return plan;
 }
+
+namespace {
 
 struct ChunkBatch {
   uint32_t global = 0;
@@ -246,36 +225,98 @@ std::vector<std::string> gather_strings(transport::Comm& comm, const std::vector
 
 }  // namespace
 
-RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
-  if (comm.size() == 1) return run_copy(opts);
-  RunResult result;
-  auto t0 = Clock::now();
+io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm, bool sync_placement) {
   // Every rank checks the same arguments; all see the same verdict.
   io::Status valid = validate(opts);
-  io::Result<std::vector<Root>> roots = valid ? resolve_roots(opts.sources, opts.destination)
-                                              : io::Result<std::vector<Root>>(valid.error());
+  io::Result<std::vector<Root>> roots = io::Error::plain("");
+  if (!valid) {
+    roots = valid.error();
+  } else if (sync_placement) {
+    roots = resolve_sync_root(opts.sources, opts.destination);
+  } else {
+    roots = resolve_roots(opts.sources, opts.destination);
+  }
   if (!comm.agree(roots.ok())) {
+    if (roots.ok()) return io::Error::plain("another rank refused the arguments");
+  }
+  return roots;
+}
+
+RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
+  if (comm.size() == 1) return run_copy(opts);
+  auto t0 = Clock::now();
+  auto roots = resolve_agreed(opts, comm, false);
+  if (!roots) {
+    RunResult result;
     result.exit_code = kExitFatal;
-    result.fatal = roots.ok() ? "another rank refused the arguments" : roots.error().message;
+    result.fatal = roots.error().message;
     return result;
   }
-  result.started = true;
   raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads();
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-
-  // walk
   ErrorList walk_errors;
-  Plan plan = distributed_walk(comm, roots.value(), threads, walk_errors);
-  double walk_seconds = since(t0);
+  std::vector<uint8_t> flags;
+  auto type_flag = [](const Entry& e) -> uint8_t {
+    switch (e.meta.type) {
+      case io::FileType::kRegular: return kActTransfer;
+      case io::FileType::kDirectory: return kActMeta;
+      default: return kActCreate;
+    }
+  };
+  Plan plan = distributed_walk(
+      comm, roots.value(), threads, walk_errors,
+      [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
+        auto dst_fd = io::open_dir_path(io::join_path(p.roots[d.root].dst, d.rel), io::DirOpen::kParent, d.rel.empty());
+        for (io::DirChild& c : listing.children) {
+          Entry e;
+          e.root = d.root;
+          e.rel = io::join_path(d.rel, c.name);
+          e.meta = c.meta;
+          e.link_target = std::move(c.link_target);
+          if (e.meta.type == io::FileType::kDirectory) {
+            // Created now, before anyone can be handed it: children always find their parent.
+            if (!dst_fd) {
+              walk_errors.add(dst_fd.error().message);
+              continue;
+            }
+            if (!make_dst_dir(dst_fd->get(), p, e, walk_errors)) continue;
+            out.subdirs.push_back(DirRef{d.root, e.rel});
+          }
+          out.flags.push_back(type_flag(e));
+          out.entries.push_back(std::move(e));
+        }
+      },
+      [&](const Plan& p, Entry& e) -> std::optional<uint8_t> {
+        if (e.meta.type == io::FileType::kDirectory) {
+          auto parent = io::open_dir_path(p.dst_parent(e), io::DirOpen::kParent, true);
+          if (!parent) {
+            walk_errors.add(parent.error().message);
+            return std::nullopt;
+          }
+          if (!make_dst_dir(parent->get(), p, e, walk_errors)) return std::nullopt;
+        }
+        return type_flag(e);
+      },
+      flags);
+  return run_phases(comm, opts, std::move(plan), std::move(flags), t0, since(t0), walk_errors, threads, false);
+}
+
+RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, std::vector<uint8_t> flags,
+                     Clock::time_point t0, double walk_seconds, ErrorList& walk_errors, unsigned threads,
+                     bool dirs_if_changed) {
+  RunResult result;
+  result.started = true;
   comm.barrier();
 
   // plan: exchange the files that are cut into several chunks
   const uint64_t buffer_bytes = (opts.chunk_bytes + 4095) / 4096 * 4096;
-  std::vector<uint8_t> include(plan.entries.size(), 1);
+  std::vector<uint8_t> include(plan.entries.size(), 0);
   WireWriter mine;
   uint32_t my_large = 0;
+  for (uint32_t f : plan.files) include[f] = (flags[f] & kActTransfer) ? 1 : 0;
   for (uint32_t f : plan.files) {
+    if (!include[f]) continue;
     if (chunk_count_for(plan.entries[f].meta.size_bytes, opts.chunk_bytes, buffer_bytes) > 1) {
       include[f] = 0;
       write_entry(mine, plan.entries[f]);
@@ -315,8 +356,12 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
-  stats.bytes_total = plan.total_file_bytes;
-  stats.files_total = plan.files.size();
+  for (uint32_t f : plan.files) {
+    if (include[f]) {
+      stats.bytes_total += plan.entries[f].meta.size_bytes;
+      stats.files_total += 1;
+    }
+  }
 
   mode_t old_umask = ::umask(0);
   // create: symlinks and special files by their finder; large-file temporaries by owners
@@ -324,10 +369,8 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
     DirFdCache dirs;
     for (uint32_t i = 0; i < local_count; ++i) {
       const Entry& e = plan.entries[i];
-      if (e.meta.type == io::FileType::kRegular || e.meta.type == io::FileType::kDirectory) {
-        if (e.meta.type == io::FileType::kDirectory) ++result.dirs;
-        continue;
-      }
+      if (e.meta.type == io::FileType::kDirectory) ++result.dirs;
+      if (!(flags[i] & kActCreate)) continue;
       int fd = dirs.get(plan.dst_parent(e), e.rel.empty());
       if (fd < 0) {
         ctx.errors.add(io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
@@ -481,12 +524,34 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
       stats.bytes_committed.fetch_add(e.meta.size_bytes);
     }
   }
+  // metadata-only changes (sync: same content, other mode, owner or times)
+  {
+    DirFdCache dirs;
+    for (uint32_t i = 0; i < local_count; ++i) {
+      const Entry& e = plan.entries[i];
+      if (e.meta.type == io::FileType::kDirectory || (flags[i] & (kActTransfer | kActCreate)) || !(flags[i] & kActMeta)) {
+        continue;
+      }
+      int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      io::Status st = dirfd < 0 ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
+                                : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
+      if (!st) ctx.errors.add(st.error().message);
+    }
+  }
   comm.barrier();
   // directory metadata, after every rank's entries are in place
   for (uint32_t i = 0; i < local_count; ++i) {
     const Entry& e = plan.entries[i];
-    if (e.meta.type != io::FileType::kDirectory) continue;
+    if (e.meta.type != io::FileType::kDirectory || !(flags[i] & kActMeta)) continue;
     auto fd = io::open_dir_path(plan.dst_path(e), io::DirOpen::kList, e.rel.empty());
+    if (fd && dirs_if_changed) {
+      struct stat st;
+      if (::fstat(fd->get(), &st) == 0 && (st.st_mode & 07777) == e.meta.mode &&
+          (!ctx.apply_owner || (st.st_uid == e.meta.uid && st.st_gid == e.meta.gid)) &&
+          st.st_mtim.tv_sec == e.meta.mtime.tv_sec && st.st_mtim.tv_nsec == e.meta.mtime.tv_nsec) {
+        continue;  // unchanged: a no-op sync writes nothing
+      }
+    }
     io::Status st = fd ? io::apply_meta_fd(fd->get(), e.meta, ctx.apply_owner, plan.dst_path(e)) : fd.error();
     if (!st) ctx.errors.add(st.error().message);
   }

@@ -11,6 +11,7 @@
 #include "io/log.hpp"
 #include "pipeline/copy.hpp"
 #include "pipeline/dist_copy.hpp"
+#include "pipeline/sync.hpp"
 #include "transport/comm.hpp"
 #include "pipeline/gen.hpp"
 #include "pipeline/manifest.hpp"
@@ -147,6 +148,29 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
   copy_cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
 
+  // barge sync
+  pipeline::SyncOptions sync;
+  std::vector<std::string> sync_paths;
+  auto* sync_cmd = app.add_subcommand("sync", "make DST a mirror of SRC's contents (rsync -a SRC/ DST/)");
+  sync_cmd->add_option("paths", sync_paths, "SRC DST")->required()->expected(2, 2);
+  sync_cmd->add_flag("--checksum", sync.checksum, "compare content (both sides hashed) instead of size and mtime");
+  sync_cmd->add_flag("--delete", sync.delete_extra, "remove entries DST has and SRC lacks");
+  sync_cmd->add_flag("-n,--dry-run", sync.dry_run, "change nothing; list what would change");
+  sync_cmd->add_flag("-i,--itemize", sync.itemize, "print one line per change (rsync --itemize-changes style)");
+  sync_cmd->add_flag("--verify", sync.copy.verify, "re-read what was written and compare checksums");
+  sync_cmd->add_option("--checksum-manifest", sync.copy.manifest_path, "write the XXH3-128 of every file copied");
+  sync_cmd->add_option("--report", sync.copy.report_path, "write a JSON report to FILE");
+  sync_cmd->add_option("--memory", sync.copy.memory_bytes, "bound on payload buffers (default 256M)")
+      ->transform(size_validator());
+  sync_cmd->add_option("--chunk-size", sync.copy.chunk_bytes, "work-unit size (default 4M)")->transform(size_validator());
+  sync_cmd->add_option("--threads", sync.copy.threads, "worker threads (default max(4, 2 x cores))")
+      ->check(CLI::Range(1, 1024));
+  sync_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
+      ->check(CLI::IsMember({"auto", "uring", "sync"}));
+  sync_cmd->add_option("--progress", progress, "auto | tty | plain | none")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
+  sync_cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
+
   // barge gen
   pipeline::GenOptions gen;
   std::string gen_dir, gen_profile = "mixed";
@@ -213,6 +237,23 @@ int main(int argc, char** argv) {
       print_summary(r, "copy", quiet);
       int rc = write_report(copy.report_path, pipeline::to_json(r, "copy"));
       return rc ? std::max(rc, r.exit_code) : r.exit_code;
+    }
+    if (*sync_cmd) {
+      sync.copy.destination = sync_paths.back();
+      sync.copy.sources.assign(sync_paths.begin(), sync_paths.end() - 1);
+      sync.copy.backend = *io::parse_backend_kind(backend);
+      sync.copy.progress = rank0 ? progress_mode(quiet, progress) : pipeline::ProgressMode::kNone;
+      pipeline::SyncResult r = pipeline::run_sync(sync, *comm);
+      if (!rank0) return r.run.exit_code;
+      if (sync.itemize || sync.dry_run) {
+        for (const auto& line : r.changes) std::printf("%s\n", pipeline::printable_path(line).c_str());
+        std::fflush(stdout);
+      }
+      print_summary(r.run, sync.dry_run ? "sync (dry run)" : "sync", quiet);
+      nlohmann::json j = pipeline::to_json(r.run, "sync");
+      j["changes"] = r.changes.size();
+      int rc = write_report(sync.copy.report_path, j);
+      return rc ? std::max(rc, r.run.exit_code) : r.run.exit_code;
     }
     if (!rank0 && !*copy_cmd) return pipeline::kExitOk;  // one rank is enough for gen and verify
     if (*gen_cmd) {

@@ -1,0 +1,58 @@
+// Phases shared by the multi-rank copy and sync (dist_copy.cpp, sync.cpp). Not part of the
+// library's interface.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/dir_reader.hpp"
+#include "pipeline/copy_stages.hpp"
+#include "transport/comm.hpp"
+
+namespace barge::pipeline {
+
+// What the transfer phases do with an entry.
+inline constexpr uint8_t kActTransfer = 1;  // regular file: copy its bytes
+inline constexpr uint8_t kActCreate = 2;    // symlink, fifo, device: create or replace
+inline constexpr uint8_t kActMeta = 4;      // apply metadata (directories: at the end)
+
+struct DirRef {
+  uint32_t root = 0;
+  std::string rel;
+};
+
+// A visitor's verdict on one listed directory: the children to keep, their flags, and the
+// subdirectories to hand out for listing.
+struct WalkOutput {
+  std::vector<Entry> entries;
+  std::vector<uint8_t> flags;
+  std::vector<DirRef> subdirs;
+};
+
+// Called on the walking threads (concurrently) for each directory this rank lists.
+using WalkVisitor = std::function<void(const Plan&, const DirRef&, io::DirListing&, WalkOutput&)>;
+// Called on rank 0 for each root before the walk; nullopt drops it.
+using RootVisitor = std::function<std::optional<uint8_t>(const Plan&, Entry&)>;
+
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors,
+                      const WalkVisitor& visit, const RootVisitor& visit_root, std::vector<uint8_t>& flags);
+
+// Creates the destination directory of directory entry `e` inside dst_dir_fd (an existing
+// directory is fine; anything else there is an error named in `errors`).
+bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& errors);
+
+// validate + placement (cp's rules, or sync's "DST mirrors SRC") agreed by every rank.
+io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm, bool sync_placement);
+// Sync's placement: one source directory whose contents DST mirrors (DST made if missing).
+io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources, const std::string& dst);
+
+// plan (large-file exchange) → create → transfer → finalize → report, for the entries
+// `flags` select. dirs_if_changed: directory metadata only where it differs (sync).
+RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, std::vector<uint8_t> flags,
+                     std::chrono::steady_clock::time_point t0, double walk_seconds, ErrorList& walk_errors,
+                     unsigned threads, bool dirs_if_changed);
+
+}  // namespace barge::pipeline

@@ -1,0 +1,316 @@
+#include "pipeline/sync.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+#include <oneapi/tbb/global_control.h>
+#include <unordered_map>
+
+#include "io/path_ops.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/dist_internal.hpp"
+#include "pipeline/manifest.hpp"
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool same_time(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+
+// Removes `name` in dirfd, recursively for a directory; never follows symlinks.
+io::Status remove_tree(int dirfd, const std::string& name, const std::string& path) {
+  if (::unlinkat(dirfd, name.c_str(), 0) == 0) return io::Status::success();
+  if (errno != EISDIR && errno != EPERM) return io::Error::from_errno(errno, "delete " + path);
+  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return io::Error::from_errno(errno, "delete " + path);
+  DIR* dir = ::fdopendir(fd);
+  if (!dir) {
+    ::close(fd);
+    return io::Error::from_errno(errno, "delete " + path);
+  }
+  std::vector<std::string> names;
+  while (dirent* de = ::readdir(dir)) {
+    std::string n = de->d_name;
+    if (n != "." && n != "..") names.push_back(std::move(n));
+  }
+  io::Status result;
+  for (const std::string& n : names) {
+    auto st = remove_tree(::dirfd(dir), n, path + "/" + n);
+    if (!st && result) result = st;
+  }
+  ::closedir(dir);
+  if (!result) return result;
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) return io::Error::from_errno(errno, "delete " + path);
+  return io::Status::success();
+}
+
+// rsync-style change codes: YXcstpoguax.
+std::string item(char update, char type, const std::string& attrs, const std::string& rel, bool dir) {
+  std::string line;
+  line += update;
+  line += type;
+  line += attrs;
+  line += ' ';
+  line += rel.empty() ? "./" : rel + (dir ? "/" : "");
+  return line;
+}
+
+char type_code(io::FileType t) {
+  switch (t) {
+    case io::FileType::kRegular: return 'f';
+    case io::FileType::kDirectory: return 'd';
+    case io::FileType::kSymlink: return 'L';
+    default: return 'D';
+  }
+}
+
+// The attribute columns for an existing entry: s(ize) t(ime) p(erms) o(wner) g(roup).
+std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool owner, bool content_differs) {
+  std::string a = ".........";
+  if (content_differs) a[0] = 'c';
+  if (src.type == io::FileType::kRegular && src.size_bytes != dst.size_bytes) a[1] = 's';
+  if (!same_time(src.mtime, dst.mtime)) a[2] = 't';
+  if (src.type != io::FileType::kSymlink && src.mode != dst.mode) a[3] = 'p';
+  if (owner && src.uid != dst.uid) a[4] = 'o';
+  if (owner && src.gid != dst.gid) a[5] = 'g';
+  return a;
+}
+
+class SyncVisitor {
+ public:
+  SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner) : opts_(opts), errors_(errors), owner_(owner) {}
+
+  void visit(const Plan& plan, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
+    const Root& root = plan.roots[d.root];
+    std::string dst_dir = io::join_path(root.dst, d.rel);
+    std::unordered_map<std::string, io::DirChild> dst;
+    auto dst_listing = io::read_directory(dst_dir);
+    if (dst_listing) {
+      for (auto& c : dst_listing->children) {
+        std::string name = c.name;
+        dst.emplace(std::move(name), std::move(c));
+      }
+    } else if (dst_listing.error().errnum != ENOENT || !opts_.dry_run) {
+      errors_.add(dst_listing.error().message);
+      return;
+    }
+    io::Result<io::UniqueFd> dst_fd = opts_.dry_run ? io::Result<io::UniqueFd>(io::Error::plain("dry run"))
+                                                    : io::open_dir_path(dst_dir, io::DirOpen::kParent, d.rel.empty());
+    if (!opts_.dry_run && !dst_fd) {
+      errors_.add(dst_fd.error().message);
+      return;
+    }
+    std::vector<std::string> lines;
+    for (io::DirChild& c : listing.children) {
+      Entry e;
+      e.root = d.root;
+      e.rel = io::join_path(d.rel, c.name);
+      e.meta = c.meta;
+      e.link_target = std::move(c.link_target);
+      auto it = dst.find(c.name);
+      const io::DirChild* t = it == dst.end() ? nullptr : &it->second;
+      if (t && t->meta.type != e.meta.type) {
+        // Something of another type stands in the way: it is replaced.
+        if (!opts_.dry_run) {
+          if (auto st = remove_tree(dst_fd->get(), c.name, plan.dst_path(e)); !st) {
+            errors_.add(st.error().message);
+            continue;
+          }
+        }
+        if (opts_.itemize || opts_.dry_run) lines.push_back("*deleting   " + e.rel);
+        t = nullptr;
+      }
+      uint8_t flag = 0;
+      char tc = type_code(e.meta.type);
+      bool is_dir = e.meta.type == io::FileType::kDirectory;
+      if (!t) {
+        lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, "+++++++++", e.rel, is_dir));
+        if (is_dir) {
+          if (!opts_.dry_run && !make_dst_dir(dst_fd->get(), plan, e, errors_)) continue;
+          flag = kActMeta;
+        } else {
+          flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
+        }
+      } else {
+        bool content_differs = false;
+        if (e.meta.type == io::FileType::kRegular) {
+          if (e.meta.size_bytes != t->meta.size_bytes) {
+            content_differs = true;
+          } else if (opts_.checksum) {
+            auto a = hash_file(AT_FDCWD, plan.src_path(e));
+            auto b = hash_file(AT_FDCWD, plan.dst_path(e));
+            content_differs = !a || !b || !(a.value() == b.value());
+          } else {
+            content_differs = !same_time(e.meta.mtime, t->meta.mtime);
+          }
+        } else if (e.meta.type == io::FileType::kSymlink) {
+          content_differs = e.link_target != t->link_target;
+        } else if (!is_dir) {
+          content_differs = e.meta.rdev != t->meta.rdev;
+        }
+        std::string attrs = attr_diff(e.meta, t->meta, owner_, content_differs && !is_dir && opts_.checksum);
+        if (content_differs) {
+          flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
+          lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
+        } else if (attrs != ".........") {
+          flag = kActMeta;
+          lines.push_back(item('.', tc, attrs, e.rel, is_dir));
+        } else if (is_dir) {
+          flag = kActMeta;  // its contents may still change its mtime; finalize checks
+        }
+      }
+      if (is_dir) out.subdirs.push_back(DirRef{d.root, e.rel});
+      if (flag == 0) continue;  // unchanged: nothing to remember
+      out.entries.push_back(std::move(e));
+      out.flags.push_back(flag);
+    }
+    if (opts_.delete_extra) {
+      std::unordered_map<std::string, bool> in_src;
+      for (const io::DirChild& c : listing.children) in_src.emplace(c.name, true);
+      for (const auto& [name, child] : dst) {
+        if (in_src.count(name)) continue;
+        std::string rel = io::join_path(d.rel, name);
+        lines.push_back("*deleting   " + rel + (child.meta.type == io::FileType::kDirectory ? "/" : ""));
+        if (!opts_.dry_run) {
+          if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st) errors_.add(st.error().message);
+        }
+      }
+    }
+    if (!lines.empty()) {
+      std::lock_guard lock(mu_);
+      for (auto& l : lines) changes_.push_back(std::move(l));
+    }
+  }
+
+  std::vector<std::string> take_changes() {
+    std::lock_guard lock(mu_);
+    return std::move(changes_);
+  }
+  void add_change(std::string line) {
+    std::lock_guard lock(mu_);
+    changes_.push_back(std::move(line));
+  }
+
+ private:
+  const SyncOptions& opts_;
+  ErrorList& errors_;
+  bool owner_;
+  std::mutex mu_;
+  std::vector<std::string> changes_;
+};
+
+}  // namespace
+
+io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources, const std::string& dst_arg) {
+  if (sources.size() != 1) return io::Error::plain("sync: need exactly one SRC directory and a DST");
+  std::string src = sources[0];
+  while (src.size() > 1 && src.back() == '/') src.pop_back();
+  std::string dst = dst_arg;
+  while (dst.size() > 1 && dst.back() == '/') dst.pop_back();
+  struct stat st;
+  if (::stat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
+  if (!S_ISDIR(st.st_mode)) return io::Error::plain("source " + src + ": not a directory (sync mirrors directories)");
+  int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return io::Error::from_errno(errno, "source " + src);
+  ::close(fd);
+  if (::stat(dst.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return io::Error::plain("destination " + dst + ": not a directory");
+  } else if (errno != ENOENT) {
+    return io::Error::from_errno(errno, "destination " + dst);
+  } else {
+    std::string parent(io::parent_of(dst));
+    if (::stat(parent.empty() ? "." : parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return io::Error::plain("destination " + dst + ": parent directory does not exist");
+    }
+  }
+  char a[PATH_MAX], b[PATH_MAX];
+  std::string csrc = ::realpath(src.c_str(), a) ? a : src;
+  std::string dparent(io::parent_of(dst));
+  std::string cdst = ::realpath(dst.c_str(), b) ? std::string(b)
+                     : ::realpath(dparent.empty() ? "." : dparent.c_str(), b)
+                         ? io::join_path(b, io::base_name(dst))
+                         : dst;
+  auto inside = [](const std::string& in, const std::string& out) {
+    return in == out || (in.size() > out.size() && in.compare(0, out.size(), out) == 0 && in[out.size()] == '/');
+  };
+  if (inside(cdst, csrc) || inside(csrc, cdst)) {
+    return io::Error::plain("sync: " + src + " and " + dst + " overlap (one is inside the other)");
+  }
+  // The source directory itself maps onto DST (its contents are mirrored).
+  return std::vector<Root>{Root{src + "/.", dst, ""}};
+}
+
+SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
+  SyncResult out;
+  auto t0 = Clock::now();
+  auto roots = resolve_agreed(opts.copy, comm, true);
+  if (!roots) {
+    out.run.exit_code = kExitFatal;
+    out.run.fatal = roots.error().message;
+    return out;
+  }
+  raise_fd_limit();
+  unsigned threads = opts.copy.threads ? opts.copy.threads : default_threads();
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  ErrorList walk_errors;
+  std::vector<uint8_t> flags;
+  bool owner = io::can_chown();
+  SyncVisitor visitor(opts, walk_errors, owner);
+  Plan plan = distributed_walk(
+      comm, roots.value(), threads, walk_errors,
+      [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& o) { visitor.visit(p, d, listing, o); },
+      [&](const Plan& p, Entry& e) -> std::optional<uint8_t> {
+        if (e.meta.type != io::FileType::kDirectory) return std::nullopt;
+        struct stat st;
+        bool exists = ::stat(p.roots[e.root].dst.c_str(), &st) == 0;
+        if (!exists) {
+          visitor.add_change(item('c', 'd', "+++++++++", "", true));
+          if (opts.dry_run) return kActMeta;
+          auto parent = io::open_dir_path(p.dst_parent(e), io::DirOpen::kParent, true);
+          if (!parent) {
+            walk_errors.add(parent.error().message);
+            return std::nullopt;
+          }
+          if (!make_dst_dir(parent->get(), p, e, walk_errors)) return std::nullopt;
+        }
+        return kActMeta;
+      },
+      flags);
+  double walk_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  // Itemized changes, every rank's, sorted by path on rank 0.
+  std::vector<std::string> mine = visitor.take_changes();
+  WireWriter w;
+  for (const auto& l : mine) w.str(l);
+  for (const std::string& blob : comm.allgather(w.take())) {
+    WireReader r(blob);
+    while (!r.done()) out.changes.push_back(r.str());
+  }
+  auto path_of = [](const std::string& l) { return l.substr(l.find(' ') + 1); };
+  std::stable_sort(out.changes.begin(), out.changes.end(),
+                   [&](const std::string& a, const std::string& b) { return path_of(a) < path_of(b); });
+
+  if (opts.dry_run) {
+    out.run.started = true;
+    out.run.walk_seconds = walk_seconds;
+    out.run.seconds = walk_seconds;
+    out.run.errors = walk_errors.take();
+    uint64_t code = out.run.errors.empty() ? kExitOk : kExitPartial;
+    comm.allreduce_max(std::span<uint64_t>(&code, 1));
+    out.run.exit_code = static_cast<int>(code);
+    return out;
+  }
+  out.run = run_phases(comm, opts.copy, std::move(plan), std::move(flags), t0, walk_seconds, walk_errors, threads, true);
+  return out;
+}
+
+}  // namespace barge::pipeline
