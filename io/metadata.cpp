@@ -36,6 +36,10 @@ const char* file_type_name(FileType t) {
   return "unknown";
 }
 
+bool is_sparse(const FileMeta& m) {
+  return m.type == FileType::kRegular && m.blocks_512 * 512 < m.size_bytes;
+}
+
 FileMeta meta_from_stat(const struct stat& st) {
   FileMeta m;
   switch (st.st_mode & S_IFMT) {
@@ -69,6 +73,7 @@ FileMeta meta_from_stat(const struct stat& st) {
   m.gid = st.st_gid;
   m.nlink = static_cast<uint32_t>(st.st_nlink);
   m.size_bytes = static_cast<uint64_t>(st.st_size);
+  m.blocks_512 = static_cast<uint64_t>(st.st_blocks);
   m.inode = st.st_ino;
   m.device = st.st_dev;
   m.rdev = st.st_rdev;

@@ -25,6 +25,9 @@ enum class FileType : uint8_t {
 };
 
 const char* file_type_name(FileType t);
+struct FileMeta;
+// A regular file with holes: fewer blocks allocated than its size needs.
+bool is_sparse(const FileMeta& m);
 
 struct FileMeta {
   FileType type = FileType::kUnknown;
@@ -33,6 +36,7 @@ struct FileMeta {
   uint32_t gid = 0;
   uint32_t nlink = 0;
   uint64_t size_bytes = 0;
+  uint64_t blocks_512 = 0;  // allocated 512-byte blocks (st_blocks): fewer than the size means holes
   uint64_t inode = 0;
   uint64_t device = 0;
   uint64_t rdev = 0;

@@ -137,12 +137,30 @@ int DirFdCache::get(const std::string& path, bool follow_last) {
   return fd_.get();
 }
 
+void find_data(int fd, uint64_t begin, uint64_t end, std::vector<std::pair<uint64_t, uint64_t>>& out) {
+  out.clear();
+  uint64_t pos = begin;
+  while (pos < end) {
+    off_t d = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (d < 0) {
+      if (errno != ENXIO) out.emplace_back(pos, end);  // no SEEK_DATA here: treat as data
+      return;
+    }
+    if (static_cast<uint64_t>(d) >= end) return;
+    off_t h = ::lseek(fd, d, SEEK_HOLE);
+    uint64_t stop = h < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(h), end);
+    out.emplace_back(static_cast<uint64_t>(d), stop);
+    pos = stop;
+  }
+}
+
 void ReadStage::operator()(WorkUnit& unit) const {
   const Plan& plan = ctx_.plan;
   DirFdCache dirs;
   std::vector<io::IoOp> ops;
   std::vector<io::UniqueFd> fds;
   std::vector<size_t> op_item;
+  std::vector<uint64_t> op_want;
   ops.reserve(unit.items.size());
   fds.reserve(unit.items.size());
   for (size_t i = 0; i < unit.items.size(); ++i) {
@@ -188,11 +206,27 @@ void ReadStage::operator()(WorkUnit& unit) const {
       it.failed = true;
       continue;
     }
-    uint64_t len = it.ext.length_bytes;
-    if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
-    ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
-                           it.ext.offset_bytes, unit.buffer.index()});
-    op_item.push_back(i);
+    it.sparse = io::is_sparse(e.meta);
+    if (it.sparse) {
+      // Read only the data; holes stay zero in the buffer and are not written.
+      find_data(fd, it.ext.offset_bytes, it.ext.offset_bytes + it.ext.length_bytes, it.data);
+      std::memset(unit.buffer.data() + it.ext.buf_offset_bytes, 0, it.ext.length_bytes);
+      for (const auto& [b, en] : it.data) {
+        uint64_t len = en - b;
+        if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
+        ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes + (b - it.ext.offset_bytes),
+                               len, b, unit.buffer.index()});
+        op_item.push_back(i);
+        op_want.push_back(en - b);
+      }
+    } else {
+      uint64_t len = it.ext.length_bytes;
+      if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
+      ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
+                             it.ext.offset_bytes, unit.buffer.index()});
+      op_item.push_back(i);
+      op_want.push_back(it.ext.length_bytes);
+    }
     fds.push_back(std::move(owned));
   }
   ctx_.backend().run(ops);
@@ -205,7 +239,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
                                                             std::to_string(it.ext.offset_bytes))
                                       .message);
       it.failed = true;
-    } else if (ops[k].done_bytes < it.ext.length_bytes) {
+    } else if (ops[k].done_bytes < op_want[k]) {
       ctx_.fail_file(it.ext.file, plan.src_path(e) + ": file shrank while being copied");
       it.failed = true;
     }
@@ -325,7 +359,10 @@ void WriteStage::operator()(WorkUnit& unit) const {
         if (fd >= 0) {
           lf.fd.reset(fd);
           // Reserve the space up front: less fragmentation, and a full disk shows at once.
-          int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(plan.entries[file].meta.size_bytes));
+          // Sparse files only get their size, so their holes stay holes.
+          const io::FileMeta& m = plan.entries[file].meta;
+          int rc = io::is_sparse(m) ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
+                                    : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
           if (rc == ENOSPC || rc == EDQUOT) {
             ctx_.set_fatal(
                 io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
@@ -341,17 +378,22 @@ void WriteStage::operator()(WorkUnit& unit) const {
       it.failed = true;
       continue;
     }
-    uint64_t len = it.ext.length_bytes;
-    if (ctx_.opts.direct_write) {
-      // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
-      uint64_t padded = round_up(len, kDirectAlign);
-      std::memset(unit.buffer.data() + it.ext.buf_offset_bytes + len, 0, padded - len);
-      len = padded;
+    auto add_write = [&](uint64_t file_off, uint64_t len) {
+      std::byte* p = unit.buffer.data() + it.ext.buf_offset_bytes + (file_off - it.ext.offset_bytes);
+      if (ctx_.opts.direct_write) {
+        // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
+        uint64_t padded = round_up(len, kDirectAlign);
+        std::memset(p + len, 0, padded - len);
+        len = padded;
+      }
+      ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd, p, len, file_off, unit.buffer.index()});
+      op_item.push_back(i);
+    };
+    if (it.sparse) {
+      for (const auto& [b, en] : it.data) add_write(b, en - b);
+    } else {
+      add_write(it.ext.offset_bytes, it.ext.length_bytes);
     }
-    ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd,
-                           unit.buffer.data() + it.ext.buf_offset_bytes, len, it.ext.offset_bytes,
-                           unit.buffer.index()});
-    op_item.push_back(i);
   }
   io::IoBackend& backend = ctx_.backend();
   backend.run(ops);
@@ -449,7 +491,9 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
       ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
     drop_temp();
   };
-  if (ctx_.opts.direct_write && ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
+  // O_DIRECT padding is cut off, and a sparse file's trailing hole gets its length.
+  if ((ctx_.opts.direct_write || io::is_sparse(e.meta)) &&
+      ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
     return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
   // Ownership only when it differs from what a new file gets. The mode is always set: a

@@ -397,7 +397,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
         if (err == ENOSPC || err == EDQUOT) ctx.set_fatal(io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
         continue;
       }
-      int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
+      int rc = io::is_sparse(e.meta) ? (::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) == 0 ? 0 : errno)
+                                     : ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
       if (rc == ENOSPC || rc == EDQUOT) ctx.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(e)).message);
       ::close(fd);
     }

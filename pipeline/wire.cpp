@@ -12,6 +12,7 @@ void write_entry(WireWriter& w, const Entry& e) {
   w.u32(m.gid);
   w.u32(m.nlink);
   w.u64(m.size_bytes);
+  w.u64(m.blocks_512);
   w.u64(m.inode);
   w.u64(m.device);
   w.u64(m.rdev);
@@ -35,6 +36,7 @@ Entry read_entry(WireReader& r) {
   m.gid = r.u32();
   m.nlink = r.u32();
   m.size_bytes = r.u64();
+  m.blocks_512 = r.u64();
   m.inode = r.u64();
   m.device = r.u64();
   m.rdev = r.u64();

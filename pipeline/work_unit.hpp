@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "io/buffer_pool.hpp"
@@ -21,6 +22,10 @@ struct Item {
   io::UniqueFd dst;      // temp file of a single-extent file (large files share one in LargeFile)
   int dst_fd = -1;       // descriptor to write through (dst.get() or the shared one)
   bool unnamed = false;  // dst is an O_TMPFILE inode, linked in at commit
+  // Sparse source: the data ranges of this extent (file offsets, SEEK_DATA/SEEK_HOLE); holes
+  // are zero in the buffer and are not written. Unused (all data) when sparse is false.
+  bool sparse = false;
+  std::vector<std::pair<uint64_t, uint64_t>> data;  // [begin, end)
 };
 
 struct WorkUnit {
