@@ -15,6 +15,7 @@
 #include <oneapi/tbb/task_arena.h>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -261,6 +262,57 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const Un
 }
 
 
+io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,
+                                const std::string& tmp) {
+  if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, name.c_str(), 0) == 0) return io::Status::success();
+  if (errno != EEXIST) return io::Error::from_errno(errno, "link " + name + " to " + target_path);
+  ::unlinkat(dirfd, tmp.c_str(), 0);
+  if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, tmp.c_str(), 0) != 0) {
+    return io::Error::from_errno(errno, "link " + name + " to " + target_path);
+  }
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    return io::Error::from_errno(err, "link " + name + " to " + target_path);
+  }
+  return io::Status::success();
+}
+
+uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers,
+                        const std::function<std::string(uint32_t)>& leader_path,
+                        const std::function<bool(uint32_t)>& leader_ok, bool skip_if_same) {
+  const Plan& plan = ctx.plan;
+  DirFdCache dirs;
+  uint64_t linked = 0;
+  for (uint32_t f : followers) {
+    const Entry& e = plan.entries[f];
+    if (!leader_ok(f)) {
+      ctx.fail_file(f, plan.dst_path(e) + ": not linked, its hard-link leader was not copied");
+      continue;
+    }
+    std::string target = leader_path(f);
+    int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+    if (dirfd < 0) {
+      ctx.fail_file(f, io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
+      continue;
+    }
+    std::string name = plan.name(e);
+    if (skip_if_same) {
+      struct stat a, b;
+      if (::fstatat(dirfd, name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 && ::stat(target.c_str(), &b) == 0 &&
+          a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+        continue;  // already the same file
+      }
+    }
+    if (auto st = link_into_place_path(target, dirfd, name, ctx.temp_name(f)); !st) {
+      ctx.fail_file(f, st.error().message);
+      continue;
+    }
+    ++linked;
+  }
+  return linked;
+}
+
 BackendSource BackendSet::source() {
   return [this]() -> io::IoBackend& {
     auto& slot = backends_.local();
@@ -340,17 +392,38 @@ RunResult run_copy(const CopyOptions& opts) {
 
   stats.bytes_total = plan.total_file_bytes;
   stats.files_total = plan.files.size();
+  // Hard-link groups: the first member in walk order is copied, the others linked to it.
+  std::vector<uint32_t> leader(plan.entries.size(), kNotAFollower);
+  std::vector<uint32_t> followers;
+  {
+    std::map<std::pair<uint64_t, uint64_t>, uint32_t> first;
+    for (uint32_t f : plan.files) {
+      const io::FileMeta& m = plan.entries[f].meta;
+      if (m.nlink < 2) continue;
+      auto [it, fresh] = first.emplace(std::make_pair(m.device, m.inode), f);
+      if (!fresh) {
+        leader[f] = it->second;
+        followers.push_back(f);
+      }
+    }
+  }
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
     mode_t old_umask = ::umask(0);
     Progress progress(stats, opts.progress, "copy");
     create_entries(ctx, result);
+    std::vector<uint8_t> include = ctx.parent_ok;
+    for (uint32_t f : followers) include[f] = 0;
     try {
-      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &ctx.parent_ok);
+      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
       transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
     }
+    stats.files_done += link_followers(
+        ctx, followers, [&](uint32_t f) { return plan.dst_path(plan.entries[leader[f]]); },
+        [&](uint32_t f) { return ctx.parent_ok[leader[f]] && !ctx.file_failed(leader[f]) && ctx.fatal().empty(); },
+        false);
     finalize_dirs(ctx);
     progress.stop();
     ::umask(old_umask);

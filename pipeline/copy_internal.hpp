@@ -6,7 +6,9 @@
 #include <memory>
 #include <mutex>
 #include <oneapi/tbb/enumerable_thread_specific.h>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "io/io_backend.hpp"
 #include "pipeline/copy_stages.hpp"
@@ -28,6 +30,21 @@ class BackendSet {
   mutable std::mutex mu_;
   std::string name_;
 };
+
+// Hard links: every regular file with more than one link is a member of the group of its
+// (device, inode); the member with the smallest (root, path) is the leader, whose bytes are
+// copied; the others are linked to the leader's copy afterwards.
+inline constexpr uint32_t kNotAFollower = UINT32_MAX;
+
+// Links `name` in dirfd to the existing file at `target_path`, replacing whatever is there
+// atomically (via a temporary name and rename).
+io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,
+                                const std::string& tmp);
+// Links every follower in place; followers whose leader was not copied are named as failed.
+// `leader_path(f)` gives the destination path of follower f's leader; returns files linked.
+uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers,
+                        const std::function<std::string(uint32_t)>& leader_path,
+                        const std::function<bool(uint32_t)>& leader_ok, bool skip_if_same);
 
 void raise_fd_limit();
 unsigned default_threads();

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <map>
+#include <unordered_map>
 #include <mutex>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -315,6 +317,42 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   WireWriter mine;
   uint32_t my_large = 0;
   for (uint32_t f : plan.files) include[f] = (flags[f] & kActTransfer) ? 1 : 0;
+  // Hard links: every rank learns every multi-link file; the member with the smallest
+  // (root, path) leads its group and is copied, the others are linked to it afterwards.
+  std::vector<uint32_t> followers;
+  std::unordered_map<uint32_t, std::string> leader_of;  // follower → leader's destination path
+  {
+    WireWriter hw;
+    for (uint32_t f : plan.files) {
+      const Entry& e = plan.entries[f];
+      if (e.meta.nlink < 2) continue;
+      hw.u64(e.meta.device);
+      hw.u64(e.meta.inode);
+      hw.u32(e.root);
+      hw.str(e.rel);
+    }
+    std::map<std::pair<uint64_t, uint64_t>, std::pair<uint32_t, std::string>> leaders;
+    for (const std::string& blob : comm.allgather(hw.take())) {
+      WireReader r(blob);
+      while (!r.done()) {
+        uint64_t dev = r.u64(), ino = r.u64();
+        uint32_t root = r.u32();
+        std::string rel = r.str();
+        auto key = std::make_pair(dev, ino);
+        auto it = leaders.find(key);
+        if (it == leaders.end() || std::make_pair(root, rel) < it->second) leaders[key] = {root, rel};
+      }
+    }
+    for (uint32_t f : plan.files) {
+      const Entry& e = plan.entries[f];
+      if (e.meta.nlink < 2) continue;
+      const auto& lead = leaders[std::make_pair(e.meta.device, e.meta.inode)];
+      if (lead.first == e.root && lead.second == e.rel) continue;
+      followers.push_back(f);
+      include[f] = 0;
+      leader_of[f] = io::join_path(plan.roots[lead.first].dst, lead.second);
+    }
+  }
   for (uint32_t f : plan.files) {
     if (!include[f]) continue;
     if (chunk_count_for(plan.entries[f].meta.size_bytes, opts.chunk_bytes, buffer_bytes) > 1) {
@@ -525,6 +563,19 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       stats.bytes_committed.fetch_add(e.meta.size_bytes);
     }
   }
+  // hard-link followers, once every leader is in place
+  stats.files_done += link_followers(
+      ctx, followers, [&](uint32_t f) { return leader_of[f]; },
+      [&](uint32_t f) {
+        // The leader may live on another rank: it is in place when the file there is the
+        // one this follower shares its inode with in the source.
+        struct stat st;
+        const io::FileMeta& m = plan.entries[f].meta;
+        return all_ok && ::stat(leader_of[f].c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == m.size_bytes &&
+               st.st_mtim.tv_sec == m.mtime.tv_sec && st.st_mtim.tv_nsec == m.mtime.tv_nsec;
+      },
+      dirs_if_changed);
+  comm.barrier();
   // metadata-only changes (sync: same content, other mode, owner or times)
   {
     DirFdCache dirs;

@@ -169,7 +169,8 @@ class SyncVisitor {
         }
       }
       if (is_dir) out.subdirs.push_back(DirRef{d.root, e.rel});
-      if (flag == 0) continue;  // unchanged: nothing to remember
+      // Unchanged entries are forgotten, except hard-link members: their links are checked.
+      if (flag == 0 && !(e.meta.type == io::FileType::kRegular && e.meta.nlink > 1)) continue;
       out.entries.push_back(std::move(e));
       out.flags.push_back(flag);
     }
