@@ -21,6 +21,7 @@
 
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
+#include "io/xattr.hpp"
 #include "pipeline/copy_stages.hpp"
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/dir_pass.hpp"
@@ -83,6 +84,9 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
     ::unlinkat(parent_fd, tmp.c_str(), 0);
     ctx.errors.add(st.error().message + " (" + path + ")");
     return;
+  }
+  if (ctx.opts.xattrs) {
+    if (auto xs = io::copy_xattrs(plan.src_path(e), -1, path); !xs) ctx.errors.add(xs.error().message);
   }
   if (e.meta.type == io::FileType::kSymlink) {
     ++result.symlinks;
@@ -163,6 +167,9 @@ void finalize_dirs(CopyContext& ctx) {
         const Entry& e = plan.entries[index];
         if (auto st = io::apply_meta_fd(fd, e.meta, ctx.apply_owner, plan.dst_path(e)); !st) {
           ctx.errors.add(st.error().message);
+        }
+        if (ctx.opts.xattrs) {
+          if (auto st = io::copy_xattrs(plan.src_path(e), fd, plan.dst_path(e)); !st) ctx.errors.add(st.error().message);
         }
       });
 }
@@ -368,7 +375,8 @@ RunResult run_copy(const CopyOptions& opts) {
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // More threads than cores: I/O stages block in the kernel while hash stages compute.
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-  Plan plan = walk_roots(std::move(roots.value()), threads);
+  PathFilter filter(opts.excludes, opts.includes);
+  Plan plan = walk_roots(std::move(roots.value()), threads, filter);
   result.walk_seconds = since(t0);
 
   // The pool never needs more buffers than the data has units: small runs stay small (and

@@ -27,6 +27,11 @@ struct CopyOptions {
   bool direct_read = false;   // O_DIRECT reads (bypass the source's page cache)
   bool direct_write = false;  // O_DIRECT writes
   bool fsync = false;         // fsync each file before it is renamed
+  bool xattrs = false;        // copy extended attributes (--xattrs)
+  // --exclude / --include globs: an entry is left out when it matches an exclude and no
+  // include. A pattern with '/' matches the path below SRC, one without matches the name.
+  std::vector<std::string> excludes;
+  std::vector<std::string> includes;
   io::BackendKind backend = io::BackendKind::kAuto;
   std::string manifest_path;  // --checksum-manifest
   std::string report_path;    // --report

@@ -12,6 +12,7 @@
 
 #include "io/log.hpp"
 #include "io/metadata.hpp"
+#include "io/xattr.hpp"
 #include "io/path_ops.hpp"
 
 namespace barge::pipeline {
@@ -503,6 +504,13 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     ctx_.fail_file(file, st.error().message);
     drop_temp();
     return;
+  }
+  if (ctx_.opts.xattrs) {
+    if (auto st = io::copy_xattrs(plan.src_path(e), fd, final_path); !st) {
+      ctx_.fail_file(file, st.error().message);
+      drop_temp();
+      return;
+    }
   }
   std::string name = plan.name(e);
   if (unnamed) {

@@ -18,6 +18,7 @@
 #include "io/dir_reader.hpp"
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
+#include "io/xattr.hpp"
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/dist_internal.hpp"
 #include "pipeline/wire.hpp"
@@ -259,6 +260,7 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   ErrorList walk_errors;
   std::vector<uint8_t> flags;
+  PathFilter filter(opts.excludes, opts.includes);
   auto type_flag = [](const Entry& e) -> uint8_t {
     switch (e.meta.type) {
       case io::FileType::kRegular: return kActTransfer;
@@ -274,6 +276,7 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
           Entry e;
           e.root = d.root;
           e.rel = io::join_path(d.rel, c.name);
+          if (filter.excluded(e.rel)) continue;
           e.meta = c.meta;
           e.link_target = std::move(c.link_target);
           if (e.meta.type == io::FileType::kDirectory) {
@@ -550,6 +553,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
         }
       }
       if (st) st = io::apply_meta_fd(fd.get(), e.meta, ctx.needs_chown(e), plan.dst_path(e));
+      if (st && opts.xattrs) st = io::copy_xattrs(plan.src_path(e), fd.get(), plan.dst_path(e));
       if (st) st = fd.close();
       if (st && ::renameat(dirfd, tmp.c_str(), dirfd, plan.name(e).c_str()) != 0) {
         st = io::Error::from_errno(errno, "rename into place " + plan.dst_path(e));
@@ -587,6 +591,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
       io::Status st = dirfd < 0 ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
                                 : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
+      if (st && opts.xattrs) st = io::copy_xattrs(plan.src_path(e), -1, plan.dst_path(e));
       if (!st) ctx.errors.add(st.error().message);
     }
   }
@@ -596,6 +601,9 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     const Entry& e = plan.entries[i];
     if (e.meta.type != io::FileType::kDirectory || !(flags[i] & kActMeta)) continue;
     auto fd = io::open_dir_path(plan.dst_path(e), io::DirOpen::kList, e.rel.empty());
+    if (fd && opts.xattrs) {
+      if (auto xs = io::copy_xattrs(plan.src_path(e), fd->get(), plan.dst_path(e)); !xs) ctx.errors.add(xs.error().message);
+    }
     if (fd && dirs_if_changed) {
       struct stat st;
       if (::fstat(fd->get(), &st) == 0 && (st.st_mode & 07777) == e.meta.mode &&

@@ -8,6 +8,8 @@
 
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -170,9 +172,9 @@ struct WalkDir {
 
 class Walker {
  public:
-  Walker(Plan& plan, tbb::task_group& tg) : plan_(plan), tg_(tg) {}
+  Walker(Plan& plan, tbb::task_group& tg, const PathFilter& filter) : plan_(plan), tg_(tg), filter_(filter) {}
 
-  void list(std::string path, WalkDir* node) {
+  void list(std::string path, std::string rel, WalkDir* node) {
     auto listing = io::read_directory(path);
     std::vector<io::Error> errors;
     if (!listing) {
@@ -180,12 +182,19 @@ class Walker {
     } else {
       errors = std::move(listing->errors);
       node->children = std::move(listing->children);
+      if (filter_.active()) {
+        std::erase_if(node->children,
+                      [&](const io::DirChild& c) { return filter_.excluded(io::join_path(rel, c.name)); });
+      }
       for (const io::DirChild& c : node->children) {
         if (c.meta.type != io::FileType::kDirectory) continue;
         node->subdirs.push_back(std::make_unique<WalkDir>());
         WalkDir* sub = node->subdirs.back().get();
         std::string sub_path = io::join_path(path, c.name);
-        tg_.run([this, sub_path = std::move(sub_path), sub] { list(sub_path, sub); });
+        std::string sub_rel = io::join_path(rel, c.name);
+        tg_.run([this, sub_path = std::move(sub_path), sub_rel = std::move(sub_rel), sub] {
+          list(sub_path, sub_rel, sub);
+        });
       }
     }
     if (!errors.empty()) {
@@ -197,6 +206,7 @@ class Walker {
  private:
   Plan& plan_;
   tbb::task_group& tg_;
+  const PathFilter& filter_;
   std::mutex mu_;
 };
 
@@ -229,7 +239,23 @@ void flatten(Plan& plan, uint32_t root, uint32_t dir_index, const std::string& r
 
 }  // namespace
 
-Plan walk_roots(std::vector<Root> roots, unsigned threads) {
+bool PathFilter::excluded(std::string_view rel) const {
+  if (excludes_.empty()) return false;
+  std::string path(rel);
+  std::string name(io::base_name(rel));
+  auto matches = [&](const std::string& pattern) {
+    if (pattern.find('/') == std::string::npos) return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+    const char* p = pattern.c_str();
+    if (*p == '/') ++p;  // anchored at SRC: paths here are relative to it anyway
+    std::string pat(p);
+    if (!pat.empty() && pat.back() == '/') pat.pop_back();
+    return ::fnmatch(pat.c_str(), path.c_str(), FNM_PATHNAME) == 0;
+  };
+  bool out = std::any_of(excludes_.begin(), excludes_.end(), matches);
+  return out && std::none_of(includes_.begin(), includes_.end(), matches);
+}
+
+Plan walk_roots(std::vector<Root> roots, unsigned threads, const PathFilter& filter) {
   Plan plan;
   plan.roots = std::move(roots);
   std::vector<std::unique_ptr<WalkDir>> trees(plan.roots.size());
@@ -240,7 +266,7 @@ Plan walk_roots(std::vector<Root> roots, unsigned threads) {
   std::vector<io::Error> root_errors;
   arena.execute([&] {
     tbb::task_group tg;
-    Walker walker(plan, tg);
+    Walker walker(plan, tg, filter);
     for (size_t i = 0; i < plan.roots.size(); ++i) {
       auto meta = io::stat_entry(AT_FDCWD, plan.roots[i].src.c_str());
       if (!meta) {
@@ -252,7 +278,7 @@ Plan walk_roots(std::vector<Root> roots, unsigned threads) {
       if (meta->type == io::FileType::kDirectory) {
         trees[i] = std::make_unique<WalkDir>();
         tg.run([&walker, path = plan.roots[i].src, node = trees[i].get()] {
-          walker.list(path, node);
+          walker.list(path, "", node);
         });
       } else if (meta->type == io::FileType::kSymlink) {
         auto target = io::read_link(AT_FDCWD, plan.roots[i].src.c_str());

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/metadata.hpp"
@@ -56,9 +57,26 @@ struct Plan {
 io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
                                             const std::string& destination);
 
+// --exclude / --include: an entry is left out when its path (relative to its root) matches
+// an exclude pattern and no include pattern. Patterns are fnmatch globs; one without '/'
+// matches the entry's name, one with '/' its whole relative path. Left-out directories are
+// not descended.
+class PathFilter {
+ public:
+  PathFilter() = default;
+  PathFilter(std::vector<std::string> excludes, std::vector<std::string> includes)
+      : excludes_(std::move(excludes)), includes_(std::move(includes)) {}
+  bool active() const { return !excludes_.empty(); }
+  bool excluded(std::string_view rel) const;
+
+ private:
+  std::vector<std::string> excludes_;
+  std::vector<std::string> includes_;
+};
+
 // Walks every root in parallel (oneTBB tasks, one per directory). Never follows symlinks.
 // Per-entry failures land in plan.walk_errors; the rest is walked.
-Plan walk_roots(std::vector<Root> roots, unsigned threads);
+Plan walk_roots(std::vector<Root> roots, unsigned threads, const PathFilter& filter = {});
 
 // One extent: a whole small file or one chunk of a large one, placed in a unit's buffer.
 struct Extent {

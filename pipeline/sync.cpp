@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "io/path_ops.hpp"
+#include "io/xattr.hpp"
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/dist_internal.hpp"
 #include "pipeline/manifest.hpp"
@@ -87,7 +88,8 @@ std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool own
 
 class SyncVisitor {
  public:
-  SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner) : opts_(opts), errors_(errors), owner_(owner) {}
+  SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner)
+      : opts_(opts), errors_(errors), owner_(owner), filter_(opts.copy.excludes, opts.copy.includes) {}
 
   void visit(const Plan& plan, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
     const Root& root = plan.roots[d.root];
@@ -114,6 +116,7 @@ class SyncVisitor {
       Entry e;
       e.root = d.root;
       e.rel = io::join_path(d.rel, c.name);
+      if (filter_.excluded(e.rel)) continue;
       e.meta = c.meta;
       e.link_target = std::move(c.link_target);
       auto it = dst.find(c.name);
@@ -158,10 +161,15 @@ class SyncVisitor {
           content_differs = e.meta.rdev != t->meta.rdev;
         }
         std::string attrs = attr_diff(e.meta, t->meta, owner_, content_differs && !is_dir && opts_.checksum);
+        if (opts_.copy.xattrs && !content_differs) {
+          auto a = io::read_xattrs(plan.src_path(e));
+          auto b = io::read_xattrs(plan.dst_path(e));
+          if (!a || !b || !(a.value() == b.value())) attrs += 'x';
+        }
         if (content_differs) {
           flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
           lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
-        } else if (attrs != ".........") {
+        } else if (attrs.find_first_not_of('.') != std::string::npos) {
           flag = kActMeta;
           lines.push_back(item('.', tc, attrs, e.rel, is_dir));
         } else if (is_dir) {
@@ -180,6 +188,7 @@ class SyncVisitor {
       for (const auto& [name, child] : dst) {
         if (in_src.count(name)) continue;
         std::string rel = io::join_path(d.rel, name);
+        if (filter_.excluded(rel)) continue;  // excluded names are protected from deletion
         lines.push_back("*deleting   " + rel + (child.meta.type == io::FileType::kDirectory ? "/" : ""));
         if (!opts_.dry_run) {
           if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st) errors_.add(st.error().message);
@@ -205,6 +214,7 @@ class SyncVisitor {
   const SyncOptions& opts_;
   ErrorList& errors_;
   bool owner_;
+  PathFilter filter_;
   std::mutex mu_;
   std::vector<std::string> changes_;
 };

@@ -142,6 +142,9 @@ int main(int argc, char** argv) {
   copy_cmd->add_flag("--direct-read", copy.direct_read, "O_DIRECT reads only");
   copy_cmd->add_flag("--direct-write", copy.direct_write, "O_DIRECT writes only");
   copy_cmd->add_flag("--fsync", copy.fsync, "fsync each file before renaming it into place");
+  copy_cmd->add_flag("--xattrs", copy.xattrs, "copy extended attributes (user.*; trusted.* and security.* as root)");
+  copy_cmd->add_option("--exclude", copy.excludes, "leave out entries matching this glob (repeatable)");
+  copy_cmd->add_option("--include", copy.includes, "keep entries matching this glob despite an --exclude");
   copy_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
   copy_cmd->add_option("--progress", progress, "auto | tty | plain | none")
@@ -158,6 +161,10 @@ int main(int argc, char** argv) {
   sync_cmd->add_flag("-n,--dry-run", sync.dry_run, "change nothing; list what would change");
   sync_cmd->add_flag("-i,--itemize", sync.itemize, "print one line per change (rsync --itemize-changes style)");
   sync_cmd->add_flag("--verify", sync.copy.verify, "re-read what was written and compare checksums");
+  sync_cmd->add_flag("--xattrs", sync.copy.xattrs, "mirror extended attributes too");
+  sync_cmd->add_option("--exclude", sync.copy.excludes,
+                       "leave out entries matching this glob (repeatable); with --delete, excluded names in DST are kept");
+  sync_cmd->add_option("--include", sync.copy.includes, "keep entries matching this glob despite an --exclude");
   sync_cmd->add_option("--checksum-manifest", sync.copy.manifest_path, "write the XXH3-128 of every file copied");
   sync_cmd->add_option("--report", sync.copy.report_path, "write a JSON report to FILE");
   sync_cmd->add_option("--memory", sync.copy.memory_bytes, "bound on payload buffers (default 256M)")
