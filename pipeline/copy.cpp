@@ -208,6 +208,10 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const Un
     CommitStage commit_stage(ctx);
 
     input_node<WorkUnit*> source(g, [&](tbb::flow_control& fc) -> WorkUnit* {
+      if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load()) {
+        ctx.resumable = true;
+        ctx.set_fatal("stopped by signal " + std::to_string(sig) + "; rerun with --resume to finish");
+      }
       if (ctx.stop.load() || !next_unit(extents)) {
         fc.stop();
         return nullptr;
@@ -320,6 +324,75 @@ uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers
   return linked;
 }
 
+bool in_place(const Plan& plan, const Entry& e, DirFdCache& dirs) {
+  int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+  if (dirfd < 0) return false;
+  struct stat st;
+  std::string name = plan.name(e);
+  return ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+         static_cast<uint64_t>(st.st_size) == e.meta.size_bytes && st.st_mtim.tv_sec == e.meta.mtime.tv_sec &&
+         st.st_mtim.tv_nsec == e.meta.mtime.tv_nsec;
+}
+
+uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const JournalState& state,
+                     std::vector<const std::unordered_set<uint32_t>*>& done_chunks) {
+  const Plan& plan = ctx.plan;
+  done_chunks.assign(plan.entries.size(), nullptr);
+  DirFdCache dirs;
+  uint64_t skipped = 0;
+  for (uint32_t f : plan.files) {
+    if (!include[f]) continue;
+    const Entry& e = plan.entries[f];
+    if (in_place(plan, e, dirs)) {
+      include[f] = 0;  // put in place (complete: linked or renamed in only when done) by an earlier run
+      ++skipped;
+      continue;
+    }
+    int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+    if (dirfd < 0) continue;
+    struct stat st;
+    if (!ctx.is_large(f)) continue;
+    std::string part = ctx.temp_name(f);
+    auto it = state.find(part);
+    if (it == state.end()) continue;
+    if (::fstatat(dirfd, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes) {
+      continue;
+    }
+    ctx.resume_parts.insert(f);
+    done_chunks[f] = &it->second;
+    uint32_t chunks = chunk_count_for(e.meta.size_bytes, ctx.opts.chunk_bytes, (ctx.opts.chunk_bytes + 4095) / 4096 * 4096);
+    uint32_t done = 0;
+    for (uint32_t c : it->second) done += c + 1 < chunks ? 1 : 0;  // the last chunk is always redone
+    ctx.set_chunks_left(f, chunks - done);
+  }
+  return skipped;
+}
+
+JournalFlusher::JournalFlusher(Journal* journal, CopyContext& ctx) : journal_(journal), ctx_(ctx) {
+  if (!journal_) return;
+  // BARGE_JOURNAL_FLUSH_MS tunes the interval (tests use a short one to stop runs mid-way).
+  long interval_ms = 1000;
+  if (const char* env = std::getenv("BARGE_JOURNAL_FLUSH_MS")) interval_ms = std::clamp(std::atol(env), 1L, 60000L);
+  thread_ = std::thread([this, interval_ms] {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [&] { return done_; })) {
+      if (auto st = journal_->flush(); !st) ctx_.set_fatal(st.error().message);
+    }
+  });
+}
+
+JournalFlusher::~JournalFlusher() {
+  if (!journal_) return;
+  {
+    std::lock_guard lock(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  if (auto st = journal_->flush(); !st) ctx_.set_fatal(st.error().message);
+}
+
 BackendSource BackendSet::source() {
   return [this]() -> io::IoBackend& {
     auto& slot = backends_.local();
@@ -364,13 +437,29 @@ RunResult run_copy(const CopyOptions& opts) {
     result.fatal = st.error().message;
     return result;
   }
+  std::string journal_dir = Journal::dir_for(opts.destination);
   auto roots = resolve_roots(opts.sources, opts.destination);
+  if (opts.resume) {
+    // The placement of the run being resumed, when its sources are these.
+    auto saved = Journal::load_roots(journal_dir);
+    bool same = saved && saved->size() == opts.sources.size();
+    for (size_t i = 0; same && i < saved->size(); ++i) {
+      same = io::base_name((*saved)[i].src) == io::base_name(opts.sources[i]);
+    }
+    if (same) roots = *saved;
+  }
   if (!roots) {
     result.exit_code = kExitFatal;
     result.fatal = roots.error().message;
     return result;
   }
   result.started = true;
+  // A fresh run drops any old journal (its parts are truncated when reused) and records its
+  // placement first, so even a run killed during the walk can be resumed.
+  if (!opts.resume) Journal::remove(journal_dir);
+  if (auto st = Journal::save_roots(journal_dir, roots.value()); !st) {
+    io::log_warn(st.error().message + " (a stopped run will not be resumable)");
+  }
   raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // More threads than cores: I/O stages block in the kernel while hash stages compute.
@@ -422,8 +511,29 @@ RunResult run_copy(const CopyOptions& opts) {
     create_entries(ctx, result);
     std::vector<uint8_t> include = ctx.parent_ok;
     for (uint32_t f : followers) include[f] = 0;
+    // Resume journal: chunks of large files, flushed about once a second. Without --resume
+    // an old journal is dropped (its part files are truncated when reused).
+    JournalState journal_state;
+    if (opts.resume) journal_state = Journal::load(journal_dir);
+    std::vector<const std::unordered_set<uint32_t>*> done_chunks;
+    if (opts.resume) result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
+    std::unique_ptr<Journal> journal;
+    bool any_large = std::any_of(plan.files.begin(), plan.files.end(), [&](uint32_t f) { return include[f] && ctx.is_large(f); });
+    if (any_large) {
+      auto j = Journal::open(journal_dir, 0);
+      if (j) {
+        journal = std::move(j.value());
+        ctx.journal = journal.get();
+      } else {
+        io::log_warn(j.error().message + " (a stopped run will not be resumable)");
+      }
+    }
     try {
+      JournalFlusher flusher(ctx.journal, ctx);
       UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
+      if (opts.resume) {
+        cutter.set_skip([&](uint32_t f, uint32_t c) { return done_chunks[f] && done_chunks[f]->count(c) > 0; });
+      }
       transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
@@ -451,6 +561,7 @@ RunResult run_copy(const CopyOptions& opts) {
   result.fatal = ctx.fatal();
   result.errors = ctx.errors.take();
   result.bytes = stats.bytes_committed.load();
+  result.bytes_transferred = stats.bytes_done.load();
   result.files = stats.files_done.load();
   result.bytes_verified = stats.bytes_verified.load();
   for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
@@ -458,9 +569,12 @@ RunResult run_copy(const CopyOptions& opts) {
   result.buffers_registered = backends.registered();
   result.seconds = since(t0);
   result.peak_rss_bytes = peak_rss_bytes();
-  result.exit_code = !result.fatal.empty()    ? kExitFatal
+  result.resumable = ctx.resumable.load();
+  result.exit_code = result.resumable         ? kExitResumable
+                     : !result.fatal.empty()  ? kExitFatal
                      : !result.errors.empty() ? kExitPartial
                                               : kExitOk;
+  if (result.exit_code == kExitOk) Journal::remove(Journal::dir_for(opts.destination));
   return result;
 }
 

@@ -28,6 +28,7 @@ struct CopyOptions {
   bool direct_write = false;  // O_DIRECT writes
   bool fsync = false;         // fsync each file before it is renamed
   bool xattrs = false;        // copy extended attributes (--xattrs)
+  bool resume = false;        // skip files in place and chunks the journal lists (--resume)
   // --exclude / --include globs: an entry is left out when it matches an exclude and no
   // include. A pattern with '/' matches the path below SRC, one without matches the name.
   std::vector<std::string> excludes;

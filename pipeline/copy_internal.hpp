@@ -7,7 +7,10 @@
 #include <mutex>
 #include <oneapi/tbb/enumerable_thread_specific.h>
 #include <functional>
+#include <condition_variable>
 #include <string>
+#include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "io/io_backend.hpp"
@@ -45,6 +48,33 @@ io::Status link_into_place_path(const std::string& target_path, int dirfd, const
 uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers,
                         const std::function<std::string(uint32_t)>& leader_path,
                         const std::function<bool(uint32_t)>& leader_ok, bool skip_if_same);
+
+// A regular file under its final destination name with the source's size and mtime: put
+// there complete by an earlier run.
+bool in_place(const Plan& plan, const Entry& e, DirFdCache& dirs);
+
+// --resume: files already in place (regular, same size and mtime as the source) are taken
+// out of `include` and counted; large files whose part exists at full size reuse it and skip
+// the chunks `state` lists. Returns the files skipped.
+uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const JournalState& state,
+                     std::vector<const std::unordered_set<uint32_t>*>& done_chunks);
+
+// Keeps the journal durable while the transfer runs (a flush about once a second).
+class JournalFlusher {
+ public:
+  JournalFlusher(Journal* journal, CopyContext& ctx);
+  ~JournalFlusher();
+  JournalFlusher(const JournalFlusher&) = delete;
+  JournalFlusher& operator=(const JournalFlusher&) = delete;
+
+ private:
+  Journal* journal_;
+  CopyContext& ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
 
 void raise_fd_limit();
 unsigned default_threads();

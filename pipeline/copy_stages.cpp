@@ -115,7 +115,15 @@ std::vector<uint32_t> CopyContext::open_large_files() {
   return out;
 }
 
+bool CopyContext::is_large(uint32_t file) const {
+  const io::FileMeta& m = plan.entries[file].meta;
+  return m.type == io::FileType::kRegular &&
+         chunk_count_for(m.size_bytes, opts.chunk_bytes, round_up(opts.chunk_bytes, kDirectAlign)) > 1;
+}
+
 std::string CopyContext::temp_name(uint32_t file) const {
+  // Large files get a deterministic part name, so a resumed run finds their chunks.
+  if (is_large(file)) return part_name(plan.entries[file], opts.chunk_bytes);
   // Short and unique per run: fits beside a 255-byte name and never collides with it.
   return ".barge-tmp." + std::to_string(temp_ids.empty() ? file : temp_ids[file]) + temp_suffix_;
 }
@@ -253,6 +261,26 @@ void HashStage::operator()(WorkUnit& unit) const {
   }
 }
 
+int WriteStage::open_part(uint32_t file, DirFdCache& dirs, std::string& err) const {
+  const Entry& e = ctx_.plan.entries[file];
+  int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+  if (dirfd < 0) {
+    err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
+    return -1;
+  }
+  // A resumed part keeps its bytes; otherwise a stale part of an earlier run is truncated.
+  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_CLOEXEC | (ctx_.resume_parts.count(file) ? 0 : O_TRUNC);
+  std::string part = ctx_.temp_name(file);
+  int fd = ::openat(dirfd, part.c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0), e.meta.mode & 0777);
+  if (fd < 0 && ctx_.opts.direct_write && errno == EINVAL) fd = ::openat(dirfd, part.c_str(), flags, e.meta.mode & 0777);
+  if (fd < 0) {
+    int e_no = errno;
+    err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), part)).message;
+    if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
+  }
+  return fd;
+}
+
 int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
   const Entry& e = ctx_.plan.entries[file];
   int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
@@ -356,9 +384,10 @@ void WriteStage::operator()(WorkUnit& unit) const {
       }
       if (!lf.create_attempted) {
         lf.create_attempted = true;
-        int fd = open_temp(file, dirs, lf.unnamed, err);
-        if (fd >= 0) {
-          lf.fd.reset(fd);
+        int fd = open_part(file, dirs, err);
+        bool reused = ctx_.resume_parts.count(file) > 0;
+        if (fd >= 0) lf.fd.reset(fd);
+        if (fd >= 0 && !reused) {
           // Reserve the space up front: less fragmentation, and a full disk shows at once.
           // Sparse files only get their size, so their holes stay holes.
           const io::FileMeta& m = plan.entries[file].meta;
@@ -471,7 +500,9 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
   int dirfd = -1;
   auto drop_temp = [&] {
     if (owned) owned->reset();
-    if (!unnamed && dirfd >= 0) ::unlinkat(dirfd, tmp.c_str(), 0);
+    // A large file's part survives a stopped run: --resume continues it.
+    bool keep = ctx_.is_large(file) && ctx_.stop.load() && ctx_.journal != nullptr;
+    if (!unnamed && dirfd >= 0 && !keep) ::unlinkat(dirfd, tmp.c_str(), 0);
   };
   if (ctx_.file_failed(file) || fd < 0) {
     if (!unnamed)
@@ -538,6 +569,7 @@ void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
     ctx_.abandon_file(file);  // never commit a file that misses a chunk
   } else {
     ctx_.stats.bytes_done.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+    if (ctx_.journal && it.ext.chunk_count > 1) ctx_.journal->record(ctx_.temp_name(file), it.ext.chunk, it.dst_fd);
   }
   if (ctx_.shared_large && it.ext.chunk_count > 1) return;  // the owner finalizes after all ranks
   if (!ctx_.finish_chunk(file)) return;
@@ -591,7 +623,8 @@ void CommitStage::close_shared() const {
   for (uint32_t file : ctx_.open_large_files()) {
     auto lf = ctx_.take_large_file(file);
     if (!lf) continue;
-    if (ctx_.opts.fsync && lf->fd.valid() && ::fsync(lf->fd.get()) != 0) {
+    // With a journal, its last lines point at these bytes: make them durable before closing.
+    if ((ctx_.opts.fsync || ctx_.journal) && lf->fd.valid() && ::fsync(lf->fd.get()) != 0) {
       ctx_.fail_file(file, io::Error::from_errno(errno, "fsync " + ctx_.plan.dst_path(ctx_.plan.entries[file])).message);
     }
     if (auto st = lf->fd.close(); !st) {

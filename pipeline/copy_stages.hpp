@@ -15,11 +15,13 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "io/io_backend.hpp"
 #include "pipeline/copy.hpp"
 #include "pipeline/hash.hpp"
+#include "pipeline/journal.hpp"
 #include "pipeline/manifest.hpp"
 #include "pipeline/plan.hpp"
 #include "pipeline/stats.hpp"
@@ -62,6 +64,10 @@ class CopyContext {
   // temporary created by their owner; temp_ids gives each its run-wide number, and the owner
   // finalizes it after all ranks are done (pipeline/dist_copy.cpp).
   bool shared_large = false;
+  Journal* journal = nullptr;                       // records written chunks of large files
+  std::unordered_set<uint32_t> resume_parts;        // large files whose part is reused (no truncate)
+  // Set by a stop that can be resumed (SIGTERM, SIGUSR1): large files' parts are kept.
+  std::atomic<bool> resumable{false};
   std::vector<uint64_t> temp_ids;
 
   std::atomic<bool> stop{false};
@@ -80,6 +86,9 @@ class CopyContext {
 
   // Counts one chunk of `file` done; true for the caller that finished the last one.
   bool finish_chunk(uint32_t file) { return chunks_left_[file].fetch_sub(1) == 1; }
+  // Resume: chunks already written by an earlier run are not sent again.
+  void set_chunks_left(uint32_t file, uint32_t n) { chunks_left_[file].store(n); }
+  bool is_large(uint32_t file) const;
 
   LargeFile& large_file(uint32_t file);  // created on first use
   std::unique_ptr<LargeFile> take_large_file(uint32_t file);
@@ -143,6 +152,7 @@ class WriteStage {
 
  private:
   int open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const;
+  int open_part(uint32_t file, DirFdCache& dirs, std::string& err) const;
   CopyContext& ctx_;
 };
 

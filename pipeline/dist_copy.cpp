@@ -181,16 +181,25 @@ struct ChunkBatch {
 
 // Rank 0's chunk coordinator: hands out batches of neighbouring chunks of the large files
 // in order until none are left; exits after telling every rank so.
-void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk_counts) {
+void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk_counts,
+                       const std::function<bool(uint32_t, uint32_t)>& done) {
   size_t file = 0;
   uint32_t next = 0;
   int told_done = 0;
   while (told_done < comm.size()) {
     int source = 0;
     (void)comm.recv(kTagChunkRequest, &source);
-    while (file < chunk_counts.size() && next >= chunk_counts[file]) {
-      ++file;
-      next = 0;
+    for (;;) {
+      while (file < chunk_counts.size() && next >= chunk_counts[file]) {
+        ++file;
+        next = 0;
+      }
+      // Resume: chunks an earlier run wrote are not handed out again (the last always is).
+      if (file < chunk_counts.size() && next + 1 < chunk_counts[file] && done(static_cast<uint32_t>(file), next)) {
+        ++next;
+        continue;
+      }
+      break;
     }
     if (file == chunk_counts.size()) {
       comm.send(source, kTagChunkWork, "");
@@ -198,7 +207,11 @@ void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk
       continue;
     }
     WireWriter w;
-    uint32_t count = std::min(kChunksPerBatch, chunk_counts[file] - next);
+    uint32_t count = 1;
+    while (count < kChunksPerBatch && next + count < chunk_counts[file] &&
+           !(next + count + 1 < chunk_counts[file] && done(static_cast<uint32_t>(file), next + count))) {
+      ++count;
+    }
     w.u32(static_cast<uint32_t>(file));
     w.u32(next);
     w.u32(count);
@@ -249,6 +262,19 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   if (comm.size() == 1) return run_copy(opts);
   auto t0 = Clock::now();
   auto roots = resolve_agreed(opts, comm, false);
+  std::string journal_dir = Journal::dir_for(opts.destination);
+  if (roots && opts.resume) {
+    auto saved = Journal::load_roots(journal_dir);
+    bool same = saved && saved->size() == opts.sources.size();
+    for (size_t i = 0; same && i < saved->size(); ++i) same = io::base_name((*saved)[i].src) == io::base_name(opts.sources[i]);
+    if (same) roots = *saved;
+  }
+  if (roots && comm.rank() == 0) {
+    if (!opts.resume) Journal::remove(journal_dir);
+    if (auto st = Journal::save_roots(journal_dir, roots.value()); !st) {
+      io::log_warn(st.error().message + " (a stopped run will not be resumable)");
+    }
+  }
   if (!roots) {
     RunResult result;
     result.exit_code = kExitFatal;
@@ -320,6 +346,18 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   WireWriter mine;
   uint32_t my_large = 0;
   for (uint32_t f : plan.files) include[f] = (flags[f] & kActTransfer) ? 1 : 0;
+  std::string journal_dir = Journal::dir_for(opts.destination);
+  JournalState journal_state;
+  if (opts.resume) {
+    journal_state = Journal::load(journal_dir);
+    DirFdCache dirs;
+    for (uint32_t f : plan.files) {
+      if (include[f] && in_place(plan, plan.entries[f], dirs)) {
+        include[f] = 0;
+        ++result.skipped_files;
+      }
+    }
+  }
   // Hard links: every rank learns every multi-link file; the member with the smallest
   // (root, path) leads its group and is copied, the others are linked to it afterwards.
   std::vector<uint32_t> followers;
@@ -397,6 +435,41 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
+  // Resume: files in place were skipped before the exchange (include); large files whose
+  // part survives continue from the chunks the journal lists, identically on every rank.
+  std::vector<const std::unordered_set<uint32_t>*> done_chunks(plan.entries.size(), nullptr);
+  if (opts.resume) {
+    DirFdCache dirs;
+    for (uint32_t g = 0; g < global_count; ++g) {
+      uint32_t f = local_count + g;
+      const Entry& e = plan.entries[f];
+      auto it = journal_state.find(ctx.temp_name(f));
+      if (it == journal_state.end()) continue;
+      int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      struct stat st;
+      if (dirfd >= 0 && ::fstatat(dirfd, ctx.temp_name(f).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          static_cast<uint64_t>(st.st_size) == e.meta.size_bytes) {
+        ctx.resume_parts.insert(f);
+        done_chunks[f] = &it->second;
+      }
+    }
+  }
+  auto global_done = [&](uint32_t g, uint32_t chunk) {
+    const auto* d = done_chunks[local_count + g];
+    return d && d->count(chunk) > 0;
+  };
+  std::unique_ptr<Journal> journal;
+  if (global_count > 0) {
+    if (comm.rank() != 0) comm.barrier();  // rank 0 made the directory (save_roots) already
+    auto j = Journal::open(journal_dir, comm.rank());
+    if (comm.rank() == 0) comm.barrier();
+    if (j) {
+      journal = std::move(j.value());
+      ctx.journal = journal.get();
+    } else {
+      io::log_warn(j.error().message + " (a stopped run will not be resumable)");
+    }
+  }
   for (uint32_t f : plan.files) {
     if (include[f]) {
       stats.bytes_total += plan.entries[f].meta.size_bytes;
@@ -429,17 +502,19 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       uint32_t f = local_count + g;
       const Entry& e = plan.entries[f];
       int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+      bool reused = ctx.resume_parts.count(f) > 0;
       int fd = dirfd < 0 ? -1
-                         : ::openat(dirfd, ctx.temp_name(f).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                                    e.meta.mode & 0777);
+                         : ::openat(dirfd, ctx.temp_name(f).c_str(),
+                                    O_WRONLY | O_CREAT | O_CLOEXEC | (reused ? 0 : O_TRUNC), e.meta.mode & 0777);
       if (fd < 0) {
         int err = errno;
         ctx.fail_file(f, io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
         if (err == ENOSPC || err == EDQUOT) ctx.set_fatal(io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
         continue;
       }
-      int rc = io::is_sparse(e.meta) ? (::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) == 0 ? 0 : errno)
-                                     : ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
+      int rc = reused ? 0
+               : io::is_sparse(e.meta) ? (::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) == 0 ? 0 : errno)
+                                       : ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
       if (rc == ENOSPC || rc == EDQUOT) ctx.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(e)).message);
       ::close(fd);
     }
@@ -451,7 +526,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   double busy = 0;
   if (ok) {
     std::thread coordinator;
-    if (comm.rank() == 0) coordinator = std::thread([&] { chunk_coordinator(comm, chunk_counts); });
+    if (comm.rank() == 0) coordinator = std::thread([&] { chunk_coordinator(comm, chunk_counts, global_done); });
     UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
     ChunkBatch batch;
     bool local_done = false, remote_done = false;
@@ -487,6 +562,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     };
     auto tb = Clock::now();
     try {
+      JournalFlusher flusher(ctx.journal, ctx);
       Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone, "copy (rank 0)");
       transfer(ctx, pool, threads, next_unit);
     } catch (const std::exception& ex) {
@@ -537,7 +613,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       if (dirfd < 0) continue;
       std::string tmp = ctx.temp_name(f);
       if (!all_ok || failed_anywhere[g]) {
-        ::unlinkat(dirfd, tmp.c_str(), 0);
+        // A stopped run keeps its parts for --resume; a file that failed loses its part.
+        if (all_ok) ::unlinkat(dirfd, tmp.c_str(), 0);
         if (all_ok && !ctx.file_failed(f)) ctx.fail_file(f, plan.dst_path(e) + ": a chunk failed on another rank");
         continue;
       }
@@ -655,6 +732,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     total.others += r.u64();
     for (int s = 0; s < kStageCount; ++s) total.stage_busy_ns[s] += r.u64();
     total.files += k.files;
+    total.bytes_transferred += k.bytes;
     min_busy = std::min(min_busy, k.busy_seconds);
     max_busy = std::max(max_busy, k.busy_seconds);
     total.ranks.push_back(std::move(k));
@@ -697,9 +775,18 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   uint64_t rss = peak_rss_bytes();
   comm.allreduce_max(std::span<uint64_t>(&rss, 1));
   total.peak_rss_bytes = rss;
-  uint64_t code = !total.fatal.empty() ? kExitFatal : !total.errors.empty() ? kExitPartial : kExitOk;
+  uint64_t code = ctx.resumable.load()    ? kExitResumable
+                  : !total.fatal.empty()  ? kExitFatal
+                  : !total.errors.empty() ? kExitPartial
+                                          : kExitOk;
   comm.allreduce_max(std::span<uint64_t>(&code, 1));
   total.exit_code = static_cast<int>(code);
+  total.resumable = code == kExitResumable;
+  uint64_t skipped = result.skipped_files;
+  comm.allreduce_sum(std::span<uint64_t>(&skipped, 1));
+  total.skipped_files = skipped;
+  comm.barrier();  // every rank's journal is closed... after the report
+  if (code == kExitOk && comm.rank() == 0) Journal::remove(journal_dir);
   return total;
 }
 

@@ -333,6 +333,8 @@ bool UnitCutter::next(std::vector<Extent>& out) {
     uint32_t chunks = chunk_count_for(size, chunk_bytes_, buffer_bytes_);
     if (chunks > 1) {
       if (!out.empty()) return true;  // a chunk of a large file travels alone
+      // Resume: chunks an earlier run wrote are skipped (never the last, which commits).
+      while (skip_ && chunk_pos_ + 1 < chunks && skip_(file, chunk_pos_)) ++chunk_pos_;
       uint64_t off = static_cast<uint64_t>(chunk_pos_) * chunk_bytes_;
       out.push_back(Extent{file, chunk_pos_, chunks, off, std::min(chunk_bytes_, size - off), 0});
       if (++chunk_pos_ == chunks) {

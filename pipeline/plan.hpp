@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +99,8 @@ class UnitCutter {
              const std::vector<uint8_t>* include = nullptr);
   // Fills `out` with the next unit's extents; false when there is nothing left.
   bool next(std::vector<Extent>& out);
+  // Resume: chunks for which skip(file, chunk) is true are not cut (the last one always is).
+  void set_skip(std::function<bool(uint32_t, uint32_t)> skip) { skip_ = std::move(skip); }
 
  private:
   const Plan& plan_;
@@ -105,6 +108,7 @@ class UnitCutter {
   uint64_t buffer_bytes_;
   uint32_t max_files_;
   const std::vector<uint8_t>* include_;  // per entry: 0 = leave out
+  std::function<bool(uint32_t, uint32_t)> skip_;
   size_t file_pos_ = 0;
   uint32_t chunk_pos_ = 0;
 };

@@ -8,6 +8,11 @@
 
 namespace barge::pipeline {
 
+std::atomic<int>& stop_signal() {
+  static std::atomic<int> signal{0};
+  return signal;
+}
+
 const char* stage_name(int stage) {
   static constexpr const char* kNames[] = {"read", "hash", "write", "verify", "commit"};
   return stage >= 0 && stage < kStageCount ? kNames[stage] : "?";
@@ -44,6 +49,7 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["symlinks"] = r.symlinks;
   j["other_entries"] = r.others;
   j["bytes_verified"] = r.bytes_verified;
+  j["bytes_transferred"] = r.bytes_transferred;
   j["seconds"] = r.seconds;
   j["walk_seconds"] = r.walk_seconds;
   double secs = r.seconds > 0 ? r.seconds : 1e-9;
@@ -57,6 +63,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["buffers_registered"] = r.buffers_registered;
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   j["errors"] = r.errors;
+  j["skipped_files"] = r.skipped_files;
+  j["resumable"] = r.resumable;
   if (!r.ranks.empty()) {
     nlohmann::json ranks = nlohmann::json::array();
     for (const RankStats& k : r.ranks) {

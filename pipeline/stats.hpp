@@ -15,6 +15,12 @@ namespace barge::pipeline {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitPartial = 1;  // some entries failed, each named on stderr
 inline constexpr int kExitFatal = 2;    // usage or fatal error
+inline constexpr int kExitResumable = 75;  // stopped by SIGTERM/SIGUSR1/SIGINT: rerun with --resume
+
+// Set (to the signal number) by the CLI's handler for SIGTERM, SIGUSR1 and SIGINT; a run
+// that sees it stops taking new work, finishes what is in flight, flushes its journal and
+// returns kExitResumable.
+std::atomic<int>& stop_signal();
 
 enum Stage { kStageRead, kStageHash, kStageWrite, kStageVerify, kStageCommit, kStageCount };
 const char* stage_name(int stage);
@@ -63,12 +69,15 @@ struct RunResult {
   uint64_t symlinks = 0;
   uint64_t others = 0;
   uint64_t bytes_verified = 0;
+  uint64_t bytes_transferred = 0;    // bytes read and written by this run (less than bytes on --resume)
   double seconds = 0;
   double walk_seconds = 0;
   uint64_t stage_busy_ns[kStageCount] = {};
   std::string io_backend;
   bool buffers_registered = false;
   uint64_t peak_rss_bytes = 0;
+  uint64_t skipped_files = 0;        // --resume: already in place, not copied again
+  bool resumable = false;            // stopped by a signal; --resume finishes the job
   std::vector<RankStats> ranks;  // multi-rank runs only
   double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
 };

@@ -1,6 +1,8 @@
 // barge CLI: parses arguments into option structs, calls one library entry point per
 // subcommand and maps the result to an exit code (0 ok, 1 some entries failed, 2 usage or
 // fatal error). Nothing else lives here.
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -21,6 +23,19 @@
 namespace {
 
 using namespace barge;
+
+// SIGTERM, SIGUSR1 (what Slurm sends before the time limit with --signal) and SIGINT stop a
+// run cleanly: no new work, in-flight work finished, journal flushed, exit 75. A second
+// signal of the same kind kills as usual.
+void on_stop_signal(int sig) { pipeline::stop_signal().store(sig); }
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) ::sigaction(sig, &sa, nullptr);
+}
 
 // A CLI11 validator-transform for sizes: rejects nonsense with a message naming the flag.
 CLI::Validator size_validator() {
@@ -91,6 +106,7 @@ int main(int argc, char** argv) {
     return pipeline::kExitFatal;
   }
   const bool rank0 = comm->rank() == 0;
+  install_stop_handlers();
   if (comm->size() > 1) {
     // Every rank must have been given the same command line: compare with rank 0's.
     std::string args;
@@ -142,6 +158,8 @@ int main(int argc, char** argv) {
   copy_cmd->add_flag("--direct-read", copy.direct_read, "O_DIRECT reads only");
   copy_cmd->add_flag("--direct-write", copy.direct_write, "O_DIRECT writes only");
   copy_cmd->add_flag("--fsync", copy.fsync, "fsync each file before renaming it into place");
+  copy_cmd->add_flag("--resume", copy.resume,
+                     "continue a stopped or killed run: skip files in place and chunks the journal lists");
   copy_cmd->add_flag("--xattrs", copy.xattrs, "copy extended attributes (user.*; trusted.* and security.* as root)");
   copy_cmd->add_option("--exclude", copy.excludes, "leave out entries matching this glob (repeatable)");
   copy_cmd->add_option("--include", copy.includes, "keep entries matching this glob despite an --exclude");

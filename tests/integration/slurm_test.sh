@@ -11,7 +11,8 @@
 # equals SRC exactly (rsync --checksum dry run prints nothing, diff -r agrees).
 # Slurm is stopped and the temp dir removed on exit, pass or fail.
 #
-# Needs root. Exit 0 pass, 1 fail, 77 skip (only when the Slurm packages cannot be installed).
+# Needs root. Exit 0 pass, 1 fail, 77 skip: only when local-slurm.sh exits 3, i.e. the
+# Slurm packages are missing and cannot be installed, or the test does not run as root.
 # BARGE_TEST_KEEP=1 keeps the temp dir (and Slurm's logs) for a post-mortem.
 set -uo pipefail
 
@@ -62,7 +63,7 @@ out=$("$local_slurm" start "$T/slurm" 2>"$T/start.err")
 rc=$?
 if [ $rc = 3 ]; then
   cat "$T/start.err" >&2
-  echo "SKIP: the Slurm packages cannot be installed here ($(tail -n 1 "$T/start.err"))"
+  echo "SKIP: no local Slurm: $(tail -n 1 "$T/start.err" | sed 's/^local-slurm: //')"
   exit 77
 fi
 if [ $rc != 0 ]; then
@@ -70,6 +71,7 @@ if [ $rc != 0 ]; then
   echo "FAIL: local-slurm.sh start exited $rc" >&2
   exit 1
 fi
+sed 's/^/  /' "$T/start.err"
 eval "$out"
 [ -n "${SLURM_CONF:-}" ] || { echo "FAIL: local-slurm.sh printed no SLURM_CONF" >&2; exit 1; }
 log "slurm up in $(($(date +%s) - t_start)) s"

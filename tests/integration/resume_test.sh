@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Resume after a stopped or killed job: SIGUSR1 (what Slurm sends before the time limit)
+# and SIGTERM stop barge cleanly with exit 75 and a journal; kill -9 of the process (or of
+# one rank, which takes the job down) leaves the journal as last flushed. In every case
+# `barge copy --resume` with the same arguments finishes the copy without re-sending
+# finished files or journaled chunks, the result equals the source exactly, and the
+# journal and part files are gone afterwards. Also: without --resume, a rerun starts over
+# and is still exact.
+# Usage: resume_test.sh BARGE
+set -euo pipefail
+barge=$(readlink -f "${1:-build/barge}")
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Journal flushes every 20 ms instead of every second, so a run can be stopped mid-way on a
+# machine where the whole copy takes about a second.
+export BARGE_JOURNAL_FLUSH_MS=20
+work=$(mktemp -d /var/tmp/barge-resume-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+src=$work/src
+mkdir -p "$src/sub"
+head -c $((640 << 20)) /dev/urandom > "$src/big"
+head -c $((200 << 20)) /dev/urandom > "$src/sub/big2"
+"$barge" gen "$src/small" --profile small --size 8M --files 800 --seed 3 -q
+sleep 1.1   # rsync (the oracle) leaves times of entries changed this second unset
+total=$(du -sb "$src" | cut -f1)
+
+launch() {  # launch NP ARGS... (NP=1: no mpirun)
+  local np=$1; shift
+  if [ "$np" = 1 ]; then "$barge" "$@"; else mpirun -np "$np" --oversubscribe --bind-to none "$barge" "$@"; fi
+}
+moved() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['bytes_transferred'])" "$1"; }
+
+check_resume() {  # check_resume NAME NP SIGNAL
+  local name=$1 np=$2 sig=$3 rc
+  local dst=$work/dst-$name
+  sync
+  set +e
+  local cmd=("$barge" copy -q --chunk-size 256K --report "$work/$name-1.json" "$src" "$dst")
+  [ "$np" = 1 ] || cmd=(mpirun -np "$np" --oversubscribe --bind-to none "${cmd[@]}")
+  # Stop the run once its journal holds some chunks: USR1
+  # and TERM go to barge (mpirun forwards them to every rank); KILL goes to barge alone, or
+  # under mpirun to one rank, which takes the whole job down.
+  "${cmd[@]}" 2>"$work/$name.err" &
+  local pid=$! i
+  for ((i = 0; i < 500; i++)); do
+    [ "$(cat "$work/.barge-journal.dst-$name"/rank-*.log 2>/dev/null | wc -l)" -ge 40 ] && break
+    sleep 0.005
+  done
+  if [ "$sig" = KILL ] && [ "$np" != 1 ]; then
+    kill -9 "$(pgrep -P "$pid" -f -- "$barge" | head -1)"
+  else
+    kill -s "$sig" "$pid"
+  fi
+  wait "$pid"
+  rc=$?
+  set -e
+  case "$sig" in
+    USR1|TERM) [ "$rc" = 75 ] || fail "$name: stopped run exit $rc, want 75 (resumable): $(tail -3 "$work/$name.err")" ;;
+    KILL) [ "$rc" != 0 ] || fail "$name: the run finished before it was killed; make the data bigger" ;;
+  esac
+  [ -d "$work/.barge-journal.dst-$name" ] || fail "$name: no journal left for --resume"
+  launch "$np" copy -q --resume --chunk-size 256K --report "$work/$name-2.json" "$src" "$dst" || fail "$name: resume exit $?"
+  local out
+  out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")
+  [ -z "$out" ] || fail "$name: after resume the trees differ: $(echo "$out" | head -5)"
+  [ ! -e "$work/.barge-journal.dst-$name" ] || fail "$name: journal not removed after success"
+  [ -z "$(find "$dst" -name '.barge-part.*' -o -name '.barge-tmp.*')" ] || fail "$name: part files left"
+  local again
+  again=$(moved "$work/$name-2.json")
+  [ "$again" -lt "$total" ] || fail "$name: the resumed run moved $again of $total bytes: nothing was skipped"
+  echo "$name: stopped with exit $rc, resumed moving $again of $total bytes, result exact"
+}
+
+check_resume usr1-solo 1 USR1
+check_resume term-solo 1 TERM
+check_resume kill-solo 1 KILL
+check_resume usr1-np3 3 USR1
+check_resume kill-np2 2 KILL
+
+# Without --resume, a rerun after a stop starts over (parts truncated) and is exact.
+dst=$work/dst-fresh
+set +e
+"$barge" copy -q --chunk-size 1M "$src" "$dst" 2>/dev/null &
+pid=$!
+sleep 0.3
+kill -USR1 "$pid"
+wait "$pid"
+set -e
+"$barge" copy -q --chunk-size 1M "$src" "$work/dst-fresh-2"  # unrelated destination: untouched journal
+rm -rf "$dst"   # a user starting over removes the partial destination
+"$barge" copy -q --chunk-size 1M "$src" "$dst" || fail "fresh rerun exit $?"
+[ -z "$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")" ] || fail "fresh rerun differs"
+[ ! -e "$work/.barge-journal.dst-fresh" ] || fail "fresh rerun left the old journal"
+echo "resume: all checks passed"
