@@ -609,6 +609,8 @@ inline std::vector<std::string> find_temp_files(const std::string& root) {
 }
 
 // Regular files below `root` (relative path → size), walked without following links.
+// Part files of large files (".barge-part.*", kept by a stopped run for --resume) are not
+// files under a final name and are left out.
 inline std::map<std::string, uint64_t> regular_files(const std::string& root) {
   std::map<std::string, uint64_t> out;
   struct Rec {
@@ -618,7 +620,7 @@ inline std::map<std::string, uint64_t> regular_files(const std::string& root) {
         std::string path = rel.empty() ? n : rel + "/" + n;
         struct stat st;
         if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (S_ISREG(st.st_mode)) out[path] = static_cast<uint64_t>(st.st_size);
+        if (S_ISREG(st.st_mode) && n.rfind(".barge-part.", 0) != 0) out[path] = static_cast<uint64_t>(st.st_size);
         if (S_ISDIR(st.st_mode)) {
           int fd = ::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
           if (fd >= 0) {
