@@ -51,7 +51,7 @@ barge_ok() {  # barge_ok LABEL NP ARGS...: run barge; on a non-zero exit, one FA
   local label=$1 np=$2 rc=0 out; shift 2
   out=$(run "$np" "$@" 2>&1) || rc=$?
   if [ "$rc" != 0 ]; then
-    fail "$label: barge ${*//$work/W} exited $rc$( [ "$rc" -gt 128 ] && echo " (signal $((rc - 128)))"): $(echo "$out" | grep -v '^\[vm:\|^---\|^ *$' | head -4 | tr '\n' ';')"
+    fail "$label: barge ${*//$work/W} exited $rc$( [ "$rc" -gt 128 ] && echo " (signal $((rc - 128)))"): $(echo "$out" | grep -v '^\[[^]]*:[0-9]*\]\|^---\|^ *$' | head -4 | tr '\n' ';')"
     return 1
   fi
   [ -z "$out" ] || fail "$label: -q printed: $(echo "$out" | head -3 | tr '\n' ';')"

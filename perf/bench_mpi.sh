@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Issue 3 benchmarks, barge and the peers on the same data in the same run (warm cache,
+# fresh destinations, medians of N):
+#  1. fresh copy of the small-file and mixed datasets: `mpirun -np 2 barge copy` vs cp -a,
+#     rsync -a, fpsync -n 2;
+#  2. sync of an unchanged tree (no-op) and after changing 1% of the files: barge alone and
+#     under mpirun -np 2 vs rsync -a and fpsync -n 2;
+#  3. balance: one large file plus many small ones at np=4 (report's busy-time ratio);
+#  4. memory per entry: peak RSS of a no-op sync walking the small tree, minus that of a
+#     tiny tree, per entry (summed over ranks for np=2).
+# Usage: perf/bench_mpi.sh [--runs N] [--small SIZE] [--mixed SIZE] [--skew-large SIZE]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+runs=3 small=1G mixed=2G skew_large=4G
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;; --small) small=$2; shift 2 ;; --mixed) mixed=$2; shift 2 ;;
+    --skew-large) skew_large=$2; shift 2 ;;
+    *) echo "bench_mpi: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+barge=$here/build/barge
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi2=(mpirun -np 2 --bind-to none)
+work=$here/data/bench-mpi
+rm -rf "$work"; mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+settle() { sync; fstrim "$work" >/dev/null 2>&1 || true; }
+warm() { find "$1" -type f -print0 | xargs -0 -r cat > /dev/null; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+timeit() { /usr/bin/time -f "%e" -o "$work/t" "$@" > /dev/null 2>&1 || true; cat "$work/t"; }
+declare -A T
+
+fresh_copy() {  # name src
+  local name=$1 src=$2 tool times r dst
+  for tool in barge-np2 cp rsync fpsync; do
+    times=""
+    for ((r = 1; r <= runs; r++)); do
+      dst=$work/dst-$name-$tool-$r
+      settle; warm "$src"
+      case $tool in
+        barge-np2) t=$(timeit "${mpi2[@]}" "$barge" copy -q "$src" "$dst") ;;
+        cp) t=$(timeit cp -a "$src" "$dst") ;;
+        rsync) t=$(timeit rsync -a "$src/" "$dst/") ;;
+        fpsync) t=$(timeit fpsync -n 2 -t "$work/fpsync-tmp" "$src/" "$dst/") ;;
+      esac
+      times+="$t"$'\n'
+    done
+    T[$name,$tool]=$(printf '%s' "$times" | median)
+    printf '%-6s %-10s median %6.2f s (runs: %s)\n' "$name" "$tool" "${T[$name,$tool]}" "$(printf '%s' "$times" | tr '\n' ' ')"
+  done
+  rm -rf "$work"/dst-"$name"-*; settle
+}
+
+sync_bench() {  # name src: no-op and 1%-changed sync
+  local name=$1 src=$2 tool r
+  for tool in barge barge-np2 rsync fpsync; do
+    rsync -a "$src/" "$work/mirror-$name-$tool/"
+  done
+  for phase in noop change; do
+    for tool in barge barge-np2 rsync fpsync; do
+      times=""
+      for ((r = 1; r <= runs; r++)); do
+        if [ "$phase" = change ]; then  # touch 1% of the files with new content (same for each tool)
+          find "$src" -type f | sort | awk -v r="$r" 'NR % 100 == r' | while read -r f; do printf 'x%s' "$r" >> "$f"; done
+        fi
+        settle; warm "$src"
+        case $tool in
+          barge) t=$(timeit "$barge" sync -q "$src" "$work/mirror-$name-$tool") ;;
+          barge-np2) t=$(timeit "${mpi2[@]}" "$barge" sync -q "$src" "$work/mirror-$name-$tool") ;;
+          rsync) t=$(timeit rsync -a "$src/" "$work/mirror-$name-$tool/") ;;
+          fpsync) t=$(timeit fpsync -n 2 -t "$work/fpsync-tmp" "$src/" "$work/mirror-$name-$tool/") ;;
+        esac
+        times+="$t"$'\n'
+        # keep every mirror equal to SRC before the next tool's run
+        for other in barge barge-np2 rsync fpsync; do rsync -a "$src/" "$work/mirror-$name-$other/"; done
+      done
+      T[$name-$phase,$tool]=$(printf '%s' "$times" | median)
+      printf '%-12s %-10s median %6.2f s (runs: %s)\n' "$name-$phase" "$tool" "${T[$name-$phase,$tool]}" "$(printf '%s' "$times" | tr '\n' ' ')"
+    done
+  done
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); barge $("$barge" --version)"
+"$barge" gen "$work/small" --profile small --size "$small" --seed 7 -q
+"$barge" gen "$work/mixed" --profile mixed --size "$mixed" --seed 7 -q
+fresh_copy small "$work/small"
+fresh_copy mixed "$work/mixed"
+sync_bench small "$work/small"
+
+# memory per entry (walk state dominates a no-op sync)
+files=$(find "$work/small" | wc -l)
+mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
+rsync -a "$work/tiny/" "$work/tiny-m/"
+rss_tiny=$(/usr/bin/time -f %M "$barge" sync -q "$work/tiny" "$work/tiny-m" 2>&1 >/dev/null | tail -1)
+rss_big=$(/usr/bin/time -f %M "$barge" sync -q "$work/small" "$work/mirror-small-barge" 2>&1 >/dev/null | tail -1)
+per_entry=$(( (rss_big - rss_tiny) * 1024 / files ))
+echo "memory: no-op sync of $files entries peak RSS ${rss_big} KiB vs ${rss_tiny} KiB for a tiny tree: $per_entry bytes/entry"
+rm -rf "$work"/mirror-* "$work/mixed"; settle
+
+# balance: one large file + many small ones at np=4
+mkdir -p "$work/skew"
+"$barge" gen "$work/skew/large" --profile large --size "$skew_large" --seed 8 -q
+"$barge" gen "$work/skew/small" --profile small --size 256M --files 20000 --seed 8 -q
+settle; warm "$work/skew"
+mpirun -np 4 --oversubscribe --bind-to none "$barge" copy -q --report "$work/skew.json" "$work/skew" "$work/skew-copy"
+python3 - "$work/skew.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+busy = [round(k["busy_seconds"], 2) for k in r["ranks"]]
+print(f"balance (np=4, one large file + 20000 small): busy seconds per rank {busy}, "
+      f"min/max {r['balance']:.2f}, bytes per rank {[k['bytes'] >> 20 for k in r['ranks']]} MiB")
+PY
+
+echo
+echo "| benchmark | barge | peers | ratios |"
+echo "|---|---|---|---|"
+for name in small mixed; do
+  awk -v n="$name" -v b="${T[$name,barge-np2]}" -v c="${T[$name,cp]}" -v r="${T[$name,rsync]}" -v f="${T[$name,fpsync]}" 'BEGIN {
+    printf "| fresh copy, %s | mpirun -np 2: %.2f s | cp -a %.2f s, rsync -a %.2f s, fpsync -n 2 %.2f s | %.2fx cp, %.2fx rsync, %.2fx fpsync |\n", n, b, c, r, f, c/b, r/b, f/b }'
+done
+for phase in noop change; do
+  awk -v p="$phase" -v b="${T[small-$phase,barge]}" -v b2="${T[small-$phase,barge-np2]}" -v r="${T[small-$phase,rsync]}" -v f="${T[small-$phase,fpsync]}" 'BEGIN {
+    printf "| sync %s, small | alone %.2f s, np=2 %.2f s | rsync -a %.2f s, fpsync -n 2 %.2f s | alone %.2fx rsync; np=2 %.2fx rsync, %.2fx fpsync |\n", p, b, b2, r, f, r/b, r/b2, f/b2 }'
+done
