@@ -644,7 +644,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       stats.bytes_committed.fetch_add(e.meta.size_bytes);
     }
   }
-  // hard-link followers, once every leader is in place
+  // hard-link followers, once every leader is in place (owners renamed theirs above)
+  comm.barrier();
   stats.files_done += link_followers(
       ctx, followers, [&](uint32_t f) { return leader_of[f]; },
       [&](uint32_t f) {
