@@ -302,7 +302,7 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
           Entry e;
           e.root = d.root;
           e.rel = io::join_path(d.rel, c.name);
-          if (filter.excluded(e.rel)) continue;
+          if (filter.excluded(e.rel, e.meta.type == io::FileType::kDirectory)) continue;
           e.meta = c.meta;
           e.link_target = std::move(c.link_target);
           if (e.meta.type == io::FileType::kDirectory) {

@@ -184,7 +184,8 @@ class Walker {
       node->children = std::move(listing->children);
       if (filter_.active()) {
         std::erase_if(node->children,
-                      [&](const io::DirChild& c) { return filter_.excluded(io::join_path(rel, c.name)); });
+                      [&](const io::DirChild& c) { return filter_.excluded(io::join_path(rel, c.name), c.meta.type == io::FileType::kDirectory);
+                      });
       }
       for (const io::DirChild& c : node->children) {
         if (c.meta.type != io::FileType::kDirectory) continue;
@@ -239,16 +240,25 @@ void flatten(Plan& plan, uint32_t root, uint32_t dir_index, const std::string& r
 
 }  // namespace
 
-bool PathFilter::excluded(std::string_view rel) const {
+bool PathFilter::excluded(std::string_view rel, bool is_dir) const {
   if (excludes_.empty()) return false;
   std::string path(rel);
   std::string name(io::base_name(rel));
   auto matches = [&](const std::string& pattern) {
-    if (pattern.find('/') == std::string::npos) return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
-    const char* p = pattern.c_str();
-    if (*p == '/') ++p;  // anchored at SRC: paths here are relative to it anyway
-    std::string pat(p);
-    if (!pat.empty() && pat.back() == '/') pat.pop_back();
+    std::string pat = pattern;
+    if (!pat.empty() && pat.back() == '/') {
+      if (!is_dir) return false;  // "dir/" names directories only
+      pat.pop_back();
+    }
+    if (!pat.empty() && pat.front() == '/') pat.erase(0, 1);
+    if (pat.find('/') == std::string::npos && pat.find("**") == std::string::npos) {
+      return ::fnmatch(pat.c_str(), name.c_str(), 0) == 0;
+    }
+    // "**" crosses directory levels; a lone "*" stays within one.
+    if (pat.find("**") != std::string::npos) {
+      if (pat.rfind("**/", 0) == 0 && ::fnmatch(pat.c_str() + 3, path.c_str(), 0) == 0) return true;
+      return ::fnmatch(pat.c_str(), path.c_str(), 0) == 0;
+    }
     return ::fnmatch(pat.c_str(), path.c_str(), FNM_PATHNAME) == 0;
   };
   bool out = std::any_of(excludes_.begin(), excludes_.end(), matches);

@@ -59,16 +59,17 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
                                             const std::string& destination);
 
 // --exclude / --include: an entry is left out when its path (relative to its root) matches
-// an exclude pattern and no include pattern. Patterns are fnmatch globs; one without '/'
-// matches the entry's name, one with '/' its whole relative path. Left-out directories are
-// not descended.
+// an exclude pattern and no include pattern. Patterns are fnmatch globs, as in rsync: one
+// without '/' matches the entry's name at any depth, one with '/' its whole relative path (a
+// leading '/' anchors it at the root, which it is anyway); a trailing '/' matches
+// directories only; '**' also matches across '/'. Left-out directories are not descended.
 class PathFilter {
  public:
   PathFilter() = default;
   PathFilter(std::vector<std::string> excludes, std::vector<std::string> includes)
       : excludes_(std::move(excludes)), includes_(std::move(includes)) {}
   bool active() const { return !excludes_.empty(); }
-  bool excluded(std::string_view rel) const;
+  bool excluded(std::string_view rel, bool is_dir) const;
 
  private:
   std::vector<std::string> excludes_;

@@ -116,7 +116,7 @@ class SyncVisitor {
       Entry e;
       e.root = d.root;
       e.rel = io::join_path(d.rel, c.name);
-      if (filter_.excluded(e.rel)) continue;
+      if (filter_.excluded(e.rel, e.meta.type == io::FileType::kDirectory)) continue;
       e.meta = c.meta;
       e.link_target = std::move(c.link_target);
       auto it = dst.find(c.name);
@@ -188,7 +188,9 @@ class SyncVisitor {
       for (const auto& [name, child] : dst) {
         if (in_src.count(name)) continue;
         std::string rel = io::join_path(d.rel, name);
-        if (filter_.excluded(rel)) continue;  // excluded names are protected from deletion
+        if (filter_.excluded(rel, child.meta.type == io::FileType::kDirectory)) {
+          continue;  // excluded names are protected from deletion
+        }
         lines.push_back("*deleting   " + rel + (child.meta.type == io::FileType::kDirectory ? "/" : ""));
         if (!opts_.dry_run) {
           if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st) errors_.add(st.error().message);

@@ -150,3 +150,26 @@ TEST(UnitCutter, RespectsMaxFilesAndIncludeFlags) {
 
 }  // namespace
 }  // namespace barge::pipeline
+
+namespace barge::pipeline {
+namespace {
+
+TEST(PathFilter, RsyncLikePatterns) {
+  PathFilter f({"*.tmp", "cache/", "logs/*.log", "**/deep"}, {"keep.tmp"});
+  EXPECT_TRUE(f.excluded("a.tmp", false));
+  EXPECT_TRUE(f.excluded("x/y/b.tmp", false));
+  EXPECT_FALSE(f.excluded("x/keep.tmp", false)) << "an include wins over an exclude";
+  EXPECT_TRUE(f.excluded("cache", true));
+  EXPECT_TRUE(f.excluded("x/cache", true)) << "a name pattern matches at any depth";
+  EXPECT_FALSE(f.excluded("x/cache", false)) << "'cache/' names directories only";
+  EXPECT_TRUE(f.excluded("logs/a.log", false));
+  EXPECT_FALSE(f.excluded("x/logs/a.log", false)) << "a path pattern is anchored at the root";
+  EXPECT_FALSE(f.excluded("logs/sub/a.log", false)) << "'*' does not cross '/'";
+  EXPECT_TRUE(f.excluded("a/b/deep", true)) << "'**' crosses '/'";
+  EXPECT_TRUE(f.excluded("deep", true));
+  EXPECT_FALSE(f.excluded("data.bin", false));
+  EXPECT_FALSE(PathFilter().excluded("anything", false));
+}
+
+}  // namespace
+}  // namespace barge::pipeline
