@@ -85,15 +85,15 @@ fi
 # --dry-run lists and changes nothing.
 echo more >> "$src/added-1"
 before=$(cd "$work/dst-1" && find . -printf '%p %s %T@ %m\n' | sort | md5sum)
-out=$("$barge" sync -n --delete "$src" "$work/dst-1")
+out=$("$barge" sync -n --delete "$src" "$work/dst-1" 2>"$work/dry.err") || fail "dry run exit $?: $(cat "$work/dry.err")"
 echo "$out" | grep -q 'added-1' || fail "dry run did not list the change: $out"
 after=$(cd "$work/dst-1" && find . -printf '%p %s %T@ %m\n' | sort | md5sum)
 [ "$before" = "$after" ] || fail "dry run changed DST"
 
 # --checksum catches an edit that keeps size and mtime.
-f=$(find "$src/d000" -type f -size +100c | sort | head -1)
+f=$(find "$src/d000" -type f -size +100c | sort | sed -n 1p)  # sed reads all: no SIGPIPE under pipefail
 rel=${f#"$src/"}
-"$barge" sync -q "$src" "$work/dst-1"
+"$barge" sync -q "$src" "$work/dst-1" || fail "sync before the checksum edit: exit $?"
 stamp=$(stat -c %y "$f")
 printf 'Z' | dd of="$f" bs=1 seek=10 conv=notrunc status=none
 touch -d "$stamp" "$f"
