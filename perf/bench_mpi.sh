@@ -9,14 +9,16 @@
 #  4. memory per entry: peak RSS of a no-op sync walking the small tree, minus that of a
 #     tiny tree, per entry (summed over ranks for np=2).
 # Usage: perf/bench_mpi.sh [--runs N] [--small SIZE] [--mixed SIZE] [--skew-large SIZE]
+#                         [--only copy|sync|memory|balance]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-runs=3 small=1G mixed=2G skew_large=4G
+runs=3 small=1G mixed=2G skew_large=4G only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;; --small) small=$2; shift 2 ;; --mixed) mixed=$2; shift 2 ;;
     --skew-large) skew_large=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
     *) echo "bench_mpi: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -83,21 +85,29 @@ sync_bench() {  # name src: no-op and 1%-changed sync
 }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); barge $("$barge" --version)"
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 "$barge" gen "$work/small" --profile small --size "$small" --seed 7 -q
-"$barge" gen "$work/mixed" --profile mixed --size "$mixed" --seed 7 -q
-fresh_copy small "$work/small"
-fresh_copy mixed "$work/mixed"
-sync_bench small "$work/small"
+if want copy; then
+  "$barge" gen "$work/mixed" --profile mixed --size "$mixed" --seed 7 -q
+  fresh_copy small "$work/small"
+  fresh_copy mixed "$work/mixed"
+fi
+want sync && sync_bench small "$work/small"
 
-# memory per entry (walk state dominates a no-op sync)
-files=$(find "$work/small" | wc -l)
-mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
-rsync -a "$work/tiny/" "$work/tiny-m/"
-rss_tiny=$(/usr/bin/time -f %M "$barge" sync -q "$work/tiny" "$work/tiny-m" 2>&1 >/dev/null | tail -1)
-rss_big=$(/usr/bin/time -f %M "$barge" sync -q "$work/small" "$work/mirror-small-barge" 2>&1 >/dev/null | tail -1)
-per_entry=$(( (rss_big - rss_tiny) * 1024 / files ))
-echo "memory: no-op sync of $files entries peak RSS ${rss_big} KiB vs ${rss_tiny} KiB for a tiny tree: $per_entry bytes/entry"
-rm -rf "$work"/mirror-* "$work/mixed"; settle
+# memory per entry: a copy keeps every entry it walked; a small --memory keeps the buffer
+# pool out of the figure (alone, and summed over the ranks of mpirun -np 2)
+if want memory; then
+  files=$(find "$work/small" | wc -l)
+  mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
+  rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+  rss_tiny=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/tiny" "$work/tiny-c")
+  rss_big=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/small" "$work/mem-c1")
+  echo "memory: copy of $files entries alone: peak RSS ${rss_big} KiB vs ${rss_tiny} KiB for a tiny tree: $(( (rss_big - rss_tiny) * 1024 / files )) bytes/entry"
+  "${mpi2[@]}" "$barge" copy -q --memory 8M --chunk-size 1M --report "$work/mem.json" "$work/small" "$work/mem-c2"
+  echo "memory: np=2 peak RSS of the largest rank $(python3 -c "import json;print(json.load(open('$work/mem.json'))['peak_rss_bytes']>>10)") KiB"
+fi
+rm -rf "$work"/mirror-* "$work"/mem-c* "$work/mixed"; settle
+want balance || exit 0
 
 # balance: one large file + many small ones at np=4
 mkdir -p "$work/skew"

@@ -14,6 +14,7 @@
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -93,6 +94,18 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
   } else {
     ++result.others;
   }
+}
+
+unsigned default_threads_per_rank() {
+  // Ranks sharing a node share its cores: split the default between them.
+  long local = 1;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* v = std::getenv(var)) {
+      local = std::max(1L, std::atol(v));
+      break;
+    }
+  }
+  return std::max(2u, default_threads() / static_cast<unsigned>(local));
 }
 
 namespace {

@@ -282,7 +282,7 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
     return result;
   }
   raise_fd_limit();
-  unsigned threads = opts.threads ? opts.threads : default_threads();
+  unsigned threads = opts.threads ? opts.threads : default_threads_per_rank();
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   ErrorList walk_errors;
   std::vector<uint8_t> flags;
@@ -418,7 +418,17 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   }
   const uint32_t global_count = static_cast<uint32_t>(owner.size());
 
-  io::BufferPool pool(opts.chunk_bytes, std::max<size_t>(2, opts.memory_bytes / opts.chunk_bytes));
+  // As alone: no more buffers than this rank's small-file units plus every large chunk (a
+  // sync that changes little registers, pins and touches little memory).
+  size_t max_buffers = static_cast<size_t>(opts.memory_bytes / opts.chunk_bytes);
+  size_t units = 0;
+  {
+    UnitCutter counter(plan, opts.chunk_bytes, buffer_bytes, opts.max_files_per_unit, &include);
+    std::vector<Extent> scratch;
+    while (units < max_buffers && counter.next(scratch)) ++units;
+    for (uint32_t c : chunk_counts) units += c;
+  }
+  io::BufferPool pool(opts.chunk_bytes, std::max<size_t>(2, std::min(max_buffers, units)));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());

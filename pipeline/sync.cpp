@@ -272,7 +272,7 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
     return out;
   }
   raise_fd_limit();
-  unsigned threads = opts.copy.threads ? opts.copy.threads : default_threads();
+  unsigned threads = opts.copy.threads ? opts.copy.threads : default_threads_per_rank();
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   ErrorList walk_errors;
   std::vector<uint8_t> flags;
