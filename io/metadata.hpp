@@ -36,7 +36,8 @@ struct FileMeta {
   uint32_t gid = 0;
   uint32_t nlink = 0;
   uint64_t size_bytes = 0;
-  uint64_t blocks_512 = 0;  // allocated 512-byte blocks (st_blocks): fewer than the size means holes
+  uint64_t blocks_512 =
+      0;  // allocated 512-byte blocks (st_blocks): fewer than the size means holes
   uint64_t inode = 0;
   uint64_t device = 0;
   uint64_t rdev = 0;

@@ -43,7 +43,8 @@ Result<std::vector<std::string>> list_names(List list, const std::string& what) 
 }  // namespace
 
 Result<Xattrs> read_xattrs(const std::string& path) {
-  auto names = list_names([&](char* b, size_t n) { return ::llistxattr(path.c_str(), b, n); }, path);
+  auto names =
+      list_names([&](char* b, size_t n) { return ::llistxattr(path.c_str(), b, n); }, path);
   if (!names) return names.error();
   Xattrs out;
   for (const std::string& name : *names) {
@@ -67,19 +68,25 @@ Result<Xattrs> read_xattrs(const std::string& path) {
 }
 
 Status write_xattrs(const Xattrs& attrs, int dst_fd, const std::string& dst_path) {
-  auto names = dst_fd >= 0
-                   ? list_names([&](char* b, size_t n) { return ::flistxattr(dst_fd, b, n); }, dst_path)
-                   : list_names([&](char* b, size_t n) { return ::llistxattr(dst_path.c_str(), b, n); }, dst_path);
+  auto names =
+      dst_fd >= 0
+          ? list_names([&](char* b, size_t n) { return ::flistxattr(dst_fd, b, n); }, dst_path)
+          : list_names([&](char* b, size_t n) { return ::llistxattr(dst_path.c_str(), b, n); },
+                       dst_path);
   if (!names) return names.error();
   for (const std::string& name : *names) {
-    bool keep = std::any_of(attrs.begin(), attrs.end(), [&](const auto& a) { return a.first == name; });
+    bool keep =
+        std::any_of(attrs.begin(), attrs.end(), [&](const auto& a) { return a.first == name; });
     if (keep) continue;
-    int rc = dst_fd >= 0 ? ::fremovexattr(dst_fd, name.c_str()) : ::lremovexattr(dst_path.c_str(), name.c_str());
-    if (rc != 0 && errno != ENODATA) return Error::from_errno(errno, "remove xattr " + name + " of " + dst_path);
+    int rc = dst_fd >= 0 ? ::fremovexattr(dst_fd, name.c_str())
+                         : ::lremovexattr(dst_path.c_str(), name.c_str());
+    if (rc != 0 && errno != ENODATA)
+      return Error::from_errno(errno, "remove xattr " + name + " of " + dst_path);
   }
   for (const auto& [name, value] : attrs) {
-    int rc = dst_fd >= 0 ? ::fsetxattr(dst_fd, name.c_str(), value.data(), value.size(), 0)
-                         : ::lsetxattr(dst_path.c_str(), name.c_str(), value.data(), value.size(), 0);
+    int rc = dst_fd >= 0
+                 ? ::fsetxattr(dst_fd, name.c_str(), value.data(), value.size(), 0)
+                 : ::lsetxattr(dst_path.c_str(), name.c_str(), value.data(), value.size(), 0);
     if (rc != 0) return Error::from_errno(errno, "set xattr " + name + " on " + dst_path);
   }
   return Status::success();

@@ -23,8 +23,8 @@
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
 #include "io/xattr.hpp"
-#include "pipeline/copy_stages.hpp"
 #include "pipeline/copy_internal.hpp"
+#include "pipeline/copy_stages.hpp"
 #include "pipeline/dir_pass.hpp"
 
 namespace barge::pipeline {
@@ -73,8 +73,9 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
     rc = ::mknodat(parent_fd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
   }
   if (rc != 0) {
-    ctx.errors.add(
-        io::Error::from_errno(errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + path).message);
+    ctx.errors.add(io::Error::from_errno(
+                       errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + path)
+                       .message);
     return;
   }
   auto st = io::apply_meta_path(parent_fd, tmp.c_str(), e.meta, ctx.apply_owner);
@@ -87,7 +88,8 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
     return;
   }
   if (ctx.opts.xattrs) {
-    if (auto xs = io::copy_xattrs(plan.src_path(e), -1, path); !xs) ctx.errors.add(xs.error().message);
+    if (auto xs = io::copy_xattrs(plan.src_path(e), -1, path); !xs)
+      ctx.errors.add(xs.error().message);
   }
   if (e.meta.type == io::FileType::kSymlink) {
     ++result.symlinks;
@@ -99,7 +101,8 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
 unsigned default_threads_per_rank() {
   // Ranks sharing a node share its cores: split the default between them.
   long local = 1;
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+  for (const char* var :
+       {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
     if (const char* v = std::getenv(var)) {
       local = std::max(1L, std::atol(v));
       break;
@@ -182,7 +185,8 @@ void finalize_dirs(CopyContext& ctx) {
           ctx.errors.add(st.error().message);
         }
         if (ctx.opts.xattrs) {
-          if (auto st = io::copy_xattrs(plan.src_path(e), fd, plan.dst_path(e)); !st) ctx.errors.add(st.error().message);
+          if (auto st = io::copy_xattrs(plan.src_path(e), fd, plan.dst_path(e)); !st)
+            ctx.errors.add(st.error().message);
         }
       });
 }
@@ -204,11 +208,10 @@ unsigned default_threads() {
   return std::max(4u, 2 * cores);
 }
 
-namespace {
+namespace {}  // namespace
 
-}  // namespace
-
-void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const UnitSource& next_unit) {
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+              const UnitSource& next_unit) {
   LiveStats& stats = ctx.stats;
   tbb::task_arena arena(static_cast<int>(threads));
   arena.execute([&] {
@@ -223,7 +226,8 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const Un
     input_node<WorkUnit*> source(g, [&](tbb::flow_control& fc) -> WorkUnit* {
       if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load()) {
         ctx.resumable = true;
-        ctx.set_fatal("stopped by signal " + std::to_string(sig) + "; rerun with --resume to finish");
+        ctx.set_fatal("stopped by signal " + std::to_string(sig) +
+                      "; rerun with --resume to finish");
       }
       if (ctx.stop.load() || !next_unit(extents)) {
         fc.stop();
@@ -285,10 +289,10 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const Un
   });
 }
 
-
 io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,
                                 const std::string& tmp) {
-  if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, name.c_str(), 0) == 0) return io::Status::success();
+  if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, name.c_str(), 0) == 0)
+    return io::Status::success();
   if (errno != EEXIST) return io::Error::from_errno(errno, "link " + name + " to " + target_path);
   ::unlinkat(dirfd, tmp.c_str(), 0);
   if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, tmp.c_str(), 0) != 0) {
@@ -317,14 +321,15 @@ uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers
     std::string target = leader_path(f);
     int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
     if (dirfd < 0) {
-      ctx.fail_file(f, io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
+      ctx.fail_file(f,
+                    io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
       continue;
     }
     std::string name = plan.name(e);
     if (skip_if_same) {
       struct stat a, b;
-      if (::fstatat(dirfd, name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 && ::stat(target.c_str(), &b) == 0 &&
-          a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+      if (::fstatat(dirfd, name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+          ::stat(target.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
         continue;  // already the same file
       }
     }
@@ -343,8 +348,8 @@ bool in_place(const Plan& plan, const Entry& e, DirFdCache& dirs) {
   struct stat st;
   std::string name = plan.name(e);
   return ::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-         static_cast<uint64_t>(st.st_size) == e.meta.size_bytes && st.st_mtim.tv_sec == e.meta.mtime.tv_sec &&
-         st.st_mtim.tv_nsec == e.meta.mtime.tv_nsec;
+         static_cast<uint64_t>(st.st_size) == e.meta.size_bytes &&
+         st.st_mtim.tv_sec == e.meta.mtime.tv_sec && st.st_mtim.tv_nsec == e.meta.mtime.tv_nsec;
 }
 
 uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const JournalState& state,
@@ -357,7 +362,8 @@ uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const Jour
     if (!include[f]) continue;
     const Entry& e = plan.entries[f];
     if (in_place(plan, e, dirs)) {
-      include[f] = 0;  // put in place (complete: linked or renamed in only when done) by an earlier run
+      include[f] =
+          0;  // put in place (complete: linked or renamed in only when done) by an earlier run
       ++skipped;
       continue;
     }
@@ -374,9 +380,11 @@ uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const Jour
     }
     ctx.resume_parts.insert(f);
     done_chunks[f] = &it->second;
-    uint32_t chunks = chunk_count_for(e.meta.size_bytes, ctx.opts.chunk_bytes, (ctx.opts.chunk_bytes + 4095) / 4096 * 4096);
+    uint32_t chunks = chunk_count_for(e.meta.size_bytes, ctx.opts.chunk_bytes,
+                                      (ctx.opts.chunk_bytes + 4095) / 4096 * 4096);
     uint32_t done = 0;
-    for (uint32_t c : it->second) done += c + 1 < chunks ? 1 : 0;  // the last chunk is always redone
+    for (uint32_t c : it->second)
+      done += c + 1 < chunks ? 1 : 0;  // the last chunk is always redone
     ctx.set_chunks_left(f, chunks - done);
   }
   return skipped;
@@ -386,7 +394,8 @@ JournalFlusher::JournalFlusher(Journal* journal, CopyContext& ctx) : journal_(jo
   if (!journal_) return;
   // BARGE_JOURNAL_FLUSH_MS tunes the interval (tests use a short one to stop runs mid-way).
   long interval_ms = 1000;
-  if (const char* env = std::getenv("BARGE_JOURNAL_FLUSH_MS")) interval_ms = std::clamp(std::atol(env), 1L, 60000L);
+  if (const char* env = std::getenv("BARGE_JOURNAL_FLUSH_MS"))
+    interval_ms = std::clamp(std::atol(env), 1L, 60000L);
   thread_ = std::thread([this, interval_ms] {
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [&] { return done_; })) {
@@ -454,12 +463,7 @@ RunResult run_copy(const CopyOptions& opts) {
   auto roots = resolve_roots(opts.sources, opts.destination);
   if (opts.resume) {
     // The placement of the run being resumed, when its sources are these.
-    auto saved = Journal::load_roots(journal_dir);
-    bool same = saved && saved->size() == opts.sources.size();
-    for (size_t i = 0; same && i < saved->size(); ++i) {
-      same = io::base_name((*saved)[i].src) == io::base_name(opts.sources[i]);
-    }
-    if (same) roots = *saved;
+    if (auto saved = Journal::resume_roots(journal_dir, opts.sources)) roots = *saved;
   }
   if (!roots) {
     result.exit_code = kExitFatal;
@@ -531,7 +535,8 @@ RunResult run_copy(const CopyOptions& opts) {
     std::vector<const std::unordered_set<uint32_t>*> done_chunks;
     if (opts.resume) result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
     std::unique_ptr<Journal> journal;
-    bool any_large = std::any_of(plan.files.begin(), plan.files.end(), [&](uint32_t f) { return include[f] && ctx.is_large(f); });
+    bool any_large = std::any_of(plan.files.begin(), plan.files.end(),
+                                 [&](uint32_t f) { return include[f] && ctx.is_large(f); });
     if (any_large) {
       auto j = Journal::open(journal_dir, 0);
       if (j) {
@@ -543,9 +548,11 @@ RunResult run_copy(const CopyOptions& opts) {
     }
     try {
       JournalFlusher flusher(ctx.journal, ctx);
-      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
+      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
+                        &include);
       if (opts.resume) {
-        cutter.set_skip([&](uint32_t f, uint32_t c) { return done_chunks[f] && done_chunks[f]->count(c) > 0; });
+        cutter.set_skip(
+            [&](uint32_t f, uint32_t c) { return done_chunks[f] && done_chunks[f]->count(c) > 0; });
       }
       transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
     } catch (const std::exception& ex) {
@@ -553,7 +560,9 @@ RunResult run_copy(const CopyOptions& opts) {
     }
     stats.files_done += link_followers(
         ctx, followers, [&](uint32_t f) { return plan.dst_path(plan.entries[leader[f]]); },
-        [&](uint32_t f) { return ctx.parent_ok[leader[f]] && !ctx.file_failed(leader[f]) && ctx.fatal().empty(); },
+        [&](uint32_t f) {
+          return ctx.parent_ok[leader[f]] && !ctx.file_failed(leader[f]) && ctx.fatal().empty();
+        },
         false);
     finalize_dirs(ctx);
     progress.stop();

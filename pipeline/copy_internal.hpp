@@ -2,12 +2,12 @@
 // (dist_copy.cpp). Not part of the library's interface.
 #pragma once
 
+#include <oneapi/tbb/enumerable_thread_specific.h>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <oneapi/tbb/enumerable_thread_specific.h>
-#include <functional>
-#include <condition_variable>
 #include <string>
 #include <thread>
 #include <unordered_set>

@@ -12,8 +12,8 @@
 
 #include "io/log.hpp"
 #include "io/metadata.hpp"
-#include "io/xattr.hpp"
 #include "io/path_ops.hpp"
+#include "io/xattr.hpp"
 
 namespace barge::pipeline {
 namespace {
@@ -118,7 +118,8 @@ std::vector<uint32_t> CopyContext::open_large_files() {
 bool CopyContext::is_large(uint32_t file) const {
   const io::FileMeta& m = plan.entries[file].meta;
   return m.type == io::FileType::kRegular &&
-         chunk_count_for(m.size_bytes, opts.chunk_bytes, round_up(opts.chunk_bytes, kDirectAlign)) > 1;
+         chunk_count_for(m.size_bytes, opts.chunk_bytes, round_up(opts.chunk_bytes, kDirectAlign)) >
+             1;
 }
 
 std::string CopyContext::temp_name(uint32_t file) const {
@@ -146,7 +147,8 @@ int DirFdCache::get(const std::string& path, bool follow_last) {
   return fd_.get();
 }
 
-void find_data(int fd, uint64_t begin, uint64_t end, std::vector<std::pair<uint64_t, uint64_t>>& out) {
+void find_data(int fd, uint64_t begin, uint64_t end,
+               std::vector<std::pair<uint64_t, uint64_t>>& out) {
   out.clear();
   uint64_t pos = begin;
   while (pos < end) {
@@ -223,16 +225,18 @@ void ReadStage::operator()(WorkUnit& unit) const {
       for (const auto& [b, en] : it.data) {
         uint64_t len = en - b;
         if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
-        ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes + (b - it.ext.offset_bytes),
-                               len, b, unit.buffer.index()});
+        ops.push_back(
+            io::IoOp{io::IoKind::kRead, fd,
+                     unit.buffer.data() + it.ext.buf_offset_bytes + (b - it.ext.offset_bytes), len,
+                     b, unit.buffer.index()});
         op_item.push_back(i);
         op_want.push_back(en - b);
       }
     } else {
       uint64_t len = it.ext.length_bytes;
       if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
-      ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes, len,
-                             it.ext.offset_bytes, unit.buffer.index()});
+      ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes,
+                             len, it.ext.offset_bytes, unit.buffer.index()});
       op_item.push_back(i);
       op_want.push_back(it.ext.length_bytes);
     }
@@ -269,10 +273,13 @@ int WriteStage::open_part(uint32_t file, DirFdCache& dirs, std::string& err) con
     return -1;
   }
   // A resumed part keeps its bytes; otherwise a stale part of an earlier run is truncated.
-  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_CLOEXEC | (ctx_.resume_parts.count(file) ? 0 : O_TRUNC);
+  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_CLOEXEC |
+              (ctx_.resume_parts.count(file) ? 0 : O_TRUNC);
   std::string part = ctx_.temp_name(file);
-  int fd = ::openat(dirfd, part.c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0), e.meta.mode & 0777);
-  if (fd < 0 && ctx_.opts.direct_write && errno == EINVAL) fd = ::openat(dirfd, part.c_str(), flags, e.meta.mode & 0777);
+  int fd = ::openat(dirfd, part.c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0),
+                    e.meta.mode & 0777);
+  if (fd < 0 && ctx_.opts.direct_write && errno == EINVAL)
+    fd = ::openat(dirfd, part.c_str(), flags, e.meta.mode & 0777);
   if (fd < 0) {
     int e_no = errno;
     err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), part)).message;
@@ -375,11 +382,14 @@ void WriteStage::operator()(WorkUnit& unit) const {
         const Entry& e = plan.entries[file];
         int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
         int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC;
-        int fd = dirfd < 0 ? -1 : ::openat(dirfd, ctx_.temp_name(file).c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
+        int fd = dirfd < 0 ? -1
+                           : ::openat(dirfd, ctx_.temp_name(file).c_str(),
+                                      flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
         if (fd < 0 && dirfd >= 0 && ctx_.opts.direct_write && errno == EINVAL) {
           fd = ::openat(dirfd, ctx_.temp_name(file).c_str(), flags);
         }
-        if (fd < 0) err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
+        if (fd < 0)
+          err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
         lf.fd.reset(fd);
       }
       if (!lf.create_attempted) {
@@ -391,8 +401,9 @@ void WriteStage::operator()(WorkUnit& unit) const {
           // Reserve the space up front: less fragmentation, and a full disk shows at once.
           // Sparse files only get their size, so their holes stay holes.
           const io::FileMeta& m = plan.entries[file].meta;
-          int rc = io::is_sparse(m) ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
-                                    : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
+          int rc = io::is_sparse(m)
+                       ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
+                       : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
           if (rc == ENOSPC || rc == EDQUOT) {
             ctx_.set_fatal(
                 io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
@@ -409,7 +420,8 @@ void WriteStage::operator()(WorkUnit& unit) const {
       continue;
     }
     auto add_write = [&](uint64_t file_off, uint64_t len) {
-      std::byte* p = unit.buffer.data() + it.ext.buf_offset_bytes + (file_off - it.ext.offset_bytes);
+      std::byte* p =
+          unit.buffer.data() + it.ext.buf_offset_bytes + (file_off - it.ext.offset_bytes);
       if (ctx_.opts.direct_write) {
         // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
         uint64_t padded = round_up(len, kDirectAlign);
@@ -505,8 +517,7 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     if (!unnamed && dirfd >= 0 && !keep) ::unlinkat(dirfd, tmp.c_str(), 0);
   };
   if (ctx_.file_failed(file) || fd < 0) {
-    if (!unnamed)
-      dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+    if (!unnamed) dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
     drop_temp();
     return;
   }
@@ -569,7 +580,8 @@ void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
     ctx_.abandon_file(file);  // never commit a file that misses a chunk
   } else {
     ctx_.stats.bytes_done.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
-    if (ctx_.journal && it.ext.chunk_count > 1) ctx_.journal->record(ctx_.temp_name(file), it.ext.chunk, it.dst_fd);
+    if (ctx_.journal && it.ext.chunk_count > 1)
+      ctx_.journal->record(ctx_.temp_name(file), it.ext.chunk, it.dst_fd);
   }
   if (ctx_.shared_large && it.ext.chunk_count > 1) return;  // the owner finalizes after all ranks
   if (!ctx_.finish_chunk(file)) return;
@@ -625,10 +637,15 @@ void CommitStage::close_shared() const {
     if (!lf) continue;
     // With a journal, its last lines point at these bytes: make them durable before closing.
     if ((ctx_.opts.fsync || ctx_.journal) && lf->fd.valid() && ::fsync(lf->fd.get()) != 0) {
-      ctx_.fail_file(file, io::Error::from_errno(errno, "fsync " + ctx_.plan.dst_path(ctx_.plan.entries[file])).message);
+      ctx_.fail_file(
+          file, io::Error::from_errno(errno, "fsync " + ctx_.plan.dst_path(ctx_.plan.entries[file]))
+                    .message);
     }
     if (auto st = lf->fd.close(); !st) {
-      ctx_.fail_file(file, io::Error::from_errno(st.error().errnum, "close " + ctx_.plan.dst_path(ctx_.plan.entries[file])).message);
+      ctx_.fail_file(file,
+                     io::Error::from_errno(st.error().errnum,
+                                           "close " + ctx_.plan.dst_path(ctx_.plan.entries[file]))
+                         .message);
     }
   }
 }

@@ -64,8 +64,8 @@ class CopyContext {
   // temporary created by their owner; temp_ids gives each its run-wide number, and the owner
   // finalizes it after all ranks are done (pipeline/dist_copy.cpp).
   bool shared_large = false;
-  Journal* journal = nullptr;                       // records written chunks of large files
-  std::unordered_set<uint32_t> resume_parts;        // large files whose part is reused (no truncate)
+  Journal* journal = nullptr;                 // records written chunks of large files
+  std::unordered_set<uint32_t> resume_parts;  // large files whose part is reused (no truncate)
   // Set by a stop that can be resumed (SIGTERM, SIGUSR1): large files' parts are kept.
   std::atomic<bool> resumable{false};
   std::vector<uint64_t> temp_ids;
@@ -179,6 +179,7 @@ class CommitStage {
 
 // Runs the transfer graph (read → hash → write → commit) over the units `next_unit` hands
 // out, with at most pool.buffer_count() in flight, on an arena of `threads`.
-void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads, const UnitSource& next_unit);
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+              const UnitSource& next_unit);
 
 }  // namespace barge::pipeline

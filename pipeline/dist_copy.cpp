@@ -4,16 +4,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
 #include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
-#include <unordered_map>
 #include <mutex>
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/task_arena.h>
 #include <thread>
+#include <unordered_map>
 
 #include "io/dir_reader.hpp"
 #include "io/log.hpp"
@@ -27,7 +27,9 @@ namespace barge::pipeline {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 constexpr int kTagWalkRequest = 101;  // worker → coordinator: directories found, and "I am idle"
 constexpr int kTagWalkWork = 102;     // coordinator → worker: directories to list ("" = done)
@@ -58,7 +60,8 @@ std::vector<DirRef> decode_dirs(const std::string& bytes) {
 // directories it found and marks it idle; idle workers get batches while the queue has
 // some. The walk is over when the queue is empty and every worker is idle.
 void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial) {
-  std::deque<DirRef> queue(std::make_move_iterator(initial.begin()), std::make_move_iterator(initial.end()));
+  std::deque<DirRef> queue(std::make_move_iterator(initial.begin()),
+                           std::make_move_iterator(initial.end()));
   std::vector<int> idle;
   const size_t ranks = static_cast<size_t>(comm.size());
   for (;;) {
@@ -91,7 +94,8 @@ bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& e
   int err = errno;
   if (err == EEXIST) {
     struct stat st;
-    if (::fstatat(dst_dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) return true;
+    if (::fstatat(dst_dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+      return true;
     errors.add("cannot overwrite non-directory " + plan.dst_path(e) + " with a directory");
     return false;
   }
@@ -99,14 +103,13 @@ bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& e
   return false;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 // The walk phase on every rank. Returns this rank's entries (the roots on rank 0, and every
 // child the visitor keeps from the directories this rank listed) with their action flags.
-Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors,
-                      const WalkVisitor& visit, const RootVisitor& visit_root, std::vector<uint8_t>& flags) {
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads,
+                      ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
+                      std::vector<uint8_t>& flags) {
   Plan plan;
   plan.roots = roots;
   std::vector<DirRef> initial;
@@ -121,7 +124,8 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
       e.root = i;
       e.meta = *meta;
       if (e.meta.type == io::FileType::kSymlink) {
-        if (auto t = io::read_link(AT_FDCWD, roots[i].src.c_str())) e.link_target = std::move(t.value());
+        if (auto t = io::read_link(AT_FDCWD, roots[i].src.c_str()))
+          e.link_target = std::move(t.value());
       }
       auto flag = visit_root(plan, e);
       if (!flag) continue;
@@ -132,7 +136,8 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     }
   }
   std::thread coordinator;
-  if (comm.rank() == 0) coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial)); });
+  if (comm.rank() == 0)
+    coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial)); });
 
   std::mutex mu;
   tbb::task_arena arena(static_cast<int>(threads));
@@ -156,7 +161,8 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
         visit(plan, d, *listing, out);
         std::lock_guard lock(mu);
         for (size_t n = 0; n < out.entries.size(); ++n) {
-          if (out.entries[n].meta.type == io::FileType::kRegular) plan.total_file_bytes += out.entries[n].meta.size_bytes;
+          if (out.entries[n].meta.type == io::FileType::kRegular)
+            plan.total_file_bytes += out.entries[n].meta.size_bytes;
           plan.entries.push_back(std::move(out.entries[n]));
           flags.push_back(out.flags[n]);
         }
@@ -195,7 +201,8 @@ void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk
         next = 0;
       }
       // Resume: chunks an earlier run wrote are not handed out again (the last always is).
-      if (file < chunk_counts.size() && next + 1 < chunk_counts[file] && done(static_cast<uint32_t>(file), next)) {
+      if (file < chunk_counts.size() && next + 1 < chunk_counts[file] &&
+          done(static_cast<uint32_t>(file), next)) {
         ++next;
         continue;
       }
@@ -209,7 +216,8 @@ void chunk_coordinator(transport::Comm& comm, const std::vector<uint32_t>& chunk
     WireWriter w;
     uint32_t count = 1;
     while (count < kChunksPerBatch && next + count < chunk_counts[file] &&
-           !(next + count + 1 < chunk_counts[file] && done(static_cast<uint32_t>(file), next + count))) {
+           !(next + count + 1 < chunk_counts[file] &&
+             done(static_cast<uint32_t>(file), next + count))) {
       ++count;
     }
     w.u32(static_cast<uint32_t>(file));
@@ -227,7 +235,8 @@ std::string hostname() {
 }
 
 // Rank 0 learns the other ranks' error lists; returns them all (rank 0 first).
-std::vector<std::string> gather_strings(transport::Comm& comm, const std::vector<std::string>& mine) {
+std::vector<std::string> gather_strings(transport::Comm& comm,
+                                        const std::vector<std::string>& mine) {
   WireWriter w;
   w.u32(static_cast<uint32_t>(mine.size()));
   for (const auto& s : mine) w.str(s);
@@ -241,7 +250,8 @@ std::vector<std::string> gather_strings(transport::Comm& comm, const std::vector
 
 }  // namespace
 
-io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm, bool sync_placement) {
+io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm,
+                                             bool sync_placement) {
   // Every rank checks the same arguments; all see the same verdict.
   io::Status valid = validate(opts);
   io::Result<std::vector<Root>> roots = io::Error::plain("");
@@ -264,10 +274,7 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   auto roots = resolve_agreed(opts, comm, false);
   std::string journal_dir = Journal::dir_for(opts.destination);
   if (roots && opts.resume) {
-    auto saved = Journal::load_roots(journal_dir);
-    bool same = saved && saved->size() == opts.sources.size();
-    for (size_t i = 0; same && i < saved->size(); ++i) same = io::base_name((*saved)[i].src) == io::base_name(opts.sources[i]);
-    if (same) roots = *saved;
+    if (auto saved = Journal::resume_roots(journal_dir, opts.sources)) roots = *saved;
   }
   if (roots && comm.rank() == 0) {
     if (!opts.resume) Journal::remove(journal_dir);
@@ -289,20 +296,24 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   PathFilter filter(opts.excludes, opts.includes);
   auto type_flag = [](const Entry& e) -> uint8_t {
     switch (e.meta.type) {
-      case io::FileType::kRegular: return kActTransfer;
-      case io::FileType::kDirectory: return kActMeta;
-      default: return kActCreate;
+      case io::FileType::kRegular:
+        return kActTransfer;
+      case io::FileType::kDirectory:
+        return kActMeta;
+      default:
+        return kActCreate;
     }
   };
   Plan plan = distributed_walk(
       comm, roots.value(), threads, walk_errors,
       [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
-        auto dst_fd = io::open_dir_path(io::join_path(p.roots[d.root].dst, d.rel), io::DirOpen::kParent, d.rel.empty());
+        auto dst_fd = io::open_dir_path(io::join_path(p.roots[d.root].dst, d.rel),
+                                        io::DirOpen::kParent, d.rel.empty());
         for (io::DirChild& c : listing.children) {
           Entry e;
           e.root = d.root;
           e.rel = io::join_path(d.rel, c.name);
-          if (filter.excluded(e.rel, e.meta.type == io::FileType::kDirectory)) continue;
+          if (filter.excluded(e.rel, c.meta.type == io::FileType::kDirectory)) continue;
           e.meta = c.meta;
           e.link_target = std::move(c.link_target);
           if (e.meta.type == io::FileType::kDirectory) {
@@ -330,12 +341,13 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
         return type_flag(e);
       },
       flags);
-  return run_phases(comm, opts, std::move(plan), std::move(flags), t0, since(t0), walk_errors, threads, false);
+  return run_phases(comm, opts, std::move(plan), std::move(flags), t0, since(t0), walk_errors,
+                    threads, false);
 }
 
-RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, std::vector<uint8_t> flags,
-                     Clock::time_point t0, double walk_seconds, ErrorList& walk_errors, unsigned threads,
-                     bool dirs_if_changed) {
+RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
+                     std::vector<uint8_t> flags, Clock::time_point t0, double walk_seconds,
+                     ErrorList& walk_errors, unsigned threads, bool dirs_if_changed) {
   RunResult result;
   result.started = true;
   comm.barrier();
@@ -381,7 +393,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
         std::string rel = r.str();
         auto key = std::make_pair(dev, ino);
         auto it = leaders.find(key);
-        if (it == leaders.end() || std::make_pair(root, rel) < it->second) leaders[key] = {root, rel};
+        if (it == leaders.end() || std::make_pair(root, rel) < it->second)
+          leaders[key] = {root, rel};
       }
     }
     for (uint32_t f : plan.files) {
@@ -457,8 +470,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       if (it == journal_state.end()) continue;
       int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
       struct stat st;
-      if (dirfd >= 0 && ::fstatat(dirfd, ctx.temp_name(f).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-          static_cast<uint64_t>(st.st_size) == e.meta.size_bytes) {
+      if (dirfd >= 0 && ::fstatat(dirfd, ctx.temp_name(f).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == e.meta.size_bytes) {
         ctx.resume_parts.insert(f);
         done_chunks[f] = &it->second;
       }
@@ -497,7 +510,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       if (!(flags[i] & kActCreate)) continue;
       int fd = dirs.get(plan.dst_parent(e), e.rel.empty());
       if (fd < 0) {
-        ctx.errors.add(io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
+        ctx.errors.add(
+            io::Error::from_errno(errno, "open directory " + plan.dst_parent(e)).message);
         continue;
       }
       if (e.meta.type == io::FileType::kSocket || e.meta.type == io::FileType::kUnknown) {
@@ -507,7 +521,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       create_special(ctx, fd, i, result);
     }
     uint32_t first_own = 0;
-    for (uint32_t g = 0; g < global_count && owner[g] < static_cast<uint32_t>(comm.rank()); ++g) ++first_own;
+    for (uint32_t g = 0; g < global_count && owner[g] < static_cast<uint32_t>(comm.rank()); ++g)
+      ++first_own;
     for (uint32_t g = first_own; g < first_own + my_large; ++g) {
       uint32_t f = local_count + g;
       const Entry& e = plan.entries[f];
@@ -515,17 +530,21 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       bool reused = ctx.resume_parts.count(f) > 0;
       int fd = dirfd < 0 ? -1
                          : ::openat(dirfd, ctx.temp_name(f).c_str(),
-                                    O_WRONLY | O_CREAT | O_CLOEXEC | (reused ? 0 : O_TRUNC), e.meta.mode & 0777);
+                                    O_WRONLY | O_CREAT | O_CLOEXEC | (reused ? 0 : O_TRUNC),
+                                    e.meta.mode & 0777);
       if (fd < 0) {
         int err = errno;
         ctx.fail_file(f, io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
-        if (err == ENOSPC || err == EDQUOT) ctx.set_fatal(io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
+        if (err == ENOSPC || err == EDQUOT)
+          ctx.set_fatal(io::Error::from_errno(err, "create " + plan.dst_path(e)).message);
         continue;
       }
       int rc = reused ? 0
-               : io::is_sparse(e.meta) ? (::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) == 0 ? 0 : errno)
-                                       : ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
-      if (rc == ENOSPC || rc == EDQUOT) ctx.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(e)).message);
+               : io::is_sparse(e.meta)
+                   ? (::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) == 0 ? 0 : errno)
+                   : ::posix_fallocate(fd, 0, static_cast<off_t>(e.meta.size_bytes));
+      if (rc == ENOSPC || rc == EDQUOT)
+        ctx.set_fatal(io::Error::from_errno(rc, "write " + plan.dst_path(e)).message);
       ::close(fd);
     }
   }
@@ -536,8 +555,10 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   double busy = 0;
   if (ok) {
     std::thread coordinator;
-    if (comm.rank() == 0) coordinator = std::thread([&] { chunk_coordinator(comm, chunk_counts, global_done); });
-    UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit, &include);
+    if (comm.rank() == 0)
+      coordinator = std::thread([&] { chunk_coordinator(comm, chunk_counts, global_done); });
+    UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
+                      &include);
     ChunkBatch batch;
     bool local_done = false, remote_done = false;
     auto next_unit = [&](std::vector<Extent>& out) -> bool {
@@ -573,7 +594,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     auto tb = Clock::now();
     try {
       JournalFlusher flusher(ctx.journal, ctx);
-      Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone, "copy (rank 0)");
+      Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone,
+                        "copy (rank 0)");
       transfer(ctx, pool, threads, next_unit);
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
@@ -589,7 +611,9 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
           // Chunks this rank will never write: their files must not be put in place.
           WireReader r(reply);
           uint32_t g = r.u32();
-          if (g < global_count) ctx.fail_file(local_count + g, plan.dst_path(plan.entries[local_count + g]) + ": not copied (run stopped)");
+          if (g < global_count)
+            ctx.fail_file(local_count + g, plan.dst_path(plan.entries[local_count + g]) +
+                                               ": not copied (run stopped)");
         }
       }
     } catch (const std::exception& ex) {
@@ -625,11 +649,13 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
       if (!all_ok || failed_anywhere[g]) {
         // A stopped run keeps its parts for --resume; a file that failed loses its part.
         if (all_ok) ::unlinkat(dirfd, tmp.c_str(), 0);
-        if (all_ok && !ctx.file_failed(f)) ctx.fail_file(f, plan.dst_path(e) + ": a chunk failed on another rank");
+        if (all_ok && !ctx.file_failed(f))
+          ctx.fail_file(f, plan.dst_path(e) + ": a chunk failed on another rank");
         continue;
       }
       io::UniqueFd fd(::openat(dirfd, tmp.c_str(), O_RDWR | O_CLOEXEC));
-      io::Status st = fd.valid() ? io::Status::success() : io::Error::from_errno(errno, "open " + plan.dst_path(e));
+      io::Status st = fd.valid() ? io::Status::success()
+                                 : io::Error::from_errno(errno, "open " + plan.dst_path(e));
       if (st && ctx.manifest) {
         // Chunks were hashed on several ranks; the owner hashes the whole written file.
         auto digest = detail::hash_fd(fd.get(), plan.dst_path(e));
@@ -663,7 +689,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
         // one this follower shares its inode with in the source.
         struct stat st;
         const io::FileMeta& m = plan.entries[f].meta;
-        return all_ok && ::stat(leader_of[f].c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == m.size_bytes &&
+        return all_ok && ::stat(leader_of[f].c_str(), &st) == 0 &&
+               static_cast<uint64_t>(st.st_size) == m.size_bytes &&
                st.st_mtim.tv_sec == m.mtime.tv_sec && st.st_mtim.tv_nsec == m.mtime.tv_nsec;
       },
       dirs_if_changed);
@@ -673,12 +700,14 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     DirFdCache dirs;
     for (uint32_t i = 0; i < local_count; ++i) {
       const Entry& e = plan.entries[i];
-      if (e.meta.type == io::FileType::kDirectory || (flags[i] & (kActTransfer | kActCreate)) || !(flags[i] & kActMeta)) {
+      if (e.meta.type == io::FileType::kDirectory || (flags[i] & (kActTransfer | kActCreate)) ||
+          !(flags[i] & kActMeta)) {
         continue;
       }
       int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
-      io::Status st = dirfd < 0 ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
-                                : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
+      io::Status st =
+          dirfd < 0 ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
+                    : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
       if (st && opts.xattrs) st = io::copy_xattrs(plan.src_path(e), -1, plan.dst_path(e));
       if (!st) ctx.errors.add(st.error().message);
     }
@@ -690,7 +719,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
     if (e.meta.type != io::FileType::kDirectory || !(flags[i] & kActMeta)) continue;
     auto fd = io::open_dir_path(plan.dst_path(e), io::DirOpen::kList, e.rel.empty());
     if (fd && opts.xattrs) {
-      if (auto xs = io::copy_xattrs(plan.src_path(e), fd->get(), plan.dst_path(e)); !xs) ctx.errors.add(xs.error().message);
+      if (auto xs = io::copy_xattrs(plan.src_path(e), fd->get(), plan.dst_path(e)); !xs)
+        ctx.errors.add(xs.error().message);
     }
     if (fd && dirs_if_changed) {
       struct stat st;
@@ -700,7 +730,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
         continue;  // unchanged: a no-op sync writes nothing
       }
     }
-    io::Status st = fd ? io::apply_meta_fd(fd->get(), e.meta, ctx.apply_owner, plan.dst_path(e)) : fd.error();
+    io::Status st =
+        fd ? io::apply_meta_fd(fd->get(), e.meta, ctx.apply_owner, plan.dst_path(e)) : fd.error();
     if (!st) ctx.errors.add(st.error().message);
   }
   ::umask(old_umask);
@@ -752,8 +783,9 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, 
   total.started = true;
   total.walk_seconds = walk_seconds;
   total.errors = gather_strings(comm, ctx.errors.take());
-  std::vector<std::string> fatals = gather_strings(comm, ctx.fatal().empty() ? std::vector<std::string>{}
-                                                                              : std::vector<std::string>{ctx.fatal()});
+  std::vector<std::string> fatals =
+      gather_strings(comm, ctx.fatal().empty() ? std::vector<std::string>{}
+                                               : std::vector<std::string>{ctx.fatal()});
   if (!fatals.empty()) total.fatal = fatals.front();
 
   // The manifest lists every rank's files, written once by rank 0.

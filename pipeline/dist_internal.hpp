@@ -37,22 +37,26 @@ using WalkVisitor = std::function<void(const Plan&, const DirRef&, io::DirListin
 // Called on rank 0 for each root before the walk; nullopt drops it.
 using RootVisitor = std::function<std::optional<uint8_t>(const Plan&, Entry&)>;
 
-Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads, ErrorList& errors,
-                      const WalkVisitor& visit, const RootVisitor& visit_root, std::vector<uint8_t>& flags);
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads,
+                      ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
+                      std::vector<uint8_t>& flags);
 
 // Creates the destination directory of directory entry `e` inside dst_dir_fd (an existing
 // directory is fine; anything else there is an error named in `errors`).
 bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& errors);
 
 // validate + placement (cp's rules, or sync's "DST mirrors SRC") agreed by every rank.
-io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm, bool sync_placement);
+io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm,
+                                             bool sync_placement);
 // Sync's placement: one source directory whose contents DST mirrors (DST made if missing).
-io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources, const std::string& dst);
+io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources,
+                                                const std::string& dst);
 
 // plan (large-file exchange) → create → transfer → finalize → report, for the entries
 // `flags` select. dirs_if_changed: directory metadata only where it differs (sync).
-RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan, std::vector<uint8_t> flags,
-                     std::chrono::steady_clock::time_point t0, double walk_seconds, ErrorList& walk_errors,
-                     unsigned threads, bool dirs_if_changed);
+RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
+                     std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
+                     double walk_seconds, ErrorList& walk_errors, unsigned threads,
+                     bool dirs_if_changed);
 
 }  // namespace barge::pipeline

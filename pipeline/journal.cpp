@@ -18,11 +18,13 @@ std::string Journal::dir_for(const std::string& destination) {
   std::string dst = destination;
   while (dst.size() > 1 && dst.back() == '/') dst.pop_back();
   std::string parent(io::parent_of(dst));
-  return io::join_path(parent.empty() ? "." : parent, ".barge-journal." + std::string(io::base_name(dst)));
+  return io::join_path(parent.empty() ? "." : parent,
+                       ".barge-journal." + std::string(io::base_name(dst)));
 }
 
 io::Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir, int rank) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return io::Error::from_errno(errno, "create journal " + dir);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return io::Error::from_errno(errno, "create journal " + dir);
   std::string path = dir + "/rank-" + std::to_string(rank) + ".log";
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return io::Error::from_errno(errno, "open journal " + path);
@@ -35,7 +37,8 @@ void Journal::record(const std::string& part, uint32_t chunk, int part_fd) {
   pending_ += ' ';
   pending_ += std::to_string(chunk);
   pending_ += '\n';
-  if (std::find(dirty_fds_.begin(), dirty_fds_.end(), part_fd) == dirty_fds_.end()) dirty_fds_.push_back(part_fd);
+  if (std::find(dirty_fds_.begin(), dirty_fds_.end(), part_fd) == dirty_fds_.end())
+    dirty_fds_.push_back(part_fd);
 }
 
 io::Status Journal::flush() {
@@ -50,7 +53,8 @@ io::Status Journal::flush() {
   // The data first: a journal line must never point at bytes still only in memory. A part
   // closed since it was recorded has been synced by its writer (EBADF is fine).
   for (int fd : fds) {
-    if (::fdatasync(fd) != 0 && errno != EBADF && errno != EINVAL) return io::Error::from_errno(errno, "sync part file");
+    if (::fdatasync(fd) != 0 && errno != EBADF && errno != EINVAL)
+      return io::Error::from_errno(errno, "sync part file");
   }
   size_t done = 0;
   while (done < lines.size()) {
@@ -72,7 +76,8 @@ JournalState Journal::parse(std::string_view text, JournalState state) {
     std::string_view line = text.substr(0, nl);
     text.remove_prefix(nl + 1);
     size_t sp = line.rfind(' ');
-    if (sp == std::string_view::npos || sp == 0 || line.substr(0, sp).find_first_of("/\0 ", 0, 3) != std::string_view::npos) {
+    if (sp == std::string_view::npos || sp == 0 ||
+        line.substr(0, sp).find_first_of("/\0 ", 0, 3) != std::string_view::npos) {
       continue;
     }
     uint32_t chunk = 0;
@@ -111,7 +116,8 @@ void Journal::remove(const std::string& dir) {
   std::vector<std::string> names;
   while (dirent* de = ::readdir(d)) {
     std::string name = de->d_name;
-    if (name.rfind("rank-", 0) == 0 || name == "roots" || name == "roots.tmp") names.push_back(name);
+    if (name.rfind("rank-", 0) == 0 || name == "roots" || name == "roots.tmp")
+      names.push_back(name);
   }
   ::closedir(d);
   for (const auto& n : names) ::unlink((dir + "/" + n).c_str());
@@ -119,7 +125,8 @@ void Journal::remove(const std::string& dir) {
 }
 
 io::Status Journal::save_roots(const std::string& dir, const std::vector<Root>& roots) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return io::Error::from_errno(errno, "create journal " + dir);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return io::Error::from_errno(errno, "create journal " + dir);
   std::string text;
   for (const Root& r : roots) {
     for (const std::string* s : {&r.src, &r.dst, &r.manifest_prefix}) {
@@ -130,9 +137,11 @@ io::Status Journal::save_roots(const std::string& dir, const std::vector<Root>& 
   std::string tmp = dir + "/roots.tmp", path = dir + "/roots";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return io::Error::from_errno(errno, "write " + tmp);
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fdatasync(fd) == 0;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            ::fdatasync(fd) == 0;
   ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) return io::Error::from_errno(errno, "write " + path);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    return io::Error::from_errno(errno, "write " + path);
   return io::Status::success();
 }
 
@@ -154,16 +163,26 @@ std::optional<std::vector<Root>> Journal::load_roots(const std::string& dir) {
   }
   if (fields.empty() || fields.size() % 3 != 0) return std::nullopt;
   std::vector<Root> roots;
-  for (size_t i = 0; i < fields.size(); i += 3) roots.push_back(Root{fields[i], fields[i + 1], fields[i + 2]});
+  for (size_t i = 0; i < fields.size(); i += 3)
+    roots.push_back(Root{fields[i], fields[i + 1], fields[i + 2]});
   return roots;
+}
+
+std::optional<std::vector<Root>> Journal::resume_roots(const std::string& dir, const std::vector<std::string>& sources) {
+  auto saved = load_roots(dir);
+  if (!saved || saved->size() != sources.size()) return std::nullopt;
+  for (size_t i = 0; i < saved->size(); ++i) {
+    if (io::base_name((*saved)[i].src) != io::base_name(sources[i])) return std::nullopt;
+  }
+  return saved;
 }
 
 std::string part_name(const Entry& e, uint64_t chunk_bytes) {
   std::string key = e.rel;
   key += '\0';
-  key += std::to_string(e.root) + ' ' + std::to_string(e.meta.size_bytes) + ' ' + std::to_string(e.meta.mtime.tv_sec) +
-         ' ' + std::to_string(e.meta.mtime.tv_nsec) + ' ' + std::to_string(e.meta.inode) + ' ' +
-         std::to_string(chunk_bytes);
+  key += std::to_string(e.root) + ' ' + std::to_string(e.meta.size_bytes) + ' ' +
+         std::to_string(e.meta.mtime.tv_sec) + ' ' + std::to_string(e.meta.mtime.tv_nsec) + ' ' +
+         std::to_string(e.meta.inode) + ' ' + std::to_string(chunk_bytes);
   Hash128 h = hash_bytes(std::as_bytes(std::span(key.data(), key.size())));
   char buf[40];
   std::snprintf(buf, sizeof buf, ".barge-part.%016llx", static_cast<unsigned long long>(h.low));

@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fnmatch.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
-#include <fnmatch.h>
 
 #include <algorithm>
 #include <memory>
@@ -172,7 +172,8 @@ struct WalkDir {
 
 class Walker {
  public:
-  Walker(Plan& plan, tbb::task_group& tg, const PathFilter& filter) : plan_(plan), tg_(tg), filter_(filter) {}
+  Walker(Plan& plan, tbb::task_group& tg, const PathFilter& filter)
+      : plan_(plan), tg_(tg), filter_(filter) {}
 
   void list(std::string path, std::string rel, WalkDir* node) {
     auto listing = io::read_directory(path);
@@ -183,9 +184,10 @@ class Walker {
       errors = std::move(listing->errors);
       node->children = std::move(listing->children);
       if (filter_.active()) {
-        std::erase_if(node->children,
-                      [&](const io::DirChild& c) { return filter_.excluded(io::join_path(rel, c.name), c.meta.type == io::FileType::kDirectory);
-                      });
+        std::erase_if(node->children, [&](const io::DirChild& c) {
+          return filter_.excluded(io::join_path(rel, c.name),
+                                  c.meta.type == io::FileType::kDirectory);
+        });
       }
       for (const io::DirChild& c : node->children) {
         if (c.meta.type != io::FileType::kDirectory) continue;

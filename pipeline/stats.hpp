@@ -13,8 +13,8 @@ namespace barge::pipeline {
 
 // Exit codes, stable for users' scripts.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitPartial = 1;  // some entries failed, each named on stderr
-inline constexpr int kExitFatal = 2;    // usage or fatal error
+inline constexpr int kExitPartial = 1;     // some entries failed, each named on stderr
+inline constexpr int kExitFatal = 2;       // usage or fatal error
 inline constexpr int kExitResumable = 75;  // stopped by SIGTERM/SIGUSR1/SIGINT: rerun with --resume
 
 // Set (to the signal number) by the CLI's handler for SIGTERM, SIGUSR1 and SIGINT; a run
@@ -52,9 +52,9 @@ class ErrorList {
 struct RankStats {
   int rank = 0;
   std::string host;
-  uint64_t bytes = 0;        // bytes this rank moved (chunks and small files it wrote)
-  uint64_t files = 0;        // files this rank put in place
-  double busy_seconds = 0;   // time in the transfer phase until its last unit was done
+  uint64_t bytes = 0;       // bytes this rank moved (chunks and small files it wrote)
+  uint64_t files = 0;       // files this rank put in place
+  double busy_seconds = 0;  // time in the transfer phase until its last unit was done
   double walk_seconds = 0;
 };
 
@@ -69,15 +69,16 @@ struct RunResult {
   uint64_t symlinks = 0;
   uint64_t others = 0;
   uint64_t bytes_verified = 0;
-  uint64_t bytes_transferred = 0;    // bytes read and written by this run (less than bytes on --resume)
+  uint64_t bytes_transferred =
+      0;  // bytes read and written by this run (less than bytes on --resume)
   double seconds = 0;
   double walk_seconds = 0;
   uint64_t stage_busy_ns[kStageCount] = {};
   std::string io_backend;
   bool buffers_registered = false;
   uint64_t peak_rss_bytes = 0;
-  uint64_t skipped_files = 0;        // --resume: already in place, not copied again
-  bool resumable = false;            // stopped by a signal; --resume finishes the job
+  uint64_t skipped_files = 0;    // --resume: already in place, not copied again
+  bool resumable = false;        // stopped by a signal; --resume finishes the job
   std::vector<RankStats> ranks;  // multi-rank runs only
   double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
 };

@@ -5,12 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <oneapi/tbb/global_control.h>
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <mutex>
-#include <oneapi/tbb/global_control.h>
 #include <unordered_map>
 
 #include "io/path_ops.hpp"
@@ -25,7 +25,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool same_time(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+bool same_time(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 // Removes `name` in dirfd, recursively for a directory; never follows symlinks.
 io::Status remove_tree(int dirfd, const std::string& name, const std::string& path) {
@@ -50,12 +52,14 @@ io::Status remove_tree(int dirfd, const std::string& name, const std::string& pa
   }
   ::closedir(dir);
   if (!result) return result;
-  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0) return io::Error::from_errno(errno, "delete " + path);
+  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0)
+    return io::Error::from_errno(errno, "delete " + path);
   return io::Status::success();
 }
 
 // rsync-style change codes: YXcstpoguax.
-std::string item(char update, char type, const std::string& attrs, const std::string& rel, bool dir) {
+std::string item(char update, char type, const std::string& attrs, const std::string& rel,
+                 bool dir) {
   std::string line;
   line += update;
   line += type;
@@ -67,15 +71,20 @@ std::string item(char update, char type, const std::string& attrs, const std::st
 
 char type_code(io::FileType t) {
   switch (t) {
-    case io::FileType::kRegular: return 'f';
-    case io::FileType::kDirectory: return 'd';
-    case io::FileType::kSymlink: return 'L';
-    default: return 'D';
+    case io::FileType::kRegular:
+      return 'f';
+    case io::FileType::kDirectory:
+      return 'd';
+    case io::FileType::kSymlink:
+      return 'L';
+    default:
+      return 'D';
   }
 }
 
 // The attribute columns for an existing entry: s(ize) t(ime) p(erms) o(wner) g(roup).
-std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool owner, bool content_differs) {
+std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool owner,
+                      bool content_differs) {
   std::string a = ".........";
   if (content_differs) a[0] = 'c';
   if (src.type == io::FileType::kRegular && src.size_bytes != dst.size_bytes) a[1] = 's';
@@ -89,7 +98,10 @@ std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool own
 class SyncVisitor {
  public:
   SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner)
-      : opts_(opts), errors_(errors), owner_(owner), filter_(opts.copy.excludes, opts.copy.includes) {}
+      : opts_(opts),
+        errors_(errors),
+        owner_(owner),
+        filter_(opts.copy.excludes, opts.copy.includes) {}
 
   void visit(const Plan& plan, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
     const Root& root = plan.roots[d.root];
@@ -105,8 +117,9 @@ class SyncVisitor {
       errors_.add(dst_listing.error().message);
       return;
     }
-    io::Result<io::UniqueFd> dst_fd = opts_.dry_run ? io::Result<io::UniqueFd>(io::Error::plain("dry run"))
-                                                    : io::open_dir_path(dst_dir, io::DirOpen::kParent, d.rel.empty());
+    io::Result<io::UniqueFd> dst_fd =
+        opts_.dry_run ? io::Result<io::UniqueFd>(io::Error::plain("dry run"))
+                      : io::open_dir_path(dst_dir, io::DirOpen::kParent, d.rel.empty());
     if (!opts_.dry_run && !dst_fd) {
       errors_.add(dst_fd.error().message);
       return;
@@ -116,7 +129,7 @@ class SyncVisitor {
       Entry e;
       e.root = d.root;
       e.rel = io::join_path(d.rel, c.name);
-      if (filter_.excluded(e.rel, e.meta.type == io::FileType::kDirectory)) continue;
+      if (filter_.excluded(e.rel, c.meta.type == io::FileType::kDirectory)) continue;
       e.meta = c.meta;
       e.link_target = std::move(c.link_target);
       auto it = dst.find(c.name);
@@ -136,7 +149,8 @@ class SyncVisitor {
       char tc = type_code(e.meta.type);
       bool is_dir = e.meta.type == io::FileType::kDirectory;
       if (!t) {
-        lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, "+++++++++", e.rel, is_dir));
+        lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, "+++++++++",
+                             e.rel, is_dir));
         if (is_dir) {
           if (!opts_.dry_run && !make_dst_dir(dst_fd->get(), plan, e, errors_)) continue;
           flag = kActMeta;
@@ -160,7 +174,8 @@ class SyncVisitor {
         } else if (!is_dir) {
           content_differs = e.meta.rdev != t->meta.rdev;
         }
-        std::string attrs = attr_diff(e.meta, t->meta, owner_, content_differs && !is_dir && opts_.checksum);
+        std::string attrs =
+            attr_diff(e.meta, t->meta, owner_, content_differs && !is_dir && opts_.checksum);
         if (opts_.copy.xattrs && !content_differs) {
           auto a = io::read_xattrs(plan.src_path(e));
           auto b = io::read_xattrs(plan.dst_path(e));
@@ -168,7 +183,8 @@ class SyncVisitor {
         }
         if (content_differs) {
           flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
-          lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
+          lines.push_back(
+              item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
         } else if (attrs.find_first_not_of('.') != std::string::npos) {
           flag = kActMeta;
           lines.push_back(item('.', tc, attrs, e.rel, is_dir));
@@ -191,9 +207,11 @@ class SyncVisitor {
         if (filter_.excluded(rel, child.meta.type == io::FileType::kDirectory)) {
           continue;  // excluded names are protected from deletion
         }
-        lines.push_back("*deleting   " + rel + (child.meta.type == io::FileType::kDirectory ? "/" : ""));
+        lines.push_back("*deleting   " + rel +
+                        (child.meta.type == io::FileType::kDirectory ? "/" : ""));
         if (!opts_.dry_run) {
-          if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st) errors_.add(st.error().message);
+          if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st)
+            errors_.add(st.error().message);
         }
       }
     }
@@ -223,15 +241,18 @@ class SyncVisitor {
 
 }  // namespace
 
-io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources, const std::string& dst_arg) {
-  if (sources.size() != 1) return io::Error::plain("sync: need exactly one SRC directory and a DST");
+io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources,
+                                                const std::string& dst_arg) {
+  if (sources.size() != 1)
+    return io::Error::plain("sync: need exactly one SRC directory and a DST");
   std::string src = sources[0];
   while (src.size() > 1 && src.back() == '/') src.pop_back();
   std::string dst = dst_arg;
   while (dst.size() > 1 && dst.back() == '/') dst.pop_back();
   struct stat st;
   if (::stat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
-  if (!S_ISDIR(st.st_mode)) return io::Error::plain("source " + src + ": not a directory (sync mirrors directories)");
+  if (!S_ISDIR(st.st_mode))
+    return io::Error::plain("source " + src + ": not a directory (sync mirrors directories)");
   int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io::Error::from_errno(errno, "source " + src);
   ::close(fd);
@@ -253,7 +274,8 @@ io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& 
                          ? io::join_path(b, io::base_name(dst))
                          : dst;
   auto inside = [](const std::string& in, const std::string& out) {
-    return in == out || (in.size() > out.size() && in.compare(0, out.size(), out) == 0 && in[out.size()] == '/');
+    return in == out ||
+           (in.size() > out.size() && in.compare(0, out.size(), out) == 0 && in[out.size()] == '/');
   };
   if (inside(cdst, csrc) || inside(csrc, cdst)) {
     return io::Error::plain("sync: " + src + " and " + dst + " overlap (one is inside the other)");
@@ -280,7 +302,9 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
   SyncVisitor visitor(opts, walk_errors, owner);
   Plan plan = distributed_walk(
       comm, roots.value(), threads, walk_errors,
-      [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& o) { visitor.visit(p, d, listing, o); },
+      [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& o) {
+        visitor.visit(p, d, listing, o);
+      },
       [&](const Plan& p, Entry& e) -> std::optional<uint8_t> {
         if (e.meta.type != io::FileType::kDirectory) return std::nullopt;
         struct stat st;
@@ -309,8 +333,9 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
     while (!r.done()) out.changes.push_back(r.str());
   }
   auto path_of = [](const std::string& l) { return l.substr(l.find(' ') + 1); };
-  std::stable_sort(out.changes.begin(), out.changes.end(),
-                   [&](const std::string& a, const std::string& b) { return path_of(a) < path_of(b); });
+  std::stable_sort(
+      out.changes.begin(), out.changes.end(),
+      [&](const std::string& a, const std::string& b) { return path_of(a) < path_of(b); });
 
   if (opts.dry_run) {
     out.run.started = true;
@@ -322,7 +347,8 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
     out.run.exit_code = static_cast<int>(code);
     return out;
   }
-  out.run = run_phases(comm, opts.copy, std::move(plan), std::move(flags), t0, walk_seconds, walk_errors, threads, true);
+  out.run = run_phases(comm, opts.copy, std::move(plan), std::move(flags), t0, walk_seconds,
+                       walk_errors, threads, true);
   return out;
 }
 

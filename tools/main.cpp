@@ -13,12 +13,12 @@
 #include "io/log.hpp"
 #include "pipeline/copy.hpp"
 #include "pipeline/dist_copy.hpp"
-#include "pipeline/sync.hpp"
-#include "transport/comm.hpp"
 #include "pipeline/gen.hpp"
 #include "pipeline/manifest.hpp"
+#include "pipeline/sync.hpp"
 #include "pipeline/verify_manifest.hpp"
 #include "tools/size_parse.hpp"
+#include "transport/comm.hpp"
 
 namespace {
 
@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
     bool same = comm->broadcast(args, 0) == args;
     if (!comm->agree(same)) {
       if (rank0 || !same) {
-        std::fprintf(stderr, "barge: error: rank %d was given different arguments than rank 0\n", comm->rank());
+        std::fprintf(stderr, "barge: error: rank %d was given different arguments than rank 0\n",
+                     comm->rank());
       }
       return pipeline::kExitFatal;
     }
@@ -158,11 +159,15 @@ int main(int argc, char** argv) {
   copy_cmd->add_flag("--direct-read", copy.direct_read, "O_DIRECT reads only");
   copy_cmd->add_flag("--direct-write", copy.direct_write, "O_DIRECT writes only");
   copy_cmd->add_flag("--fsync", copy.fsync, "fsync each file before renaming it into place");
-  copy_cmd->add_flag("--resume", copy.resume,
-                     "continue a stopped or killed run: skip files in place and chunks the journal lists");
-  copy_cmd->add_flag("--xattrs", copy.xattrs, "copy extended attributes (user.*; trusted.* and security.* as root)");
-  copy_cmd->add_option("--exclude", copy.excludes, "leave out entries matching this glob (repeatable)");
-  copy_cmd->add_option("--include", copy.includes, "keep entries matching this glob despite an --exclude");
+  copy_cmd->add_flag(
+      "--resume", copy.resume,
+      "continue a stopped or killed run: skip files in place and chunks the journal lists");
+  copy_cmd->add_flag("--xattrs", copy.xattrs,
+                     "copy extended attributes (user.*; trusted.* and security.* as root)");
+  copy_cmd->add_option("--exclude", copy.excludes,
+                       "leave out entries matching this glob (repeatable)");
+  copy_cmd->add_option("--include", copy.includes,
+                       "keep entries matching this glob despite an --exclude");
   copy_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
       ->check(CLI::IsMember({"auto", "uring", "sync"}));
   copy_cmd->add_option("--progress", progress, "auto | tty | plain | none")
@@ -172,22 +177,31 @@ int main(int argc, char** argv) {
   // barge sync
   pipeline::SyncOptions sync;
   std::vector<std::string> sync_paths;
-  auto* sync_cmd = app.add_subcommand("sync", "make DST a mirror of SRC's contents (rsync -a SRC/ DST/)");
+  auto* sync_cmd =
+      app.add_subcommand("sync", "make DST a mirror of SRC's contents (rsync -a SRC/ DST/)");
   sync_cmd->add_option("paths", sync_paths, "SRC DST")->required()->expected(2, 2);
-  sync_cmd->add_flag("--checksum", sync.checksum, "compare content (both sides hashed) instead of size and mtime");
+  sync_cmd->add_flag("--checksum", sync.checksum,
+                     "compare content (both sides hashed) instead of size and mtime");
   sync_cmd->add_flag("--delete", sync.delete_extra, "remove entries DST has and SRC lacks");
   sync_cmd->add_flag("-n,--dry-run", sync.dry_run, "change nothing; list what would change");
-  sync_cmd->add_flag("-i,--itemize", sync.itemize, "print one line per change (rsync --itemize-changes style)");
-  sync_cmd->add_flag("--verify", sync.copy.verify, "re-read what was written and compare checksums");
+  sync_cmd->add_flag("-i,--itemize", sync.itemize,
+                     "print one line per change (rsync --itemize-changes style)");
+  sync_cmd->add_flag("--verify", sync.copy.verify,
+                     "re-read what was written and compare checksums");
   sync_cmd->add_flag("--xattrs", sync.copy.xattrs, "mirror extended attributes too");
   sync_cmd->add_option("--exclude", sync.copy.excludes,
-                       "leave out entries matching this glob (repeatable); with --delete, excluded names in DST are kept");
-  sync_cmd->add_option("--include", sync.copy.includes, "keep entries matching this glob despite an --exclude");
-  sync_cmd->add_option("--checksum-manifest", sync.copy.manifest_path, "write the XXH3-128 of every file copied");
+                       "leave out entries matching this glob (repeatable); with --delete, excluded "
+                       "names in DST are kept");
+  sync_cmd->add_option("--include", sync.copy.includes,
+                       "keep entries matching this glob despite an --exclude");
+  sync_cmd->add_option("--checksum-manifest", sync.copy.manifest_path,
+                       "write the XXH3-128 of every file copied");
   sync_cmd->add_option("--report", sync.copy.report_path, "write a JSON report to FILE");
-  sync_cmd->add_option("--memory", sync.copy.memory_bytes, "bound on payload buffers (default 256M)")
+  sync_cmd
+      ->add_option("--memory", sync.copy.memory_bytes, "bound on payload buffers (default 256M)")
       ->transform(size_validator());
-  sync_cmd->add_option("--chunk-size", sync.copy.chunk_bytes, "work-unit size (default 4M)")->transform(size_validator());
+  sync_cmd->add_option("--chunk-size", sync.copy.chunk_bytes, "work-unit size (default 4M)")
+      ->transform(size_validator());
   sync_cmd->add_option("--threads", sync.copy.threads, "worker threads (default max(4, 2 x cores))")
       ->check(CLI::Range(1, 1024));
   sync_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
@@ -271,7 +285,8 @@ int main(int argc, char** argv) {
       pipeline::SyncResult r = pipeline::run_sync(sync, *comm);
       if (!rank0) return r.run.exit_code;
       if (sync.itemize || sync.dry_run) {
-        for (const auto& line : r.changes) std::printf("%s\n", pipeline::printable_path(line).c_str());
+        for (const auto& line : r.changes)
+          std::printf("%s\n", pipeline::printable_path(line).c_str());
         std::fflush(stdout);
       }
       print_summary(r.run, sync.dry_run ? "sync (dry run)" : "sync", quiet);

@@ -68,6 +68,16 @@ for k in r["ranks"]:
 print("skewed tree: bytes per rank", [k["bytes"] for k in r["ranks"]], "balance", round(r["balance"], 2))
 PY
 
+# --exclude with a directory-only pattern across ranks: the directory "cache" goes, a file
+# named "cache" stays (found by whichever rank lists its directory).
+mkdir -p "$work/ex/a/cache/deep" "$work/ex/b"
+echo data > "$work/ex/a/cache/deep/f"
+echo file > "$work/ex/b/cache"
+echo keep > "$work/ex/a/keep"
+mpirun_n 2 "$barge" copy -q --exclude 'cache/' "$work/ex" "$work/ex-copy" || fail "exclude copy exit $?"
+[ ! -e "$work/ex-copy/a/cache" ] || fail "excluded directory a/cache was copied"
+[ -f "$work/ex-copy/b/cache" ] && [ -f "$work/ex-copy/a/keep" ] || fail "exclude left out too much"
+
 # Different arguments on different ranks: all stop, exit 2, nothing written.
 set +e
 mpirun_n 2 bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec "$0" copy -q "$1" "$2-other"; else exec "$0" copy -q "$1" "$2"; fi' \

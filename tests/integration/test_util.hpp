@@ -620,7 +620,8 @@ inline std::map<std::string, uint64_t> regular_files(const std::string& root) {
         std::string path = rel.empty() ? n : rel + "/" + n;
         struct stat st;
         if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        if (S_ISREG(st.st_mode) && n.rfind(".barge-part.", 0) != 0) out[path] = static_cast<uint64_t>(st.st_size);
+        if (S_ISREG(st.st_mode) && n.rfind(".barge-part.", 0) != 0)
+          out[path] = static_cast<uint64_t>(st.st_size);
         if (S_ISDIR(st.st_mode)) {
           int fd = ::openat(dirfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
           if (fd >= 0) {
