@@ -168,7 +168,8 @@ std::optional<std::vector<Root>> Journal::load_roots(const std::string& dir) {
   return roots;
 }
 
-std::optional<std::vector<Root>> Journal::resume_roots(const std::string& dir, const std::vector<std::string>& sources) {
+std::optional<std::vector<Root>> Journal::resume_roots(const std::string& dir,
+                                                       const std::vector<std::string>& sources) {
   auto saved = load_roots(dir);
   if (!saved || saved->size() != sources.size()) return std::nullopt;
   for (size_t i = 0; i < saved->size(); ++i) {

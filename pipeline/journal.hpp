@@ -51,7 +51,8 @@ class Journal {
   static io::Status save_roots(const std::string& dir, const std::vector<Root>& roots);
   static std::optional<std::vector<Root>> load_roots(const std::string& dir);
   // The saved placement when it was made for these sources (same count, same names).
-  static std::optional<std::vector<Root>> resume_roots(const std::string& dir, const std::vector<std::string>& sources);
+  static std::optional<std::vector<Root>> resume_roots(const std::string& dir,
+                                                       const std::vector<std::string>& sources);
 
  private:
   Journal(std::string dir, io::UniqueFd log) : dir_(std::move(dir)), log_(std::move(log)) {}
