@@ -310,12 +310,9 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
         auto dst_fd = io::open_dir_path(io::join_path(p.roots[d.root].dst, d.rel),
                                         io::DirOpen::kParent, d.rel.empty());
         for (io::DirChild& c : listing.children) {
-          Entry e;
-          e.root = d.root;
-          e.rel = io::join_path(d.rel, c.name);
-          if (filter.excluded(e.rel, c.meta.type == io::FileType::kDirectory)) continue;
-          e.meta = c.meta;
-          e.link_target = std::move(c.link_target);
+          auto child = child_entry(d, c, filter);
+          if (!child) continue;
+          Entry& e = *child;
           if (e.meta.type == io::FileType::kDirectory) {
             // Created now, before anyone can be handed it: children always find their parent.
             if (!dst_fd) {

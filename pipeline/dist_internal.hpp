@@ -32,6 +32,19 @@ struct WalkOutput {
   std::vector<DirRef> subdirs;
 };
 
+// The entry for child `c` of listed directory `d`, or nullopt when the filter leaves it out.
+inline std::optional<Entry> child_entry(const DirRef& d, io::DirChild& c,
+                                        const PathFilter& filter) {
+  std::string rel = d.rel.empty() ? c.name : d.rel + "/" + c.name;
+  if (filter.excluded(rel, c.meta.type == io::FileType::kDirectory)) return std::nullopt;
+  Entry e;
+  e.root = d.root;
+  e.rel = std::move(rel);
+  e.meta = c.meta;
+  e.link_target = std::move(c.link_target);
+  return e;
+}
+
 // Called on the walking threads (concurrently) for each directory this rank lists.
 using WalkVisitor = std::function<void(const Plan&, const DirRef&, io::DirListing&, WalkOutput&)>;
 // Called on rank 0 for each root before the walk; nullopt drops it.

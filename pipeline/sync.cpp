@@ -126,12 +126,9 @@ class SyncVisitor {
     }
     std::vector<std::string> lines;
     for (io::DirChild& c : listing.children) {
-      Entry e;
-      e.root = d.root;
-      e.rel = io::join_path(d.rel, c.name);
-      if (filter_.excluded(e.rel, c.meta.type == io::FileType::kDirectory)) continue;
-      e.meta = c.meta;
-      e.link_target = std::move(c.link_target);
+      auto child = child_entry(d, c, filter_);
+      if (!child) continue;
+      Entry& e = *child;
       auto it = dst.find(c.name);
       const io::DirChild* t = it == dst.end() ? nullptr : &it->second;
       if (t && t->meta.type != e.meta.type) {
