@@ -524,7 +524,7 @@ RunResult run_copy(const CopyOptions& opts) {
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
     mode_t old_umask = ::umask(0);
-    Progress progress(stats, opts.progress, "copy");
+    Progress progress(stats, opts.progress, "copy", opts.progress_interval_s);
     create_entries(ctx, result);
     std::vector<uint8_t> include = ctx.parent_ok;
     for (uint32_t f : followers) include[f] = 0;

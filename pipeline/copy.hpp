@@ -37,6 +37,7 @@ struct CopyOptions {
   std::string manifest_path;  // --checksum-manifest
   std::string report_path;    // --report
   ProgressMode progress = ProgressMode::kAuto;
+  double progress_interval_s = 0;  // 0: 0.5 s on a terminal, 5 s otherwise
 };
 
 // Checks option values; an error here is a usage error (exit 2).

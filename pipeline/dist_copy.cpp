@@ -496,7 +496,22 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
       stats.files_total += 1;
     }
   }
+  // Shared large files count once, on their owner, less the chunks a resumed run has.
+  for (uint32_t g = 0; g < global_count; ++g) {
+    if (owner[g] != static_cast<uint32_t>(comm.rank())) continue;
+    uint64_t size = plan.entries[local_count + g].meta.size_bytes;
+    uint64_t left = size;
+    if (const auto* d = done_chunks[local_count + g]) {
+      for (uint32_t c : *d) {
+        uint64_t off = static_cast<uint64_t>(c) * opts.chunk_bytes;
+        if (off < size) left -= std::min<uint64_t>(opts.chunk_bytes, size - off);
+      }
+    }
+    stats.bytes_total += left;
+    stats.files_total += 1;
+  }
 
+  std::atomic<bool> stopped_by_peer{false};  // this rank stopped because another did
   mode_t old_umask = ::umask(0);
   // create: symlinks and special files by their finder; large-file temporaries by owners
   {
@@ -589,10 +604,30 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
       return false;
     };
     auto tb = Clock::now();
+    std::unique_ptr<transport::AsyncSum> across = comm.make_async_sum();
     try {
+      // Every rank takes part in the progress sums; rank 0 prints them.
+      using RunState = Progress::RunState;
+      Progress::Across share{
+          across.get(), comm.size(),
+          [&ctx] {
+            if (!ctx.stop.load()) return RunState::kRunning;
+            return ctx.resumable.load() ? RunState::kSignalled : RunState::kFailed;
+          },
+          [&ctx, &stopped_by_peer](RunState peer) {
+            stopped_by_peer = true;
+            if (peer == RunState::kSignalled) {
+              ctx.resumable = true;
+              ctx.set_fatal("stopped by a signal to another rank; rerun with --resume to finish");
+            } else {
+              ctx.set_fatal(
+                  "stopped because another rank failed (its error is above); rerun "
+                  "with --resume once fixed");
+            }
+          }};
+      Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone, "copy",
+                        opts.progress_interval_s, std::move(share));
       JournalFlusher flusher(ctx.journal, ctx);
-      Progress progress(stats, comm.rank() == 0 ? opts.progress : ProgressMode::kNone,
-                        "copy (rank 0)");
       transfer(ctx, pool, threads, next_unit);
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
@@ -780,9 +815,13 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   total.started = true;
   total.walk_seconds = walk_seconds;
   total.errors = gather_strings(comm, ctx.errors.take());
-  std::vector<std::string> fatals =
-      gather_strings(comm, ctx.fatal().empty() ? std::vector<std::string>{}
-                                               : std::vector<std::string>{ctx.fatal()});
+  // The report names the cause: a rank's own failure before "stopped because of another".
+  auto fatal_if = [&](bool want) {
+    return want && !ctx.fatal().empty() ? std::vector<std::string>{ctx.fatal()}
+                                        : std::vector<std::string>{};
+  };
+  std::vector<std::string> fatals = gather_strings(comm, fatal_if(!stopped_by_peer));
+  if (fatals.empty()) fatals = gather_strings(comm, fatal_if(stopped_by_peer));
   if (!fatals.empty()) total.fatal = fatals.front();
 
   // The manifest lists every rank's files, written once by rank 0.

@@ -57,6 +57,51 @@ pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress) {
   return pipeline::ProgressMode::kAuto;
 }
 
+// Flags shared by the commands that run the engine (copy, sync).
+struct EngineCli {
+  bool quiet = false;
+  std::string progress = "auto";
+  std::string backend = "auto";
+};
+
+void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli) {
+  cmd->add_flag("--verify", o.verify,
+                "re-read what was written and compare per-chunk XXH3-128 checksums");
+  cmd->add_option("--checksum-manifest", o.manifest_path,
+                  "write the XXH3-128 of each file copied to FILE (check later with barge "
+                  "verify --manifest)");
+  cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
+  cmd->add_option("--memory", o.memory_bytes, "bound on payload buffers per rank (default 256M)")
+      ->transform(size_validator());
+  cmd->add_option("--chunk-size", o.chunk_bytes,
+                  "work-unit size; larger files are split (default 4M)")
+      ->transform(size_validator());
+  cmd->add_option("--threads", o.threads, "worker threads (default max(4, 2 x cores))")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--queue-depth", o.queue_depth, "io_uring queue depth per thread (default 64)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_flag(
+      "--direct", [&o](int64_t) { o.direct_read = o.direct_write = true; },
+      "O_DIRECT reads and writes (bypass the page cache)");
+  cmd->add_flag("--direct-read", o.direct_read, "O_DIRECT reads only");
+  cmd->add_flag("--direct-write", o.direct_write, "O_DIRECT writes only");
+  cmd->add_flag("--fsync", o.fsync, "fsync each file before renaming it into place");
+  cmd->add_flag("--xattrs", o.xattrs,
+                "copy extended attributes (user.*; trusted.* and security.* as root)");
+  cmd->add_option("--exclude", o.excludes,
+                  "leave out entries matching this glob (repeatable); sync --delete keeps "
+                  "excluded names in DST");
+  cmd->add_option("--include", o.includes, "keep entries matching this glob despite an --exclude");
+  cmd->add_option("--io-backend", cli.backend, "auto | uring | sync (pread/pwrite)")
+      ->check(CLI::IsMember({"auto", "uring", "sync"}));
+  cmd->add_option("--progress", cli.progress, "auto | tty | plain | none")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
+  cmd->add_option("--progress-interval", o.progress_interval_s,
+                  "seconds between progress lines (default 0.5 on a terminal, 5 otherwise)")
+      ->check(CLI::Range(0.1, 86400.0));
+  cmd->add_flag("-q,--quiet", cli.quiet, "no progress and no summary (errors are still printed)");
+}
+
 int write_report(const std::string& path, const nlohmann::json& j) {
   if (path.empty()) return 0;
   std::string tmp = path + ".tmp";
@@ -124,9 +169,8 @@ int main(int argc, char** argv) {
   CLI::App app{"barge: parallel bulk data transfer for HPC clusters"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "barge 0.1.0");
-  bool quiet = false;
-  std::string progress = "auto";
-  std::string backend = "auto";
+  EngineCli cli;
+  bool& quiet = cli.quiet;
   app.add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
 
   // barge copy
@@ -135,44 +179,10 @@ int main(int argc, char** argv) {
   auto* copy_cmd = app.add_subcommand(
       "copy", "copy files and trees, verified end to end (cp -a placement rules)");
   copy_cmd->add_option("paths", copy_paths, "SRC... DST")->required()->expected(2, -1);
-  copy_cmd->add_flag("--verify", copy.verify,
-                     "re-read what was written and compare per-chunk XXH3-128 checksums");
-  copy_cmd->add_option(
-      "--checksum-manifest", copy.manifest_path,
-      "write each file's XXH3-128 to FILE (check later with barge verify --manifest)");
-  copy_cmd->add_option("--report", copy.report_path, "write a JSON report to FILE");
-  copy_cmd->add_option("--memory", copy.memory_bytes, "bound on payload buffers (default 256M)")
-      ->transform(size_validator());
-  copy_cmd
-      ->add_option("--chunk-size", copy.chunk_bytes,
-                   "work-unit size; larger files are split (default 4M)")
-      ->transform(size_validator());
-  copy_cmd->add_option("--threads", copy.threads, "worker threads (default max(4, 2 x cores))")
-      ->check(CLI::Range(1, 1024));
-  copy_cmd
-      ->add_option("--queue-depth", copy.queue_depth,
-                   "io_uring queue depth per thread (default 64)")
-      ->check(CLI::Range(1, 4096));
-  copy_cmd->add_flag(
-      "--direct", [&](int64_t) { copy.direct_read = copy.direct_write = true; },
-      "O_DIRECT reads and writes (bypass the page cache)");
-  copy_cmd->add_flag("--direct-read", copy.direct_read, "O_DIRECT reads only");
-  copy_cmd->add_flag("--direct-write", copy.direct_write, "O_DIRECT writes only");
-  copy_cmd->add_flag("--fsync", copy.fsync, "fsync each file before renaming it into place");
+  add_engine_options(copy_cmd, copy, cli);
   copy_cmd->add_flag(
       "--resume", copy.resume,
       "continue a stopped or killed run: skip files in place and chunks the journal lists");
-  copy_cmd->add_flag("--xattrs", copy.xattrs,
-                     "copy extended attributes (user.*; trusted.* and security.* as root)");
-  copy_cmd->add_option("--exclude", copy.excludes,
-                       "leave out entries matching this glob (repeatable)");
-  copy_cmd->add_option("--include", copy.includes,
-                       "keep entries matching this glob despite an --exclude");
-  copy_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
-      ->check(CLI::IsMember({"auto", "uring", "sync"}));
-  copy_cmd->add_option("--progress", progress, "auto | tty | plain | none")
-      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
-  copy_cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
 
   // barge sync
   pipeline::SyncOptions sync;
@@ -186,29 +196,7 @@ int main(int argc, char** argv) {
   sync_cmd->add_flag("-n,--dry-run", sync.dry_run, "change nothing; list what would change");
   sync_cmd->add_flag("-i,--itemize", sync.itemize,
                      "print one line per change (rsync --itemize-changes style)");
-  sync_cmd->add_flag("--verify", sync.copy.verify,
-                     "re-read what was written and compare checksums");
-  sync_cmd->add_flag("--xattrs", sync.copy.xattrs, "mirror extended attributes too");
-  sync_cmd->add_option("--exclude", sync.copy.excludes,
-                       "leave out entries matching this glob (repeatable); with --delete, excluded "
-                       "names in DST are kept");
-  sync_cmd->add_option("--include", sync.copy.includes,
-                       "keep entries matching this glob despite an --exclude");
-  sync_cmd->add_option("--checksum-manifest", sync.copy.manifest_path,
-                       "write the XXH3-128 of every file copied");
-  sync_cmd->add_option("--report", sync.copy.report_path, "write a JSON report to FILE");
-  sync_cmd
-      ->add_option("--memory", sync.copy.memory_bytes, "bound on payload buffers (default 256M)")
-      ->transform(size_validator());
-  sync_cmd->add_option("--chunk-size", sync.copy.chunk_bytes, "work-unit size (default 4M)")
-      ->transform(size_validator());
-  sync_cmd->add_option("--threads", sync.copy.threads, "worker threads (default max(4, 2 x cores))")
-      ->check(CLI::Range(1, 1024));
-  sync_cmd->add_option("--io-backend", backend, "auto | uring | sync (pread/pwrite)")
-      ->check(CLI::IsMember({"auto", "uring", "sync"}));
-  sync_cmd->add_option("--progress", progress, "auto | tty | plain | none")
-      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
-  sync_cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
+  add_engine_options(sync_cmd, sync.copy, cli);
 
   // barge gen
   pipeline::GenOptions gen;
@@ -268,8 +256,8 @@ int main(int argc, char** argv) {
     if (*copy_cmd) {
       copy.destination = copy_paths.back();
       copy.sources.assign(copy_paths.begin(), copy_paths.end() - 1);
-      copy.backend = *io::parse_backend_kind(backend);
-      copy.progress = progress_mode(quiet, progress);
+      copy.backend = *io::parse_backend_kind(cli.backend);
+      copy.progress = progress_mode(quiet, cli.progress);
       if (!rank0) copy.progress = pipeline::ProgressMode::kNone;
       pipeline::RunResult r = pipeline::run_copy_ranks(copy, *comm);
       if (!rank0) return r.exit_code;  // rank 0 speaks for the job
@@ -280,8 +268,9 @@ int main(int argc, char** argv) {
     if (*sync_cmd) {
       sync.copy.destination = sync_paths.back();
       sync.copy.sources.assign(sync_paths.begin(), sync_paths.end() - 1);
-      sync.copy.backend = *io::parse_backend_kind(backend);
-      sync.copy.progress = rank0 ? progress_mode(quiet, progress) : pipeline::ProgressMode::kNone;
+      sync.copy.backend = *io::parse_backend_kind(cli.backend);
+      sync.copy.progress =
+          rank0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
       pipeline::SyncResult r = pipeline::run_sync(sync, *comm);
       if (!rank0) return r.run.exit_code;
       if (sync.itemize || sync.dry_run) {

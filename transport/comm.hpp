@@ -17,6 +17,17 @@
 
 namespace barge::transport {
 
+// An element-wise sum over all ranks that a background thread advances without blocking
+// (MPI_Iallreduce on a communicator of its own, so it never meets the main thread's
+// collectives). Every rank runs the same number of rounds: start(), then test() until true.
+class AsyncSum {
+ public:
+  virtual ~AsyncSum() = default;
+  virtual void start(std::span<const uint64_t> values) = 0;
+  // True once the round started last is complete; `out` (same length) then holds the sums.
+  virtual bool test(std::span<uint64_t> out) = 0;
+};
+
 class Comm {
  public:
   virtual ~Comm() = default;
@@ -38,6 +49,10 @@ class Comm {
   // `tag` from any rank and reports its source.
   virtual void send(int dest, int tag, const std::string& bytes) = 0;
   virtual std::string recv(int tag, int* source) = 0;
+
+  // Collective: call on the main thread of every rank at the same point. One AsyncSum may
+  // be in use at a time; the result must not outlive the Comm.
+  virtual std::unique_ptr<AsyncSum> make_async_sum() = 0;
 
   // The agreement that ends every phase: true on every rank iff `ok` on every rank.
   bool agree(bool ok) {

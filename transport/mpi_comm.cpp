@@ -5,8 +5,10 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "transport/comm.hpp"
 
@@ -21,6 +23,36 @@ void check(int rc, const char* what) {
     throw std::runtime_error(std::string(what) + ": " + std::string(msg, static_cast<size_t>(len)));
   }
 }
+
+class MpiSum final : public AsyncSum {
+ public:
+  MpiSum() { check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup"); }
+  ~MpiSum() override {
+    if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
+    MPI_Comm_free(&comm_);
+  }
+  MpiSum(const MpiSum&) = delete;
+  MpiSum& operator=(const MpiSum&) = delete;
+
+  void start(std::span<const uint64_t> values) override {
+    in_.assign(values.begin(), values.end());
+    out_.assign(values.size(), 0);
+    check(MPI_Iallreduce(in_.data(), out_.data(), static_cast<int>(in_.size()), MPI_UINT64_T,
+                         MPI_SUM, comm_, &req_),
+          "MPI_Iallreduce");
+  }
+  bool test(std::span<uint64_t> out) override {
+    int done = 0;
+    check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) std::copy_n(out_.begin(), std::min(out.size(), out_.size()), out.begin());
+    return done != 0;
+  }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  std::vector<uint64_t> in_, out_;  // stay put while the reduction runs
+};
 
 class MpiComm final : public Comm {
  public:
@@ -78,6 +110,8 @@ class MpiComm final : public Comm {
           "MPI_Bcast");
     return out;
   }
+
+  std::unique_ptr<AsyncSum> make_async_sum() override { return std::make_unique<MpiSum>(); }
 
   void send(int dest, int tag, const std::string& bytes) override {
     check(

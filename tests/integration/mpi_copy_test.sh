@@ -3,7 +3,8 @@
 # the same tree (checked with rsync -aHAX --checksum as the oracle and a byte-for-byte diff)
 # and the same checksum manifest. Also: a skewed tree (one large file, many small ones)
 # spreads the large file's chunks over every rank; ranks given different arguments stop
-# together with exit 2; bad input under mpirun is one line and exit 2.
+# together with exit 2; bad input under mpirun is one line and exit 2; rank 0's progress
+# shows the whole job's counters.
 # Usage: mpi_copy_test.sh BARGE
 set -euo pipefail
 barge=$(readlink -f "${1:-build/barge}")
@@ -67,6 +68,18 @@ for k in r["ranks"]:
     assert k["bytes"] >= (1 << 20), k   # at least one 1 MiB chunk each
 print("skewed tree: bytes per rank", [k["bytes"] for k in r["ranks"]], "balance", round(r["balance"], 2))
 PY
+
+# Progress across ranks: rank 0 prints the sums of every rank's counters, so each line's
+# totals are the whole job's (2001 files, 80 MiB), not rank 0's share. --fsync slows the run
+# enough for several lines at 0.1 s intervals.
+mpirun_n 2 "$barge" copy --fsync --progress plain --progress-interval 0.1 "$work/skew" \
+  "$work/skew-progress" 2> "$work/progress.log" || fail "progress run exit $?"
+same_tree "$work/skew" "$work/skew-progress"
+grep -q '^barge: copy .* files, .*/s, ETA' "$work/progress.log" || fail "no progress line: $(cat "$work/progress.log")"
+if grep '^barge: copy .* files, .*/s, ETA' "$work/progress.log" | grep -v '/ 80.0 MiB, [0-9]* / 2001 files'; then
+  fail "a progress line does not show the job's totals"
+fi
+echo "progress: $(grep -c 'ETA' "$work/progress.log") aggregate lines from rank 0"
 
 # --exclude with a directory-only pattern across ranks: the directory "cache" goes, a file
 # named "cache" stays (found by whichever rank lists its directory).

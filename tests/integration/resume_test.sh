@@ -5,7 +5,7 @@
 # `barge copy --resume` with the same arguments finishes the copy without re-sending
 # finished files or journaled chunks, the result equals the source exactly, and the
 # journal and part files are gone afterwards. Also: without --resume, a rerun starts over
-# and is still exact.
+# and is still exact. A rank failing its writes stops all ranks within a fraction of a second.
 # Usage: resume_test.sh BARGE
 set -euo pipefail
 barge=$(readlink -f "${1:-build/barge}")
@@ -48,6 +48,8 @@ check_resume() {  # check_resume NAME NP SIGNAL
   done
   if [ "$sig" = KILL ] && [ "$np" != 1 ]; then
     kill -9 "$(pgrep -P "$pid" -f -- "$barge" | head -1)"
+  elif [ "$sig" = USR1-ONE-RANK ]; then  # the others learn of it with the progress sums
+    kill -USR1 "$(pgrep -P "$pid" -f -- "$barge" | tail -1)"
   else
     kill -s "$sig" "$pid"
   fi
@@ -55,7 +57,7 @@ check_resume() {  # check_resume NAME NP SIGNAL
   rc=$?
   set -e
   case "$sig" in
-    USR1|TERM) [ "$rc" = 75 ] || fail "$name: stopped run exit $rc, want 75 (resumable): $(tail -3 "$work/$name.err")" ;;
+    USR1|TERM|USR1-ONE-RANK) [ "$rc" = 75 ] || fail "$name: stopped run exit $rc, want 75 (resumable): $(tail -3 "$work/$name.err")" ;;
     KILL) [ "$rc" != 0 ] || fail "$name: the run finished before it was killed; make the data bigger" ;;
   esac
   [ -d "$work/.barge-journal.dst-$name" ] || fail "$name: no journal left for --resume"
@@ -76,6 +78,7 @@ check_resume term-solo 1 TERM
 check_resume kill-solo 1 KILL
 check_resume usr1-np3 3 USR1
 check_resume kill-np2 2 KILL
+check_resume usr1-one-of-np2 2 USR1-ONE-RANK
 
 # Without --resume, a rerun after a stop starts over (parts truncated) and is exact.
 dst=$work/dst-fresh
@@ -91,4 +94,41 @@ rm -rf "$dst"   # a user starting over removes the partial destination
 "$barge" copy -q --chunk-size 1M "$src" "$dst" || fail "fresh rerun exit $?"
 [ -z "$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")" ] || fail "fresh rerun differs"
 [ ! -e "$work/.barge-journal.dst-fresh" ] || fail "fresh rerun left the old journal"
+# One rank failing its writes stops every rank within a fraction of a second (the stop travels with
+# the progress sums), not at the end of the phase; the run exits 2 naming the cause, and
+# --resume without the fault finishes exactly. Rank 1 sees the destination read-only in a
+# mount namespace of its own (the directories exist, so only file writes fail); --fsync with
+# one thread keeps rank 0 busy for several seconds with its share of the files (22000 here
+# when the stop does not travel: it runs to the end of the phase), so "stopped early" shows
+# (640 here).
+fsrc=$work/fsrc fdst=$work/fdst
+"$barge" gen "$fsrc" --profile small --size 60M --files 60000 --seed 4 -q
+mkdir -p "$fdst/fsrc"
+rsync -a -f'+ */' -f'- *' "$fsrc/" "$fdst/fsrc/"
+cat > "$work/ro-rank1.sh" <<'SH'
+#!/bin/bash
+if [ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then
+  exec unshare -m --propagation private sh -c 'mount --bind -o ro "$0" "$0" && exec "$@"' "$FDST" "$@"
+fi
+exec "$@"
+SH
+chmod +x "$work/ro-rank1.sh"
+set +e
+FDST=$fdst mpirun -np 2 --oversubscribe --bind-to none -x FDST "$work/ro-rank1.sh" "$barge" copy -q \
+  --fsync --threads 1 --report "$work/fault.json" "$fsrc" "$fdst" 2> "$work/fault.log"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "a rank failing writes: exit 0"
+python3 - "$work/fault.json" <<'PY' || fail "a rank failing writes: $(tail -3 "$work/fault.log")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["exit_code"] == 2, r["exit_code"]
+assert "Read-only file system" in r["fatal"], r["fatal"]      # the cause, not "another rank"
+assert r["files"] < 8000, r["files"]                           # rank 0 stopped early too
+print("one rank failing: every rank stopped after", r["files"], "of 60000 files,",
+      [round(k["busy_seconds"], 2) for k in r["ranks"]], "s busy")
+PY
+mpirun -np 2 --oversubscribe --bind-to none "$barge" copy -q --resume "$fsrc" "$fdst" || fail "resume after the fault exit $?"
+[ -z "$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$fsrc/" "$fdst/fsrc/")" ] || fail "resume after the fault differs"
+
 echo "resume: all checks passed"
