@@ -6,10 +6,12 @@
 #  2. sync of an unchanged tree (no-op) and after changing 1% of the files: barge alone and
 #     under mpirun -np 2 vs rsync -a and fpsync -n 2;
 #  3. balance: one large file plus many small ones at np=4 (report's busy-time ratio);
-#  4. memory per entry: peak RSS of a no-op sync walking the small tree, minus that of a
-#     tiny tree, per entry (summed over ranks for np=2).
+#  4. memory per entry: peak RSS of a copy walking the small tree, minus that of a tiny
+#     tree, per entry (alone, and summed over the ranks of np=2);
+#  5. (--only million) a tree of 1M entries: memory per entry as in 4, and the no-op sync
+#     of the unchanged tree: barge alone and under mpirun -np 2 vs rsync -a.
 # Usage: perf/bench_mpi.sh [--runs N] [--small SIZE] [--mixed SIZE] [--skew-large SIZE]
-#                         [--only copy|sync|memory|balance]
+#                         [--only copy|sync|memory|balance|million]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -86,6 +88,49 @@ sync_bench() {  # name src: no-op and 1%-changed sync
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); barge $("$barge" --version)"
 want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+ranks_rss() { python3 -c "import json,sys; print(sum(k['peak_rss_bytes'] for k in json.load(open(sys.argv[1]))['ranks']) >> 10)" "$1"; }
+memory_per_entry() {  # tree label
+  local tree=$1 label=$2 files rss_tiny rss_big
+  files=$(find "$tree" | wc -l)
+  mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
+  rm -rf "$work/tiny-c" "$work/mem-c1" "$work/mem-c2"
+  rss_tiny=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/tiny" "$work/tiny-c")
+  rss_big=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/$tree" "$work/mem-c1")
+  echo "memory ($label): copy of $files entries alone: peak RSS ${rss_big} KiB vs ${rss_tiny} KiB for a tiny tree: $(( (rss_big - rss_tiny) * 1024 / files )) bytes/entry"
+  rm -rf "$work/mem-c1"; settle
+  "${mpi2[@]}" "$barge" copy -q --memory 8M --chunk-size 1M --report "$work/mem.json" "$work/$tree" "$work/mem-c2"
+  local sum
+  sum=$(ranks_rss "$work/mem.json")
+  echo "memory ($label): np=2 peak RSS summed over ranks ${sum} KiB: $(( (sum - 2 * rss_tiny) * 1024 / files )) bytes/entry"
+  rm -rf "$work/mem-c2" "$work/tiny-c"; settle
+}
+
+if want million; then
+  "$barge" gen "$work/million" --profile small --size 1G --files 1000000 --seed 7 -q
+  memory_per_entry million "1M entries"
+  "$barge" copy -q "$work/million" "$work/million-mirror"
+  sleep 1.1   # rsync leaves times of entries changed this second unset
+  rsync -a "$work/million/" "$work/million-mirror/"
+  for tool in barge barge-np2 rsync; do
+    times=""
+    for ((r = 1; r <= runs; r++)); do
+      settle
+      case $tool in
+        barge) t=$(timeit "$barge" sync -q "$work/million" "$work/million-mirror") ;;
+        barge-np2) t=$(timeit "${mpi2[@]}" "$barge" sync -q "$work/million" "$work/million-mirror") ;;
+        rsync) t=$(timeit rsync -a "$work/million/" "$work/million-mirror/") ;;
+      esac
+      times+="$t"$'\n'
+    done
+    T[million,$tool]=$(printf '%s' "$times" | median)
+    printf '%-12s %-10s median %6.2f s (runs: %s)\n' "million-noop" "$tool" "${T[million,$tool]}" "$(printf '%s' "$times" | tr '\n' ' ')"
+  done
+  awk -v b="${T[million,barge]}" -v b2="${T[million,barge-np2]}" -v r="${T[million,rsync]}" 'BEGIN {
+    printf "| sync no-op, 1M entries | alone %.2f s, np=2 %.2f s | rsync -a %.2f s | alone %.2fx rsync, np=2 %.2fx rsync |\n", b, b2, r, r/b, r/b2 }'
+  exit 0
+fi
+
 "$barge" gen "$work/small" --profile small --size "$small" --seed 7 -q
 if want copy; then
   "$barge" gen "$work/mixed" --profile mixed --size "$mixed" --seed 7 -q
@@ -96,16 +141,7 @@ want sync && sync_bench small "$work/small"
 
 # memory per entry: a copy keeps every entry it walked; a small --memory keeps the buffer
 # pool out of the figure (alone, and summed over the ranks of mpirun -np 2)
-if want memory; then
-  files=$(find "$work/small" | wc -l)
-  mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
-  rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
-  rss_tiny=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/tiny" "$work/tiny-c")
-  rss_big=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/small" "$work/mem-c1")
-  echo "memory: copy of $files entries alone: peak RSS ${rss_big} KiB vs ${rss_tiny} KiB for a tiny tree: $(( (rss_big - rss_tiny) * 1024 / files )) bytes/entry"
-  "${mpi2[@]}" "$barge" copy -q --memory 8M --chunk-size 1M --report "$work/mem.json" "$work/small" "$work/mem-c2"
-  echo "memory: np=2 peak RSS of the largest rank $(python3 -c "import json;print(json.load(open('$work/mem.json'))['peak_rss_bytes']>>10)") KiB"
-fi
+want memory && memory_per_entry small "small tree"
 rm -rf "$work"/mirror-* "$work"/mem-c* "$work/mixed"; settle
 want balance || exit 0
 

@@ -782,6 +782,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   w.u64(me.files);
   w.u64(static_cast<uint64_t>(me.busy_seconds * 1e9));
   w.u64(static_cast<uint64_t>(me.walk_seconds * 1e9));
+  w.u64(peak_rss_bytes());
   w.u64(stats.bytes_committed.load());
   w.u64(stats.bytes_verified.load());
   w.u64(result.dirs);
@@ -799,6 +800,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
     k.files = r.u64();
     k.busy_seconds = static_cast<double>(r.u64()) / 1e9;
     k.walk_seconds = static_cast<double>(r.u64()) / 1e9;
+    k.peak_rss_bytes = r.u64();
     total.bytes += r.u64();
     total.bytes_verified += r.u64();
     total.dirs += r.u64();

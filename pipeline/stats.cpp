@@ -73,7 +73,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
                        {"bytes", k.bytes},
                        {"files", k.files},
                        {"busy_seconds", k.busy_seconds},
-                       {"walk_seconds", k.walk_seconds}});
+                       {"walk_seconds", k.walk_seconds},
+                       {"peak_rss_bytes", k.peak_rss_bytes}});
     }
     j["ranks"] = ranks;
     j["balance"] = r.balance;

@@ -56,6 +56,7 @@ struct RankStats {
   uint64_t files = 0;       // files this rank put in place
   double busy_seconds = 0;  // time in the transfer phase until its last unit was done
   double walk_seconds = 0;
+  uint64_t peak_rss_bytes = 0;
 };
 
 struct RunResult {

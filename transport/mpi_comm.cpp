@@ -6,8 +6,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "transport/comm.hpp"
@@ -121,9 +123,21 @@ class MpiComm final : public Comm {
 
   std::string recv(int tag, int* source) override {
     // Matched probe: another thread cannot take the message between probe and receive.
+    // Polled with a growing sleep instead of a blocking MPI_Mprobe, which Open MPI serves by
+    // spinning: a coordinator thread waiting for requests would otherwise take a whole core
+    // from the workers of its rank (on a 2-core node, half the machine).
     MPI_Status st;
     MPI_Message msg;
-    check(MPI_Mprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &msg, &st), "MPI_Mprobe");
+    int found = 0;
+    for (unsigned idle = 0;; ++idle) {
+      check(MPI_Improbe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &found, &msg, &st), "MPI_Improbe");
+      if (found) break;
+      if (idle < 50) {
+        std::this_thread::yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min(500u, 10 * (idle - 49))));
+      }
+    }
     int len = 0;
     MPI_Get_count(&st, MPI_BYTE, &len);
     std::string out(static_cast<size_t>(len), '\0');
