@@ -79,6 +79,7 @@ FileMeta meta_from_stat(const struct stat& st) {
   m.rdev = st.st_rdev;
   m.atime = st.st_atim;
   m.mtime = st.st_mtim;
+  m.ctime = st.st_ctim;
   return m;
 }
 

@@ -43,6 +43,7 @@ struct FileMeta {
   uint64_t rdev = 0;
   timespec atime{};
   timespec mtime{};
+  timespec ctime{};  // change detection (backup); never applied
 };
 
 // lstat-like: never follows a final symlink. dirfd may be AT_FDCWD.

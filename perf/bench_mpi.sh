@@ -92,7 +92,7 @@ rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 ranks_rss() { python3 -c "import json,sys; print(sum(k['peak_rss_bytes'] for k in json.load(open(sys.argv[1]))['ranks']) >> 10)" "$1"; }
 memory_per_entry() {  # tree label
   local tree=$1 label=$2 files rss_tiny rss_big
-  files=$(find "$tree" | wc -l)
+  files=$(find "$work/$tree" | wc -l)
   mkdir -p "$work/tiny/d" && echo x > "$work/tiny/d/f"
   rm -rf "$work/tiny-c" "$work/mem-c1" "$work/mem-c2"
   rss_tiny=$(rss "$barge" copy -q --memory 8M --chunk-size 1M "$work/tiny" "$work/tiny-c")

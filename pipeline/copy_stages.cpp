@@ -1,4 +1,5 @@
 #include "pipeline/copy_stages.hpp"
+#include "pipeline/copy_internal.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -475,11 +476,8 @@ void WriteStage::operator()(WorkUnit& unit) const {
                                                    std::memory_order_relaxed);
 }
 
-namespace {
+namespace detail {
 
-// Gives the finished unnamed inode open on `fd` the name `name` in `dirfd`, replacing an
-// existing entry atomically (via a named temporary and rename, as rename is the only atomic
-// replace).
 int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp) {
   auto link = [&](const char* as) {
     if (::linkat(fd, "", dirfd, as, AT_EMPTY_PATH) == 0) return 0;
@@ -501,7 +499,7 @@ int link_into_place(int fd, int dirfd, const std::string& name, const std::strin
   return 0;
 }
 
-}  // namespace
+}  // namespace detail
 
 void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned,
                            DirFdCache& dirs) const {
@@ -556,7 +554,7 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
   }
   std::string name = plan.name(e);
   if (unnamed) {
-    if (link_into_place(fd, dirfd, name, tmp) != 0) return fail(errno, "link into place");
+    if (detail::link_into_place(fd, dirfd, name, tmp) != 0) return fail(errno, "link into place");
     if (owned) {
       if (auto st = owned->close(); !st) {
         ::unlinkat(dirfd, name.c_str(), 0);  // never leave a file whose last write failed

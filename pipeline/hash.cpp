@@ -46,6 +46,10 @@ std::optional<Hash128> from_hex(std::string_view hex) {
   return h;
 }
 
+uint64_t hash64_bytes(std::span<const std::byte> bytes) {
+  return XXH3_64bits_dispatch(bytes.data(), bytes.size());
+}
+
 StreamHasher::StreamHasher() : state_(XXH3_createState()) {
   if (!state_) throw std::bad_alloc();
   reset();

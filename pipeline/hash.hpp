@@ -21,6 +21,9 @@ struct Hash128 {
 // XXH3-128 of a byte range (seed 0), the same value `xxhsum -H2` prints.
 Hash128 hash_bytes(std::span<const std::byte> bytes);
 
+// XXH3-64 (seed 0): checksums of barge's own file structures.
+uint64_t hash64_bytes(std::span<const std::byte> bytes);
+
 // 32 lowercase hex digits, canonical (big-endian) order as xxhsum prints them.
 std::string to_hex(const Hash128& h);
 // Parses exactly 32 hex digits (either case); nullopt on anything else.

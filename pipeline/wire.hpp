@@ -65,6 +65,10 @@ class WireReader {
   size_t pos_ = 0;
 };
 
+// Metadata as it travels between ranks and in snapshot manifests. read_meta checks the type.
+void write_meta(WireWriter& w, const io::FileMeta& m);
+io::FileMeta read_meta(WireReader& r);
+
 // An entry as it travels between ranks (parent index is rank-local and not sent).
 void write_entry(WireWriter& w, const Entry& e);
 Entry read_entry(WireReader& r);

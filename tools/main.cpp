@@ -17,12 +17,18 @@
 #include "pipeline/manifest.hpp"
 #include "pipeline/sync.hpp"
 #include "pipeline/verify_manifest.hpp"
+#include "tools/cli_common.hpp"
+#include "tools/repo_cli.hpp"
 #include "tools/size_parse.hpp"
 #include "transport/comm.hpp"
 
 namespace {
 
 using namespace barge;
+using tools::print_summary;
+using tools::progress_mode;
+using tools::size_validator;
+using tools::write_report;
 
 // SIGTERM, SIGUSR1 (what Slurm sends before the time limit with --signal) and SIGINT stop a
 // run cleanly: no new work, in-flight work finished, journal flushed, exit 75. A second
@@ -35,26 +41,6 @@ void install_stop_handlers() {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESETHAND;
   for (int sig : {SIGTERM, SIGUSR1, SIGINT}) ::sigaction(sig, &sa, nullptr);
-}
-
-// A CLI11 validator-transform for sizes: rejects nonsense with a message naming the flag.
-CLI::Validator size_validator() {
-  return CLI::Validator(
-      [](std::string& s) -> std::string {
-        auto v = tools::parse_size(s);
-        if (!v) return "not a size: '" + s + "' (examples: 4096, 64K, 4M, 1G)";
-        s = std::to_string(*v);
-        return {};
-      },
-      "SIZE");
-}
-
-pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress) {
-  if (quiet) return pipeline::ProgressMode::kNone;
-  if (progress == "tty") return pipeline::ProgressMode::kTty;
-  if (progress == "plain") return pipeline::ProgressMode::kPlain;
-  if (progress == "none") return pipeline::ProgressMode::kNone;
-  return pipeline::ProgressMode::kAuto;
 }
 
 // Flags shared by the commands that run the engine (copy, sync).
@@ -100,43 +86,6 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
                   "seconds between progress lines (default 0.5 on a terminal, 5 otherwise)")
       ->check(CLI::Range(0.1, 86400.0));
   cmd->add_flag("-q,--quiet", cli.quiet, "no progress and no summary (errors are still printed)");
-}
-
-int write_report(const std::string& path, const nlohmann::json& j) {
-  if (path.empty()) return 0;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-    if (!out) {
-      io::log_error("--report " + path + ": cannot write");
-      return pipeline::kExitFatal;
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    io::log_error("--report " + path + ": cannot rename into place");
-    return pipeline::kExitFatal;
-  }
-  return 0;
-}
-
-void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
-  for (const auto& e : r.errors) io::log_error(e);
-  if (!r.fatal.empty() && std::find(r.errors.begin(), r.errors.end(), r.fatal) == r.errors.end()) {
-    io::log_error(r.fatal);
-  }
-  if (quiet || !r.started) return;
-  double secs = r.seconds > 0 ? r.seconds : 1e-9;
-  char line[512];
-  std::snprintf(
-      line, sizeof line,
-      "%s: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.1f MiB/s, %.0f files/s)%s%s",
-      verb, static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.dirs),
-      static_cast<unsigned long long>(r.symlinks), static_cast<double>(r.bytes) / 1048576.0,
-      r.seconds, static_cast<double>(r.bytes) / 1048576.0 / secs,
-      static_cast<double>(r.files) / secs, r.bytes_verified ? ", verified" : "",
-      r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
-  std::fprintf(stderr, "barge: %s\n", line);
 }
 
 }  // namespace
@@ -219,15 +168,24 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   gen_cmd->add_flag("-q,--quiet", quiet, "no summary line");
 
+  // barge backup, restore, snapshots, forget
+  tools::RepoCli repo_cli;
+  tools::add_repo_commands(app, repo_cli, quiet);
+
   // barge verify --manifest
   pipeline::VerifyManifestOptions verify;
   std::string verify_manifest_path, verify_dir, verify_report;
-  auto* verify_cmd = app.add_subcommand("verify", "check a tree against a checksum manifest");
+  auto* verify_cmd = app.add_subcommand(
+      "verify", "check a backup repository's blobs, or a tree against a checksum manifest");
+  verify_cmd->add_option("--manifest", verify_manifest_path,
+                         "check the tree DIR against this manifest (written by copy "
+                         "--checksum-manifest); without it, DIR is a backup repository");
   verify_cmd
-      ->add_option("--manifest", verify_manifest_path,
-                   "manifest written by copy --checksum-manifest")
+      ->add_option("dir", verify_dir,
+                   "tree whose files the manifest lists, or the repository to check")
       ->required();
-  verify_cmd->add_option("dir", verify_dir, "tree whose files the manifest lists")->required();
+  verify_cmd->add_option("--snapshot", repo_cli.verify.snapshot,
+                         "repository: check only this snapshot (default: all)");
   verify_cmd->add_option("--threads", verify.threads, "hashing threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
   verify_cmd->add_flag(
@@ -284,7 +242,14 @@ int main(int argc, char** argv) {
       int rc = write_report(sync.copy.report_path, j);
       return rc ? std::max(rc, r.run.exit_code) : r.run.exit_code;
     }
-    if (!rank0 && !*copy_cmd) return pipeline::kExitOk;  // one rank is enough for gen and verify
+    if (int rc = tools::run_repo_commands(repo_cli, *comm, quiet); rc >= 0) return rc;
+    if (*verify_cmd && verify_manifest_path.empty()) {
+      repo_cli.verify.repo = verify_dir;
+      repo_cli.verify_report = verify_report;
+      repo_cli.verify.threads = verify.threads;
+      return tools::run_repo_verify_command(repo_cli, *comm, quiet);
+    }
+    if (!rank0) return pipeline::kExitOk;  // one rank is enough for gen and verify --manifest
     if (*gen_cmd) {
       gen.dir = gen_dir;
       gen.profile = *pipeline::parse_gen_profile(gen_profile);

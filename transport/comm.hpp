@@ -42,6 +42,8 @@ class Comm {
   virtual void allreduce_min(std::span<uint64_t> values) = 0;
   // Every rank's bytes, indexed by rank.
   virtual std::vector<std::string> allgather(const std::string& mine) = 0;
+  // Every rank's bytes on `root` (indexed by rank); other ranks get an empty vector.
+  virtual std::vector<std::string> gather(const std::string& mine, int root) = 0;
   // Rank `root`'s bytes on every rank.
   virtual std::string broadcast(const std::string& bytes, int root) = 0;
 

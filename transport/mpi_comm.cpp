@@ -104,6 +104,28 @@ class MpiComm final : public Comm {
     return out;
   }
 
+  std::vector<std::string> gather(const std::string& mine, int root) override {
+    int len = static_cast<int>(mine.size());
+    std::vector<int> lens(rank_ == root ? static_cast<size_t>(size_) : 0);
+    check(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, root, MPI_COMM_WORLD),
+          "MPI_Gather");
+    std::vector<int> displs(lens.size());
+    long long total = 0;
+    for (size_t i = 0; i < lens.size(); ++i) {
+      displs[i] = static_cast<int>(total);
+      total += lens[i];
+    }
+    if (total > 0x7fffffff) throw std::runtime_error("gather: more than 2 GiB in one exchange");
+    std::string all(static_cast<size_t>(total), '\0');
+    check(MPI_Gatherv(mine.data(), len, MPI_BYTE, all.data(), lens.data(), displs.data(), MPI_BYTE,
+                      root, MPI_COMM_WORLD),
+          "MPI_Gatherv");
+    std::vector<std::string> out(lens.size());
+    for (size_t i = 0; i < lens.size(); ++i)
+      out[i] = all.substr(static_cast<size_t>(displs[i]), static_cast<size_t>(lens[i]));
+    return out;
+  }
+
   std::string broadcast(const std::string& bytes, int root) override {
     unsigned long long len = bytes.size();
     check(MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");

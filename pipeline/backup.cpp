@@ -1,0 +1,786 @@
+// barge backup: walk (all ranks) → decide per file: unchanged since the parent snapshot
+// (size, mtime, ctime, inode) → reuse its blobs; otherwise read → hash → compress → pack.
+// Each rank stores into its own packs; rank 0 merges every rank's entries into the snapshot
+// manifest and renames it into place only after every pack is synced.
+#include "pipeline/backup.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_pipeline.h>
+#include <oneapi/tbb/task_arena.h>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include "io/buffer_pool.hpp"
+#include "io/log.hpp"
+#include "io/xattr.hpp"
+#include "pipeline/compress.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/dist_internal.hpp"
+#include "pipeline/repository.hpp"
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using repo::BlobRef;
+using repo::SnapEntry;
+using repo::SnapKind;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+bool same_file(const io::FileMeta& a, const io::FileMeta& b) {
+  return a.type == b.type && a.size_bytes == b.size_bytes && a.inode == b.inode &&
+         a.mtime.tv_sec == b.mtime.tv_sec && a.mtime.tv_nsec == b.mtime.tv_nsec &&
+         a.ctime.tv_sec == b.ctime.tv_sec && a.ctime.tv_nsec == b.ctime.tv_nsec;
+}
+
+bool all_zero(std::span<const std::byte> b) {
+  for (std::byte x : b)
+    if (x != std::byte{0}) return false;
+  return true;
+}
+
+// This rank's pack names, by first use; BlobRef::pack indexes it until rank 0 remaps.
+class PackTable {
+ public:
+  uint32_t index(const std::string& name) {
+    std::lock_guard lock(mu_);
+    auto [it, fresh] = index_.try_emplace(name, static_cast<uint32_t>(names_.size()));
+    if (fresh) names_.push_back(name);
+    return it->second;
+  }
+  std::vector<std::string> names() const {
+    std::lock_guard lock(mu_);
+    return names_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint32_t> index_;
+  std::vector<std::string> names_;
+};
+
+struct Decision {
+  SnapKind kind = SnapKind::kFull;
+  std::string parent, base_full, note;
+};
+
+// Rank 0: which kind this backup is and what it compares against.
+io::Result<Decision> decide(const repo::Repository& r, BackupMode mode) {
+  Decision d;
+  auto ids = r.list_snapshots();
+  if (!ids) return ids.error();
+  if (mode == BackupMode::kFull) return d;
+  if (ids->empty()) {
+    if (mode != BackupMode::kAuto) d.note = "no earlier snapshot: this backup is a full one";
+    return d;
+  }
+  // The latest full snapshot, and the latest of any kind.
+  std::string latest_full;
+  for (auto it = ids->rbegin(); it != ids->rend() && latest_full.empty(); ++it) {
+    auto s = r.load_snapshot(*it);
+    if (!s) return s.error();
+    if (s->kind == SnapKind::kFull) latest_full = *it;
+  }
+  if (latest_full.empty()) {
+    d.note = "no full snapshot in the repository: this backup is a full one";
+    return d;
+  }
+  d.base_full = latest_full;
+  if (mode == BackupMode::kDifferential) {
+    d.kind = SnapKind::kDifferential;
+    d.parent = latest_full;
+  } else {
+    d.kind = SnapKind::kIncremental;
+    d.parent = ids->back();
+  }
+  return d;
+}
+
+struct FileWork {
+  std::vector<BlobRef> chunks;     // by chunk number; raw_bytes 0 = hole
+  const SnapEntry* old = nullptr;  // the parent's entry, for chunk reuse
+};
+
+// One rank's share of a backup, phase by phase.
+class BackupRun {
+ public:
+  BackupRun(const BackupOptions& opts, transport::Comm& comm, const repo::Repository& repo,
+            const Decision& d)
+      : opts_(opts), comm_(comm), repo_(repo), decision_(d) {}
+
+  void execute(BackupResult& out) {
+    RunResult& result = out.run;
+    auto t0 = Clock::now();
+    unsigned threads = opts_.threads      ? opts_.threads
+                       : comm_.size() > 1 ? default_threads_per_rank()
+                                          : default_threads();
+    // More threads than cores: reads block in the kernel while others compress.
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    raise_fd_limit();
+    // parent snapshot: every rank reads it (it is on the repository's shared file system)
+    if (!decision_.parent.empty()) {
+      auto p = repo_.load_snapshot(decision_.parent);
+      if (!comm_.agree(static_cast<bool>(p))) {
+        result.fatal =
+            p ? "a rank could not read the parent snapshot " + decision_.parent : p.error().message;
+        result.exit_code = kExitFatal;
+        return;
+      }
+      parent_ = std::move(p.value());
+      parent_index_.reserve(parent_->entries.size());
+      for (uint32_t i = 0; i < parent_->entries.size(); ++i)
+        parent_index_.emplace(parent_->entries[i].path, i);
+    }
+
+    walk(threads);
+    result.walk_seconds = since(t0);
+    prepare();
+    auto tb = Clock::now();
+    transfer(threads);
+    double busy = since(tb);
+    if (auto st = packs_->finish(); !st) ctx_fatal(st.error().message);
+    bool all_ok = comm_.agree(fatal_.empty());
+
+    // merge on rank 0; the snapshot appears only if every rank's packs are durable
+    std::string mine = serialize_local();
+    std::vector<std::string> blobs = comm_.gather(mine, 0);
+    RankStats me;
+    me.rank = comm_.rank();
+    me.bytes = bytes_read_.load();
+    me.files = files_read_.load();
+    me.busy_seconds = busy;
+    me.walk_seconds = result.walk_seconds;
+    me.peak_rss_bytes = peak_rss_bytes();
+    WireWriter sw;
+    sw.u64(me.bytes);
+    sw.u64(me.files);
+    sw.u64(static_cast<uint64_t>(busy * 1e9));
+    sw.u64(me.peak_rss_bytes);
+    sw.u64(packs_->bytes_written());
+    std::vector<std::string> rank_stats = comm_.gather(sw.take(), 0);
+    std::vector<std::string> errs = errors_.take();
+    for (auto& e : walk_errors_.take()) errs.push_back(std::move(e));
+    std::vector<std::string> all_errors;
+    for (const std::string& b : comm_.gather(encode_strings(errs), 0)) {
+      for (auto& e : decode_strings(b)) all_errors.push_back(std::move(e));
+    }
+    std::string fatal_any;
+    for (const std::string& f : comm_.gather(fatal_, 0))
+      if (fatal_any.empty() && !f.empty()) fatal_any = f;
+    uint64_t signalled = stop_signal().load() != 0 ? 1 : 0;
+    comm_.allreduce_max(std::span<uint64_t>(&signalled, 1));
+
+    if (comm_.rank() == 0) {
+      uint64_t stored_new = 0, min_busy = UINT64_MAX, max_busy = 0;
+      for (size_t r = 0; r < rank_stats.size(); ++r) {
+        WireReader rd(rank_stats[r]);
+        RankStats k;
+        k.rank = static_cast<int>(r);
+        k.bytes = rd.u64();
+        k.files = rd.u64();
+        uint64_t busy_ns = rd.u64();
+        k.busy_seconds = static_cast<double>(busy_ns) / 1e9;
+        k.peak_rss_bytes = rd.u64();
+        stored_new += rd.u64();
+        min_busy = std::min(min_busy, busy_ns);
+        max_busy = std::max(max_busy, busy_ns);
+        result.bytes_transferred += k.bytes;
+        result.peak_rss_bytes = std::max(result.peak_rss_bytes, k.peak_rss_bytes);
+        if (comm_.size() > 1) result.ranks.push_back(k);
+      }
+      result.balance = max_busy ? static_cast<double>(min_busy) / max_busy : 1.0;
+      result.errors = std::move(all_errors);
+      result.fatal = fatal_any;
+      out.bytes_read = result.bytes_transferred;
+      if (all_ok) {
+        repo::Snapshot snap = merge(blobs, stored_new);
+        out.snapshot = snap;
+        out.snapshot.entries.clear();
+        result.files = snap.files;
+        result.bytes = snap.bytes_raw;
+        for (const SnapEntry& e : snap.entries) {
+          if (e.meta.type == io::FileType::kDirectory)
+            ++result.dirs;
+          else if (e.meta.type == io::FileType::kSymlink)
+            ++result.symlinks;
+          else if (e.meta.type != io::FileType::kRegular)
+            ++result.others;
+        }
+        if (auto st = repo_.save_snapshot(snap); !st) {
+          result.fatal = st.error().message;
+          out.snapshot.id.clear();
+        }
+      }
+      result.seconds = since(t0);
+      result.resumable = signalled != 0;
+      result.exit_code = signalled                ? kExitResumable
+                         : !result.fatal.empty()  ? kExitFatal
+                         : !result.errors.empty() ? kExitPartial
+                                                  : kExitOk;
+    }
+    uint64_t code = static_cast<uint64_t>(result.exit_code);
+    comm_.allreduce_max(std::span<uint64_t>(&code, 1));
+    result.exit_code = static_cast<int>(code);
+  }
+
+ private:
+  void ctx_fatal(const std::string& why) {
+    std::lock_guard lock(mu_);
+    if (fatal_.empty()) fatal_ = why;
+    stop_ = true;
+  }
+
+  static std::string encode_strings(const std::vector<std::string>& v) {
+    WireWriter w;
+    for (const std::string& s : v) w.str(s);
+    return w.take();
+  }
+  static std::vector<std::string> decode_strings(const std::string& b) {
+    std::vector<std::string> out;
+    WireReader r(b);
+    while (!r.done()) out.push_back(r.str());
+    return out;
+  }
+
+  void walk(unsigned threads) {
+    PathFilter filter(opts_.excludes, opts_.includes);
+    std::vector<Root> roots{Root{opts_.source, "", ""}};
+    std::vector<uint8_t> flags;
+    plan_ = distributed_walk(
+        comm_, roots, threads, walk_errors_,
+        [&](const Plan&, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
+          for (io::DirChild& c : listing.children) {
+            auto child = child_entry(d, c, filter);
+            if (!child) continue;
+            if (child->meta.type == io::FileType::kDirectory)
+              out.subdirs.push_back(DirRef{d.root, child->rel});
+            out.flags.push_back(0);
+            out.entries.push_back(std::move(*child));
+          }
+        },
+        [&](const Plan&, Entry& e) -> std::optional<uint8_t> {
+          if (e.meta.type != io::FileType::kDirectory) {
+            walk_errors_.add("source " + opts_.source + ": not a directory");
+            return std::nullopt;
+          }
+          return 0;
+        },
+        flags);
+  }
+
+  // Per entry: the manifest entry; per file: reuse the parent's blobs or read it.
+  void prepare() {
+    const size_t n = plan_.entries.size();
+    entries_.resize(n);
+    work_.resize(n);
+    include_.assign(n, 0);
+    dropped_ = std::vector<std::atomic<uint8_t>>(n);
+    follower_.assign(n, 0);
+    // Hard links seen by this rank: the member with the smallest path holds the data.
+    std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
+    for (uint32_t f : plan_.files) {
+      const io::FileMeta& m = plan_.entries[f].meta;
+      if (m.nlink < 2) continue;
+      auto [it, fresh] = leader.try_emplace({m.device, m.inode}, f);
+      if (!fresh && plan_.entries[f].rel < plan_.entries[it->second].rel) it->second = f;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      const Entry& e = plan_.entries[i];
+      SnapEntry& s = entries_[i];
+      s.path = e.rel;
+      s.meta = e.meta;
+      s.link_target = e.link_target;
+      if (opts_.xattrs) {
+        auto x = io::read_xattrs(plan_.src_path(e));
+        if (x)
+          s.xattrs = std::move(x.value());
+        else
+          errors_.add(x.error().message);
+      }
+    }
+    for (uint32_t f : plan_.files) {
+      const Entry& e = plan_.entries[f];
+      if (e.meta.nlink > 1 && leader.at({e.meta.device, e.meta.inode}) != f) {
+        follower_[f] = 1;  // linked to its leader when the snapshot is merged
+        continue;
+      }
+      const SnapEntry* old = nullptr;
+      if (parent_) {
+        auto it = parent_index_.find(e.rel);
+        if (it != parent_index_.end()) {
+          const SnapEntry& p = parent_->entries[it->second];
+          if (p.meta.type == io::FileType::kRegular && p.link_to == repo::kNoLink) old = &p;
+        }
+      }
+      if (old && !opts_.checksum && same_file(old->meta, e.meta)) {
+        for (const BlobRef& c : old->chunks) entries_[f].chunks.push_back(remap(c));
+        continue;
+      }
+      work_[f].old = old;
+      if (e.meta.size_bytes == 0) continue;
+      include_[f] = 1;
+      work_[f].chunks.resize(chunk_count_for(e.meta.size_bytes, chunk_bytes(), buffer_bytes()));
+      stats_.bytes_total += e.meta.size_bytes;
+      stats_.files_total += 1;
+    }
+    packs_.emplace(repo_, opts_.pack_bytes);
+  }
+
+  uint64_t chunk_bytes() const { return repo_.config().chunk_bytes; }
+  uint64_t buffer_bytes() const { return (chunk_bytes() + 4095) / 4096 * 4096; }
+
+  BlobRef remap(const BlobRef& c) {
+    BlobRef r = c;
+    r.pack = pack_table_.index(parent_->packs[c.pack]);
+    return r;
+  }
+
+  struct Unit {
+    std::vector<Extent> extents;
+    io::Buffer buffer;
+    std::vector<uint8_t> ok;  // per extent: read completely
+  };
+
+  void read_unit(Unit& u, io::IoBackend& backend) {
+    DirFdCache dirs;
+    std::vector<io::IoOp> ops;
+    std::vector<io::UniqueFd> fds;
+    std::vector<size_t> op_ext;
+    u.ok.assign(u.extents.size(), 0);
+    for (size_t i = 0; i < u.extents.size(); ++i) {
+      const Extent& x = u.extents[i];
+      if (failed(x.file)) continue;
+      const Entry& e = plan_.entries[x.file];
+      int dirfd = dirs.get(plan_.src_parent(e), false);
+      if (dirfd < 0) {
+        fail_file(x.file,
+                  io::Error::from_errno(errno, "open directory of " + plan_.src_path(e)).message);
+        continue;
+      }
+      std::string name = plan_.name(e);
+      int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+      if (fd < 0 && errno == EPERM)
+        fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) {
+        fail_file(x.file, io::Error::from_errno(errno, "open " + plan_.src_path(e)).message);
+        continue;
+      }
+      io::UniqueFd owned(fd);
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+          static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
+          st.st_mtim.tv_sec != e.meta.mtime.tv_sec || st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
+        fail_file(x.file,
+                  plan_.src_path(e) + ": file changed while being read (not in this snapshot)");
+        continue;
+      }
+      io::IoOp op;
+      op.kind = io::IoKind::kRead;
+      op.fd = fd;
+      op.buf = u.buffer.data() + x.buf_offset_bytes;
+      op.length_bytes = x.length_bytes;
+      op.offset_bytes = x.offset_bytes;
+      op.buf_index = u.buffer.index();
+      ops.push_back(op);
+      op_ext.push_back(i);
+      fds.push_back(std::move(owned));
+    }
+    backend.run(ops);
+    for (size_t k = 0; k < ops.size(); ++k) {
+      const Extent& x = u.extents[op_ext[k]];
+      const Entry& e = plan_.entries[x.file];
+      if (ops[k].error != 0) {
+        fail_file(x.file, io::Error::from_errno(ops[k].error, "read " + plan_.src_path(e)).message);
+      } else if (ops[k].done_bytes != x.length_bytes) {
+        fail_file(x.file,
+                  plan_.src_path(e) + ": file shrank while being read (not in this snapshot)");
+      } else {
+        u.ok[op_ext[k]] = 1;
+        bytes_read_ += x.length_bytes;
+        stats_.bytes_done += x.length_bytes;
+      }
+    }
+  }
+
+  void store_unit(Unit& u, std::vector<std::byte>& scratch) {
+    for (size_t i = 0; i < u.extents.size(); ++i) {
+      if (!u.ok[i]) continue;
+      const Extent& x = u.extents[i];
+      if (failed(x.file)) continue;
+      std::span<const std::byte> raw(u.buffer.data() + x.buf_offset_bytes, x.length_bytes);
+      FileWork& w = work_[x.file];
+      BlobRef ref;
+      ref.file_offset = x.offset_bytes;
+      ref.raw_bytes = static_cast<uint32_t>(x.length_bytes);
+      ref.hash = hash_bytes(raw);
+      // Same bytes at the same place as in the parent: point at the parent's blob.
+      const BlobRef* same = nullptr;
+      if (w.old) {
+        for (const BlobRef& c : w.old->chunks) {
+          if (c.file_offset == ref.file_offset && c.raw_bytes == ref.raw_bytes &&
+              c.hash == ref.hash) {
+            same = &c;
+            break;
+          }
+        }
+      }
+      if (same) {
+        w.chunks[x.chunk] = remap(*same);
+      } else if (io::is_sparse(plan_.entries[x.file].meta) && all_zero(raw)) {
+        w.chunks[x.chunk] = BlobRef{};  // a hole: restore leaves it unwritten
+      } else {
+        scratch.resize(compress_bound(raw.size()));
+        auto n = CompressStage(opts_.level)(raw, scratch);
+        std::span<const std::byte> stored = raw;
+        ref.codec = repo::Codec::kRaw;
+        if (n && *n < raw.size()) {
+          stored = std::span<const std::byte>(scratch.data(), *n);
+          ref.codec = repo::Codec::kZstd;
+        }
+        ref.stored_bytes = static_cast<uint32_t>(stored.size());
+        repo::BlobHeader h{ref.codec, ref.raw_bytes, ref.stored_bytes, ref.hash};
+        auto where = packs_->append(h, stored);
+        if (!where) {
+          ctx_fatal(where.error().message);
+          return;
+        }
+        ref.pack = pack_table_.index(where->pack);
+        ref.pack_offset = where->pack_offset;
+        w.chunks[x.chunk] = ref;
+      }
+      if (x.chunk + 1 == x.chunk_count) {
+        stats_.files_done += 1;
+        files_read_ += 1;
+      }
+    }
+  }
+
+  void transfer(unsigned threads) {
+    size_t max_buffers = std::max<size_t>(2, opts_.memory_bytes / buffer_bytes());
+    size_t units = 0;
+    {
+      UnitCutter counter(plan_, chunk_bytes(), buffer_bytes(), 128, &include_);
+      std::vector<Extent> scratch;
+      while (units < max_buffers && counter.next(scratch)) ++units;
+    }
+    io::BufferPool pool(buffer_bytes(), std::max<size_t>(2, std::min(max_buffers, units)));
+    BackendSet backends(io::BackendOptions{io::BackendKind::kAuto, 64, &pool});
+    BackendSource backend = backends.source();
+    UnitCutter cutter(plan_, chunk_bytes(), buffer_bytes(), 128, &include_);
+    std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
+    using RunState = Progress::RunState;
+    Progress::Across share{across.get(), comm_.size(),
+                           [this] {
+                             if (!stop_.load()) return RunState::kRunning;
+                             return stop_signal().load() ? RunState::kSignalled : RunState::kFailed;
+                           },
+                           [this](RunState peer) {
+                             ctx_fatal(peer == RunState::kSignalled
+                                           ? "stopped by a signal to another rank"
+                                           : "stopped because another rank failed");
+                           }};
+    Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "backup",
+                      opts_.progress_interval_s, std::move(share));
+    tbb::task_arena arena(static_cast<int>(threads));
+    arena.execute([&] {
+      tbb::parallel_pipeline(
+          pool.buffer_count(),
+          tbb::make_filter<void, Unit*>(tbb::filter_mode::serial_in_order,
+                                        [&](tbb::flow_control& fc) -> Unit* {
+                                          if (int sig = stop_signal().load(); sig != 0)
+                                            ctx_fatal(
+                                                "stopped by signal " + std::to_string(sig) +
+                                                "; no snapshot written (run the backup again)");
+                                          auto u = std::make_unique<Unit>();
+                                          if (stop_.load() || !cutter.next(u->extents)) {
+                                            fc.stop();
+                                            return nullptr;
+                                          }
+                                          u->buffer = pool.acquire();
+                                          return u.release();
+                                        }) &
+              tbb::make_filter<Unit*, Unit*>(tbb::filter_mode::parallel,
+                                             [&](Unit* u) {
+                                               read_unit(*u, backend());
+                                               return u;
+                                             }) &
+              tbb::make_filter<Unit*, void>(tbb::filter_mode::parallel, [&](Unit* u) {
+                thread_local std::vector<std::byte> scratch;
+                std::unique_ptr<Unit> owned(u);
+                if (!stop_.load()) store_unit(*u, scratch);
+              }));
+    });
+    progress.stop();
+    result_backend_ = backends.name();
+  }
+
+  bool failed(uint32_t f) const { return dropped_[f].load(std::memory_order_relaxed) != 0; }
+  void fail_file(uint32_t f, const std::string& why) {
+    if (dropped_[f].exchange(1) == 0) errors_.add(why);
+  }
+
+  // Entries this rank keeps (not dropped), with pack indices into its pack table.
+  std::string serialize_local() {
+    WireWriter w;
+    std::vector<std::string> names = pack_table_.names();
+    w.u32(static_cast<uint32_t>(names.size()));
+    for (const std::string& p : names) w.str(p);
+    // A local leader that failed takes its local followers with it.
+    std::map<std::pair<uint64_t, uint64_t>, bool> leader_failed;
+    for (uint32_t f : plan_.files) {
+      const io::FileMeta& m = plan_.entries[f].meta;
+      if (m.nlink > 1 && !follower_[f] && failed(f)) leader_failed[{m.device, m.inode}] = true;
+    }
+    uint64_t count = 0;
+    WireWriter body;
+    for (uint32_t i = 0; i < entries_.size(); ++i) {
+      SnapEntry& s = entries_[i];
+      if (failed(i)) continue;
+      if (follower_[i] && leader_failed.count({s.meta.device, s.meta.inode})) {
+        errors_.add(plan_.src_path(plan_.entries[i]) +
+                    ": not in this snapshot (its hard-linked "
+                    "twin could not be read)");
+        continue;
+      }
+      if (include_[i]) {
+        for (const BlobRef& c : work_[i].chunks)
+          if (c.raw_bytes != 0) s.chunks.push_back(c);
+      }
+      body.str(s.path);
+      write_meta(body, s.meta);
+      body.str(s.link_target);
+      body.u8(follower_[i]);
+      body.u32(static_cast<uint32_t>(s.xattrs.size()));
+      for (const auto& [k, v] : s.xattrs) {
+        body.str(k);
+        body.str(v);
+      }
+      body.u32(static_cast<uint32_t>(s.chunks.size()));
+      for (const BlobRef& c : s.chunks) {
+        body.u32(c.pack);
+        body.u64(c.pack_offset);
+        body.u32(c.stored_bytes);
+        body.u32(c.raw_bytes);
+        body.u64(c.file_offset);
+        body.u64(c.hash.high);
+        body.u64(c.hash.low);
+        body.u8(static_cast<uint8_t>(c.codec));
+      }
+      ++count;
+    }
+    w.u64(count);
+    std::string out = w.take();
+    out += body.take();
+    return out;
+  }
+
+  repo::Snapshot merge(const std::vector<std::string>& blobs, uint64_t stored_new) {
+    repo::Snapshot snap;
+    int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    snap.id = repo::new_snapshot_id(now);
+    snap.kind = decision_.kind;
+    snap.parent = decision_.parent;
+    snap.base_full = decision_.kind == SnapKind::kFull ? snap.id : decision_.base_full;
+    snap.time_ns = now;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    snap.host = host;
+    char* abs = ::realpath(opts_.source.c_str(), nullptr);
+    snap.source = abs ? abs : opts_.source;
+    std::free(abs);
+    snap.tag = opts_.tag;
+    snap.level = static_cast<uint32_t>(opts_.level);
+    std::unordered_map<std::string, uint32_t> pack_index;
+    std::vector<uint8_t> follower;
+    for (const std::string& b : blobs) {
+      WireReader r(b);
+      std::vector<uint32_t> remap;
+      uint32_t np = r.u32();
+      for (uint32_t k = 0; k < np; ++k) {
+        std::string name = r.str();
+        auto [it, fresh] = pack_index.try_emplace(name, static_cast<uint32_t>(snap.packs.size()));
+        if (fresh) snap.packs.push_back(name);
+        remap.push_back(it->second);
+      }
+      uint64_t n = r.u64();
+      for (uint64_t k = 0; k < n; ++k) {
+        SnapEntry e;
+        e.path = r.str();
+        e.meta = read_meta(r);
+        e.link_target = r.str();
+        follower.push_back(r.u8());
+        uint32_t nx = r.u32();
+        for (uint32_t x = 0; x < nx; ++x) {
+          std::string key = r.str();
+          e.xattrs.emplace_back(std::move(key), r.str());
+        }
+        uint32_t nc = r.u32();
+        for (uint32_t c = 0; c < nc; ++c) {
+          BlobRef ref;
+          ref.pack = remap.at(r.u32());
+          ref.pack_offset = r.u64();
+          ref.stored_bytes = r.u32();
+          ref.raw_bytes = r.u32();
+          ref.file_offset = r.u64();
+          ref.hash.high = r.u64();
+          ref.hash.low = r.u64();
+          ref.codec = static_cast<repo::Codec>(r.u8());
+          e.chunks.push_back(ref);
+        }
+        snap.entries.push_back(std::move(e));
+      }
+    }
+    // Sort by path (parents first), carrying the follower marks along.
+    std::vector<uint32_t> order(snap.entries.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&](uint32_t a, uint32_t b) { return snap.entries[a].path < snap.entries[b].path; });
+    std::vector<SnapEntry> sorted;
+    std::vector<uint8_t> sorted_follower;
+    sorted.reserve(order.size());
+    for (uint32_t i : order) {
+      sorted.push_back(std::move(snap.entries[i]));
+      sorted_follower.push_back(follower[i]);
+    }
+    snap.entries = std::move(sorted);
+    // Hard links across ranks: the first member by path holds the data, the rest link to it.
+    std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
+    for (uint32_t i = 0; i < snap.entries.size(); ++i) {
+      SnapEntry& e = snap.entries[i];
+      if (e.meta.type != io::FileType::kRegular || e.meta.nlink < 2) continue;
+      auto [it, fresh] = leader.try_emplace({e.meta.device, e.meta.inode}, i);
+      if (fresh && !sorted_follower[i]) continue;
+      if (fresh) {  // a follower whose leader is not in the snapshot: keep it as a plain file
+        leader.erase(it);
+        continue;
+      }
+      e.link_to = it->second;
+      e.chunks.clear();
+    }
+    std::unordered_map<uint64_t, bool> seen_blob;
+    for (const SnapEntry& e : snap.entries) {
+      if (e.meta.type != io::FileType::kRegular) continue;
+      ++snap.files;
+      if (e.link_to != repo::kNoLink) continue;
+      snap.bytes_raw += e.meta.size_bytes;
+      for (const BlobRef& c : e.chunks) {
+        uint64_t key = (static_cast<uint64_t>(c.pack) << 40) ^ c.pack_offset;
+        if (seen_blob.emplace(key, true).second)
+          snap.bytes_stored += repo::kBlobHeaderBytes + c.stored_bytes;
+      }
+    }
+    snap.bytes_stored_new = stored_new;
+    return snap;
+  }
+
+  const BackupOptions& opts_;
+  transport::Comm& comm_;
+  const repo::Repository& repo_;
+  Decision decision_;
+  std::optional<repo::Snapshot> parent_;
+  std::unordered_map<std::string, uint32_t> parent_index_;
+  Plan plan_;
+  ErrorList walk_errors_, errors_;
+  std::vector<SnapEntry> entries_;
+  std::vector<FileWork> work_;
+  std::vector<uint8_t> include_, follower_;
+  std::vector<std::atomic<uint8_t>> dropped_;
+  PackTable pack_table_;
+  std::optional<repo::PackWriter> packs_;
+  LiveStats stats_;
+  std::atomic<uint64_t> bytes_read_{0}, files_read_{0};
+  std::mutex mu_;
+  std::string fatal_;
+  std::atomic<bool> stop_{false};
+  std::string result_backend_;
+};
+
+}  // namespace
+
+BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
+  BackupResult out;
+  RunResult& result = out.run;
+  const bool rank0 = comm.rank() == 0;
+  auto fail_all = [&](const std::string& why) {
+    result.fatal = why;
+    result.exit_code = kExitFatal;
+    return out;
+  };
+
+  // Source and repository: rank 0 opens (or creates) and locks; all agree before going on.
+  std::string setup_error;
+  {
+    struct stat st;
+    if (::stat(opts.source.c_str(), &st) != 0)
+      setup_error = io::Error::from_errno(errno, "source " + opts.source).message;
+    else if (!S_ISDIR(st.st_mode))
+      setup_error = "source " + opts.source + ": not a directory";
+  }
+  std::optional<repo::Repository> repository;
+  repo::RepoLock lock;
+  Decision decision;
+  if (rank0 && setup_error.empty()) {
+    uint32_t chunk = opts.chunk_bytes ? static_cast<uint32_t>(opts.chunk_bytes) : 4u << 20;
+    auto r = repo::Repository::open(opts.repo, true, chunk);
+    if (!r) {
+      setup_error = r.error().message;
+    } else {
+      repository = std::move(r.value());
+      auto l = repo::RepoLock::acquire(repository->path(), "backup");
+      if (!l) {
+        setup_error = l.error().message;
+      } else {
+        lock = std::move(l.value());
+        auto d = decide(*repository, opts.mode);
+        if (!d)
+          setup_error = d.error().message;
+        else
+          decision = *d;
+      }
+    }
+  }
+  setup_error = comm.broadcast(setup_error, 0);
+  if (!comm.agree(setup_error.empty())) {
+    return fail_all(setup_error.empty() ? "source not readable on every rank" : setup_error);
+  }
+  if (!rank0) {
+    auto r = repo::Repository::open(opts.repo, false);
+    if (!comm.agree(static_cast<bool>(r)))
+      return fail_all(r ? "a rank could not open the repository" : r.error().message);
+    repository = std::move(r.value());
+  } else {
+    (void)comm.agree(true);
+  }
+  {
+    WireWriter w;
+    w.u8(static_cast<uint8_t>(decision.kind));
+    w.str(decision.parent);
+    w.str(decision.base_full);
+    std::string bytes = comm.broadcast(w.take(), 0);
+    WireReader rd(bytes);
+    decision.kind = static_cast<SnapKind>(rd.u8());
+    decision.parent = rd.str();
+    decision.base_full = rd.str();
+  }
+  result.started = true;
+  if (rank0 && !decision.note.empty()) io::log_info(decision.note);
+  BackupRun run(opts, comm, *repository, decision);
+  run.execute(out);
+  return out;
+}
+
+}  // namespace barge::pipeline

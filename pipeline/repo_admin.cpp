@@ -1,0 +1,268 @@
+// barge snapshots / verify REPO / forget: reading a repository as a whole.
+//
+// verify reads every blob the chosen snapshots reference, once, spreading packs over ranks
+// and blobs over cores; each blob's header, decompression and XXH3-128 are checked. Damage
+// is reported per file, with every snapshot that needs the file.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include "io/unique_fd.hpp"
+#include "pipeline/backup.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/repository.hpp"
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BlobKey {
+  std::string pack;
+  uint64_t offset = 0;
+  friend bool operator<(const BlobKey& a, const BlobKey& b) {
+    return a.pack != b.pack ? a.pack < b.pack : a.offset < b.offset;
+  }
+};
+
+}  // namespace
+
+io::Result<std::vector<repo::Snapshot>> list_snapshots(const std::string& repo_path) {
+  auto r = repo::Repository::open(repo_path, false);
+  if (!r) return r.error();
+  auto ids = r->list_snapshots();
+  if (!ids) return ids.error();
+  std::vector<repo::Snapshot> out;
+  for (const std::string& id : *ids) {
+    auto s = r->load_snapshot(id);
+    if (!s) return s.error();
+    s->entries.clear();
+    s->entries.shrink_to_fit();
+    out.push_back(std::move(s.value()));
+  }
+  return out;
+}
+
+RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm& comm) {
+  RepoVerifyResult out;
+  RunResult& result = out.run;
+  auto t0 = Clock::now();
+  auto r = repo::Repository::open(opts.repo, false);
+  std::string error = r ? std::string() : r.error().message;
+  std::vector<std::string> ids;
+  if (r && comm.rank() == 0) {
+    if (opts.snapshot.empty()) {
+      auto all = r->list_snapshots();
+      if (all)
+        ids = *all;
+      else
+        error = all.error().message;
+    } else {
+      auto one = r->resolve(opts.snapshot);
+      if (one)
+        ids.push_back(*one);
+      else
+        error = one.error().message;
+    }
+  }
+  {
+    WireWriter w;
+    for (const std::string& id : ids) w.str(id);
+    std::string b = comm.broadcast(w.take(), 0);
+    ids.clear();
+    WireReader rd(b);
+    while (!rd.done()) ids.push_back(rd.str());
+  }
+  if (!comm.agree(error.empty())) {
+    result.fatal = error.empty() ? "repository not readable on every rank" : error;
+    result.exit_code = kExitFatal;
+    return out;
+  }
+  result.started = true;
+  // Manifests: a damaged one is named; the others are checked.
+  std::vector<repo::Snapshot> snaps;
+  std::vector<std::string> errors;
+  for (const std::string& id : ids) {
+    auto s = r->load_snapshot(id);
+    if (!s) {
+      errors.push_back("snapshot " + id + ": " + s.error().message);
+      continue;
+    }
+    snaps.push_back(std::move(s.value()));
+  }
+  out.snapshots_checked = snaps.size();
+  // Every referenced blob once; packs shared out over ranks.
+  std::map<BlobKey, repo::BlobRef> blobs;
+  for (const repo::Snapshot& s : snaps) {
+    for (const repo::SnapEntry& e : s.entries) {
+      for (const repo::BlobRef& c : e.chunks)
+        blobs.emplace(BlobKey{s.packs[c.pack], c.pack_offset}, c);
+    }
+  }
+  std::vector<std::string> pack_names;
+  for (const auto& [k, v] : blobs)
+    if (pack_names.empty() || pack_names.back() != k.pack) pack_names.push_back(k.pack);
+  std::set<std::string> my_packs;
+  for (size_t i = 0; i < pack_names.size(); ++i)
+    if (static_cast<int>(i % static_cast<size_t>(comm.size())) == comm.rank())
+      my_packs.insert(pack_names[i]);
+  std::vector<std::pair<const BlobKey*, const repo::BlobRef*>> mine;
+  for (const auto& [k, v] : blobs)
+    if (my_packs.count(k.pack)) mine.emplace_back(&k, &v);
+  // Open my packs (a missing or foreign pack damages all its blobs).
+  std::map<std::string, io::UniqueFd> fds;
+  std::map<std::string, std::string> pack_error;
+  for (const std::string& p : my_packs) {
+    std::string path = r->pack_path(p);
+    io::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      pack_error[p] = io::Error::from_errno(errno, "open " + path).message;
+      continue;
+    }
+    std::byte header[repo::kPackHeaderBytes];
+    if (::pread(fd.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
+      pack_error[p] = path + ": pack truncated";
+      continue;
+    }
+    if (auto st = repo::check_pack_header(header, p); !st) {
+      pack_error[p] = path + ": " + st.error().message;
+      continue;
+    }
+    fds.emplace(p, std::move(fd));
+  }
+  std::vector<std::string> damage(mine.size());
+  unsigned threads = opts.threads ? opts.threads : default_threads();
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  tbb::task_arena arena(static_cast<int>(threads));
+  arena.execute([&] {
+    tbb::parallel_for(size_t{0}, mine.size(), [&](size_t k) {
+      const auto& [key, ref] = mine[k];
+      auto pe = pack_error.find(key->pack);
+      if (pe != pack_error.end()) {
+        damage[k] = pe->second;
+        return;
+      }
+      thread_local std::vector<std::byte> raw, scratch;
+      raw.resize(ref->raw_bytes);
+      auto st = repo::read_blob(fds.at(key->pack).get(), *ref, raw, scratch);
+      if (!st)
+        damage[k] = "pack " + key->pack + " offset " + std::to_string(key->offset) + ": " +
+                    st.error().message;
+    });
+  });
+  WireWriter w;
+  uint64_t checked = mine.size(), damaged = 0;
+  for (size_t k = 0; k < mine.size(); ++k) {
+    if (damage[k].empty()) continue;
+    ++damaged;
+    w.str(mine[k].first->pack);
+    w.u64(mine[k].first->offset);
+    w.str(damage[k]);
+  }
+  uint64_t counts[2] = {checked, damaged};
+  comm.allreduce_sum(counts);
+  out.blobs_checked = counts[0];
+  out.blobs_damaged = counts[1];
+  std::vector<std::string> gathered = comm.gather(w.take(), 0);
+  if (comm.rank() == 0) {
+    std::map<BlobKey, std::string> bad;
+    for (const std::string& g : gathered) {
+      WireReader rd(g);
+      while (!rd.done()) {
+        BlobKey k;
+        k.pack = rd.str();
+        k.offset = rd.u64();
+        bad.emplace(std::move(k), rd.str());
+      }
+    }
+    // Damaged files, each with the snapshots that need it.
+    std::map<std::string, std::pair<std::string, std::vector<std::string>>> files;
+    for (const repo::Snapshot& s : snaps) {
+      for (const repo::SnapEntry& e : s.entries) {
+        for (const repo::BlobRef& c : e.chunks) {
+          auto it = bad.find(BlobKey{s.packs[c.pack], c.pack_offset});
+          if (it == bad.end()) continue;
+          auto& f = files[e.path];
+          if (f.first.empty()) f.first = it->second;
+          f.second.push_back(s.id);
+          break;
+        }
+      }
+    }
+    for (const auto& [path, info] : files) {
+      std::string line = "damaged: " + (path.empty() ? std::string(".") : path) + " (" +
+                         info.first + "); needed by snapshot" +
+                         (info.second.size() > 1 ? "s " : " ");
+      for (size_t i = 0; i < info.second.size(); ++i) line += (i ? ", " : "") + info.second[i];
+      errors.push_back(line);
+    }
+    result.errors = std::move(errors);
+    for (const repo::Snapshot& s : snaps) result.files += s.files;
+    result.bytes_verified = 0;
+    for (const auto& [k, v] : blobs) result.bytes_verified += v.raw_bytes;
+    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    result.exit_code = result.errors.empty() ? kExitOk : kExitPartial;
+  }
+  uint64_t code = static_cast<uint64_t>(result.exit_code);
+  comm.allreduce_max(std::span<uint64_t>(&code, 1));
+  result.exit_code = static_cast<int>(code);
+  return out;
+}
+
+ForgetResult run_forget(const ForgetOptions& opts) {
+  ForgetResult out;
+  auto fatal = [&](std::string why) {
+    out.fatal = std::move(why);
+    out.exit_code = kExitFatal;
+    return out;
+  };
+  auto r = repo::Repository::open(opts.repo, false);
+  if (!r) return fatal(r.error().message);
+  auto lock = repo::RepoLock::acquire(r->path(), "forget");
+  if (!lock) return fatal(lock.error().message);
+  auto ids = r->list_snapshots();
+  if (!ids) return fatal(ids.error().message);
+  size_t drop = ids->size() > opts.keep_last ? ids->size() - opts.keep_last : 0;
+  std::vector<std::string> keep(ids->begin() + static_cast<long>(drop), ids->end());
+  // What the kept snapshots reference; a kept manifest that cannot be read stops the prune
+  // (its packs cannot be told apart from garbage).
+  std::unordered_set<std::string> referenced;
+  for (const std::string& id : keep) {
+    auto s = r->load_snapshot(id);
+    if (!s) return fatal(s.error().message + " (nothing removed)");
+    for (const std::string& p : s->packs) referenced.insert(p);
+  }
+  for (size_t i = 0; i < drop; ++i) {
+    out.removed_snapshots.push_back((*ids)[i]);
+    if (!opts.dry_run) {
+      if (auto st = r->remove_snapshot((*ids)[i]); !st) return fatal(st.error().message);
+    }
+  }
+  // Packs no kept snapshot references: first the snapshots went (each removal atomic), so a
+  // crash here leaves only unreferenced packs, which the next forget removes.
+  auto packs = r->list_packs();
+  if (!packs) return fatal(packs.error().message);
+  for (const std::string& p : *packs) {
+    if (referenced.count(p)) continue;
+    std::string path = r->pack_path(p);
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) out.bytes_freed += static_cast<uint64_t>(st.st_size);
+    ++out.packs_removed;
+    if (!opts.dry_run && ::unlink(path.c_str()) != 0)
+      return fatal(io::Error::from_errno(errno, "remove " + path).message);
+  }
+  return out;
+}
+
+}  // namespace barge::pipeline

@@ -1,0 +1,507 @@
+// barge restore: rebuild a snapshot's tree under DST. Rank 0 makes the directories; files
+// are shared out over ranks by bytes and restored on all cores (chunks of a large file in
+// parallel), each written as an unnamed inode, every chunk's XXH3-128 checked after
+// decompression and before it is written, and linked into place only when complete; then
+// symlinks, special files and hard links; directory metadata last, deepest first.
+//
+// Nothing is written outside DST whatever the manifest says: paths are checked when the
+// manifest is decoded, and every parent directory is opened beneath DST with openat2
+// (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so a symlink in DST or in the snapshot cannot
+// redirect a write.
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "io/metadata.hpp"
+#include "io/unique_fd.hpp"
+#include "io/xattr.hpp"
+#include "pipeline/backup.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/repository.hpp"
+#include "pipeline/wire.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using repo::SnapEntry;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string parent_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
+std::string name_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Opens directory `rel` beneath `root_fd` without following any symlink on the way.
+int open_beneath(int root_fd, const std::string& rel) {
+  if (rel.empty()) return ::fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
+}
+
+// The last parent directory opened, per thread (entries arrive sorted by path).
+class ParentCache {
+ public:
+  explicit ParentCache(int root_fd) : root_fd_(root_fd) {}
+  int get(const std::string& rel) {
+    if (fd_.valid() && rel == rel_) return fd_.get();
+    fd_.reset(open_beneath(root_fd_, rel));
+    rel_ = fd_.valid() ? rel : std::string("\x01");
+    return fd_.get();
+  }
+
+ private:
+  int root_fd_;
+  std::string rel_;
+  io::UniqueFd fd_;
+};
+
+// Pack files opened once, shared by all threads (pread is thread-safe).
+class PackFds {
+ public:
+  PackFds(const repo::Repository& r, const std::vector<std::string>& packs)
+      : repo_(r), packs_(packs), fds_(packs.size()) {}
+  int get(uint32_t pack, std::string* error) {
+    std::lock_guard lock(mu_);
+    auto& slot = fds_[pack];
+    if (!slot.valid()) {
+      std::string path = repo_.pack_path(packs_[pack]);
+      slot.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!slot.valid()) {
+        *error = io::Error::from_errno(errno, "open " + path).message;
+        return -1;
+      }
+      std::byte header[repo::kPackHeaderBytes];
+      if (::pread(slot.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
+        *error = path + ": pack truncated";
+        slot.reset();
+        return -1;
+      }
+      if (auto st = repo::check_pack_header(header, packs_[pack]); !st) {
+        *error = path + ": " + st.error().message;
+        slot.reset();
+        return -1;
+      }
+    }
+    return slot.get();
+  }
+
+ private:
+  const repo::Repository& repo_;
+  const std::vector<std::string>& packs_;
+  std::mutex mu_;
+  std::vector<io::UniqueFd> fds_;
+};
+
+bool selected_by(const std::string& path, const std::vector<std::string>& wanted) {
+  if (wanted.empty()) return true;
+  for (const std::string& w : wanted) {
+    if (path == w) return true;
+    if (path.size() > w.size() && path.compare(0, w.size(), w) == 0 && path[w.size()] == '/')
+      return true;  // below w
+    if (w.size() > path.size() &&
+        (path.empty() || (w.compare(0, path.size(), path) == 0 && w[path.size()] == '/')))
+      return true;  // an ancestor directory of w
+  }
+  return false;
+}
+
+class RestoreRun {
+ public:
+  RestoreRun(const RestoreOptions& opts, transport::Comm& comm, const repo::Repository& r,
+             const repo::Snapshot& s)
+      : opts_(opts), comm_(comm), repo_(r), snap_(s), packs_(r, s.packs) {}
+
+  void execute(RunResult& result) {
+    auto t0 = Clock::now();
+    unsigned threads = opts_.threads      ? opts_.threads
+                       : comm_.size() > 1 ? default_threads_per_rank()
+                                          : default_threads();
+    // More threads than cores: reads block in the kernel while others compress.
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    raise_fd_limit();
+    apply_owner_ = io::can_chown();
+    // select
+    std::vector<std::string> wanted;
+    for (std::string p : opts_.paths) {
+      while (!p.empty() && p.back() == '/') p.pop_back();
+      while (!p.empty() && p.front() == '/') p.erase(0, 1);
+      wanted.push_back(p);
+    }
+    std::vector<uint32_t> chosen;
+    for (uint32_t i = 0; i < snap_.entries.size(); ++i)
+      if (selected_by(snap_.entries[i].path, wanted)) chosen.push_back(i);
+    for (const std::string& w : wanted) {
+      bool found = false;
+      for (uint32_t i : chosen) found = found || snap_.entries[i].path == w;
+      if (!found) {
+        result.fatal = "--path " + w + ": not in snapshot " + snap_.id;
+        result.exit_code = kExitFatal;
+        return;
+      }
+    }
+    // destination
+    if (comm_.rank() == 0 && ::mkdir(opts_.destination.c_str(), 0700) != 0 && errno != EEXIST)
+      fatal_ = io::Error::from_errno(errno, "create destination " + opts_.destination).message;
+    comm_.barrier();
+    root_.reset(::open(opts_.destination.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!root_.valid() && fatal_.empty())
+      fatal_ = io::Error::from_errno(errno, "open destination " + opts_.destination).message;
+    if (!comm_.agree(fatal_.empty())) {
+      result.fatal = fatal_.empty() ? "destination not usable on every rank" : fatal_;
+      result.exit_code = kExitFatal;
+      return;
+    }
+    result.started = true;
+    ::umask(0);
+    // directories (rank 0), parents first
+    if (comm_.rank() == 0) {
+      ParentCache parents(root_.get());
+      for (uint32_t i : chosen) {
+        const SnapEntry& e = snap_.entries[i];
+        if (e.meta.type != io::FileType::kDirectory || e.path.empty()) continue;
+        int pfd = parents.get(parent_of(e.path));
+        if (pfd < 0) {
+          fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+          continue;
+        }
+        if (::mkdirat(pfd, name_of(e.path).c_str(), 0700) != 0 && errno != EEXIST)
+          fail(i, io::Error::from_errno(errno, "create directory " + dst(e)).message);
+      }
+    }
+    comm_.barrier();
+    // files with data: shared out by bytes, the same way on every rank
+    std::vector<uint32_t> mine;
+    {
+      std::vector<uint64_t> load(static_cast<size_t>(comm_.size()), 0);
+      for (uint32_t i : chosen) {
+        const SnapEntry& e = snap_.entries[i];
+        if (e.meta.type != io::FileType::kRegular || e.link_to != repo::kNoLink) continue;
+        size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+        load[r] += e.meta.size_bytes + 4096;
+        if (static_cast<int>(r) == comm_.rank()) {
+          mine.push_back(i);
+          stats_.bytes_total += e.meta.size_bytes;
+          stats_.files_total += 1;
+        }
+      }
+    }
+    auto tb = Clock::now();
+    {
+      std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
+      Progress::Across share{across.get(), comm_.size(), {}, {}};
+      Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "restore",
+                        opts_.progress_interval_s, std::move(share));
+      tbb::task_arena arena(static_cast<int>(threads));
+      arena.execute([&] {
+        tbb::parallel_for(size_t{0}, mine.size(), [&](size_t k) {
+          if (stop_signal().load() == 0) restore_file(mine[k]);
+        });
+      });
+    }
+    double busy = since(tb);
+    comm_.barrier();
+    // rank 0: symlinks, special files, hard links, then directory metadata deepest first
+    if (comm_.rank() == 0) {
+      ParentCache parents(root_.get());
+      for (uint32_t i : chosen) {
+        const SnapEntry& e = snap_.entries[i];
+        if (e.meta.type == io::FileType::kRegular && e.link_to != repo::kNoLink) {
+          link_follower(i, parents);
+        } else if (e.meta.type != io::FileType::kRegular &&
+                   e.meta.type != io::FileType::kDirectory) {
+          create_special(i, parents);
+        }
+      }
+      for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+        const SnapEntry& e = snap_.entries[*it];
+        if (e.meta.type != io::FileType::kDirectory || failed_.count(*it)) continue;
+        int pfd = e.path.empty() ? root_.get() : parents.get(parent_of(e.path));
+        io::UniqueFd dfd(pfd < 0 ? -1
+                         : e.path.empty()
+                             ? ::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0)
+                             : ::openat(pfd, name_of(e.path).c_str(),
+                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!dfd.valid()) {
+          fail(*it, io::Error::from_errno(errno, "open directory " + dst(e)).message);
+          continue;
+        }
+        if (opts_.xattrs && !e.xattrs.empty()) {
+          if (auto st = io::write_xattrs(e.xattrs, dfd.get(), dst(e)); !st)
+            fail(*it, st.error().message);
+        }
+        if (auto st = io::apply_meta_fd(dfd.get(), e.meta, apply_owner_, dst(e)); !st)
+          fail(*it, st.error().message);
+      }
+    }
+    // report
+    uint64_t counts[4] = {stats_.bytes_done.load(), stats_.files_done.load(),
+                          static_cast<uint64_t>(busy * 1e9), peak_rss_bytes()};
+    std::vector<std::string> all_stats =
+        comm_.gather(std::string(reinterpret_cast<const char*>(counts), sizeof counts), 0);
+    WireWriter ew;
+    for (const std::string& e : errors_.take()) ew.str(e);
+    std::vector<std::string> all_errors = comm_.gather(ew.take(), 0);
+    uint64_t signalled = stop_signal().load() != 0 ? 1 : 0;
+    comm_.allreduce_max(std::span<uint64_t>(&signalled, 1));
+    if (comm_.rank() == 0) {
+      uint64_t min_busy = UINT64_MAX, max_busy = 0;
+      for (size_t r = 0; r < all_stats.size(); ++r) {
+        uint64_t c[4];
+        std::memcpy(c, all_stats[r].data(), sizeof c);
+        RankStats k;
+        k.rank = static_cast<int>(r);
+        k.bytes = c[0];
+        k.files = c[1];
+        k.busy_seconds = static_cast<double>(c[2]) / 1e9;
+        k.peak_rss_bytes = c[3];
+        min_busy = std::min(min_busy, c[2]);
+        max_busy = std::max(max_busy, c[2]);
+        result.bytes += c[0];
+        result.bytes_transferred += c[0];
+        result.files += c[1];
+        result.peak_rss_bytes = std::max(result.peak_rss_bytes, c[3]);
+        if (comm_.size() > 1) result.ranks.push_back(k);
+      }
+      result.balance = max_busy ? static_cast<double>(min_busy) / max_busy : 1.0;
+      for (const std::string& b : all_errors) {
+        WireReader r(b);
+        while (!r.done()) result.errors.push_back(r.str());
+      }
+      for (uint32_t i : chosen) {
+        const SnapEntry& e = snap_.entries[i];
+        if (e.meta.type == io::FileType::kDirectory)
+          ++result.dirs;
+        else if (e.meta.type == io::FileType::kSymlink)
+          ++result.symlinks;
+        else if (e.meta.type != io::FileType::kRegular)
+          ++result.others;
+      }
+      result.files += links_made_;
+      result.seconds = since(t0);
+      result.resumable = false;
+      result.exit_code = signalled                ? kExitResumable
+                         : !result.errors.empty() ? kExitPartial
+                                                  : kExitOk;
+    }
+    uint64_t code = static_cast<uint64_t>(result.exit_code);
+    comm_.allreduce_max(std::span<uint64_t>(&code, 1));
+    result.exit_code = static_cast<int>(code);
+  }
+
+ private:
+  std::string dst(const SnapEntry& e) const {
+    return e.path.empty() ? opts_.destination : opts_.destination + "/" + e.path;
+  }
+  void fail(uint32_t i, std::string why) {
+    {
+      std::lock_guard lock(mu_);
+      failed_.insert(i);
+    }
+    errors_.add(std::move(why));
+  }
+
+  void restore_file(uint32_t i) {
+    const SnapEntry& e = snap_.entries[i];
+    thread_local std::unique_ptr<ParentCache> parents;
+    thread_local int parents_root = -1;
+    if (!parents || parents_root != root_.get()) {
+      parents = std::make_unique<ParentCache>(root_.get());
+      parents_root = root_.get();
+    }
+    int pfd = parents->get(parent_of(e.path));
+    if (pfd < 0) {
+      fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+      return;
+    }
+    std::string name = name_of(e.path);
+    io::UniqueFd fd(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+    if (!fd.valid()) {
+      fail(i, io::Error::from_errno(errno, "create " + dst(e)).message);
+      return;
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
+      fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
+      return;
+    }
+    std::atomic<bool> ok{true};
+    auto one_chunk = [&](size_t c) {
+      if (!ok.load()) return;
+      const repo::BlobRef& ref = e.chunks[c];
+      thread_local std::vector<std::byte> raw, scratch;
+      raw.resize(ref.raw_bytes);
+      std::string err;
+      int pack_fd = packs_.get(ref.pack, &err);
+      io::Status st = pack_fd < 0 ? io::Status(io::Error::plain(err))
+                                  : repo::read_blob(pack_fd, ref, raw, scratch);
+      if (!st) {
+        if (!ok.exchange(false)) return;
+        fail(i, dst(e) + ": not restored: chunk at offset " + std::to_string(ref.file_offset) +
+                    " in pack " + snap_.packs[ref.pack] + ": " + st.error().message);
+        return;
+      }
+      size_t done = 0;
+      while (done < ref.raw_bytes) {
+        ssize_t n = ::pwrite(fd.get(), raw.data() + done, ref.raw_bytes - done,
+                             static_cast<off_t>(ref.file_offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          if (ok.exchange(false)) fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
+          return;
+        }
+        done += static_cast<size_t>(n);
+      }
+      stats_.bytes_done += ref.raw_bytes;
+    };
+    if (e.chunks.size() > 1) {
+      tbb::parallel_for(size_t{0}, e.chunks.size(), one_chunk);
+    } else if (!e.chunks.empty()) {
+      one_chunk(0);
+    }
+    if (!ok.load()) return;  // the unnamed inode goes away with its descriptor
+    if (opts_.xattrs && !e.xattrs.empty()) {
+      if (auto st = io::write_xattrs(e.xattrs, fd.get(), dst(e)); !st)
+        errors_.add(st.error().message);
+    }
+    if (auto st = io::apply_meta_fd(fd.get(), e.meta, apply_owner_, dst(e)); !st) {
+      fail(i, st.error().message);
+      return;
+    }
+    std::string tmp = ".barge-tmp." + name_of(e.path).substr(0, 32) + "." + std::to_string(i);
+    if (detail::link_into_place(fd.get(), pfd, name, tmp) != 0) {
+      fail(i, io::Error::from_errno(errno, "link into place " + dst(e)).message);
+      return;
+    }
+    stats_.files_done += 1;
+  }
+
+  void link_follower(uint32_t i, ParentCache& parents) {
+    const SnapEntry& e = snap_.entries[i];
+    const SnapEntry& leader = snap_.entries[e.link_to];
+    if (failed_.count(e.link_to)) {
+      fail(i, dst(e) + ": not restored (its hard-linked twin " + dst(leader) + " was not)");
+      return;
+    }
+    io::UniqueFd lp(open_beneath(root_.get(), parent_of(leader.path)));
+    int pfd = parents.get(parent_of(e.path));
+    if (!lp.valid() || pfd < 0) {
+      fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+      return;
+    }
+    std::string name = name_of(e.path);
+    std::string tmp = ".barge-tmp.link." + std::to_string(i);
+    if (::linkat(lp.get(), name_of(leader.path).c_str(), pfd, tmp.c_str(), 0) != 0 ||
+        ::renameat(pfd, tmp.c_str(), pfd, name.c_str()) != 0) {
+      int err = errno;
+      ::unlinkat(pfd, tmp.c_str(), 0);
+      fail(i, io::Error::from_errno(err, "link " + dst(e)).message);
+      return;
+    }
+    ++links_made_;
+  }
+
+  void create_special(uint32_t i, ParentCache& parents) {
+    const SnapEntry& e = snap_.entries[i];
+    int pfd = parents.get(parent_of(e.path));
+    if (pfd < 0) {
+      fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+      return;
+    }
+    std::string tmp = ".barge-tmp.special." + std::to_string(i);
+    int rc;
+    if (e.meta.type == io::FileType::kSymlink) {
+      rc = ::symlinkat(e.link_target.c_str(), pfd, tmp.c_str());
+    } else {
+      mode_t type = e.meta.type == io::FileType::kFifo          ? S_IFIFO
+                    : e.meta.type == io::FileType::kCharDevice  ? S_IFCHR
+                    : e.meta.type == io::FileType::kBlockDevice ? S_IFBLK
+                                                                : S_IFSOCK;
+      rc = ::mknodat(pfd, tmp.c_str(), type | 0600, static_cast<dev_t>(e.meta.rdev));
+    }
+    io::Status st =
+        rc == 0
+            ? io::Status::success()
+            : io::Status(io::Error::from_errno(
+                  errno, std::string("create ") + io::file_type_name(e.meta.type) + " " + dst(e)));
+    if (st) st = io::apply_meta_path(pfd, tmp.c_str(), e.meta, apply_owner_);
+    if (st && ::renameat(pfd, tmp.c_str(), pfd, name_of(e.path).c_str()) != 0)
+      st = io::Error::from_errno(errno, "rename into place " + dst(e));
+    if (!st) {
+      ::unlinkat(pfd, tmp.c_str(), 0);
+      fail(i, st.error().message);
+    }
+  }
+
+  const RestoreOptions& opts_;
+  transport::Comm& comm_;
+  const repo::Repository& repo_;
+  const repo::Snapshot& snap_;
+  PackFds packs_;
+  io::UniqueFd root_;
+  bool apply_owner_ = false;
+  std::string fatal_;
+  ErrorList errors_;
+  std::mutex mu_;
+  std::unordered_set<uint32_t> failed_;
+  uint64_t links_made_ = 0;
+  LiveStats stats_;
+};
+
+}  // namespace
+
+RestoreResult run_restore(const RestoreOptions& opts, transport::Comm& comm) {
+  RestoreResult out;
+  std::string error, id;
+  std::optional<repo::Repository> r;
+  auto opened = repo::Repository::open(opts.repo, false);
+  if (!opened) {
+    error = opened.error().message;
+  } else {
+    r = std::move(opened.value());
+    if (comm.rank() == 0) {
+      auto which = r->resolve(opts.snapshot);
+      if (which)
+        id = *which;
+      else
+        error = which.error().message;
+    }
+  }
+  id = comm.broadcast(id, 0);
+  if (!comm.agree(error.empty() && !id.empty())) {
+    out.run.fatal = error.empty() ? "repository not readable on every rank" : error;
+    out.run.exit_code = kExitFatal;
+    return out;
+  }
+  auto snap = r->load_snapshot(id);
+  if (!comm.agree(static_cast<bool>(snap))) {
+    out.run.fatal = snap ? "snapshot not readable on every rank" : snap.error().message;
+    out.run.exit_code = kExitFatal;
+    return out;
+  }
+  out.snapshot_id = id;
+  RestoreRun run(opts, comm, *r, *snap);
+  run.execute(out.run);
+  return out;
+}
+
+}  // namespace barge::pipeline

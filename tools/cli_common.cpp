@@ -1,0 +1,68 @@
+#include "tools/cli_common.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "io/log.hpp"
+#include "tools/size_parse.hpp"
+
+namespace barge::tools {
+
+CLI::Validator size_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        auto v = tools::parse_size(s);
+        if (!v) return "not a size: '" + s + "' (examples: 4096, 64K, 4M, 1G)";
+        s = std::to_string(*v);
+        return {};
+      },
+      "SIZE");
+}
+
+pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress) {
+  if (quiet) return pipeline::ProgressMode::kNone;
+  if (progress == "tty") return pipeline::ProgressMode::kTty;
+  if (progress == "plain") return pipeline::ProgressMode::kPlain;
+  if (progress == "none") return pipeline::ProgressMode::kNone;
+  return pipeline::ProgressMode::kAuto;
+}
+
+int write_report(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return 0;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    if (!out) {
+      io::log_error("--report " + path + ": cannot write");
+      return pipeline::kExitFatal;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    io::log_error("--report " + path + ": cannot rename into place");
+    return pipeline::kExitFatal;
+  }
+  return 0;
+}
+
+void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
+  for (const auto& e : r.errors) io::log_error(e);
+  if (!r.fatal.empty() && std::find(r.errors.begin(), r.errors.end(), r.fatal) == r.errors.end()) {
+    io::log_error(r.fatal);
+  }
+  if (quiet || !r.started) return;
+  double secs = r.seconds > 0 ? r.seconds : 1e-9;
+  char line[512];
+  std::snprintf(
+      line, sizeof line,
+      "%s: %llu files, %llu dirs, %llu symlinks, %.1f MiB in %.2f s (%.1f MiB/s, %.0f files/s)%s%s",
+      verb, static_cast<unsigned long long>(r.files), static_cast<unsigned long long>(r.dirs),
+      static_cast<unsigned long long>(r.symlinks), static_cast<double>(r.bytes) / 1048576.0,
+      r.seconds, static_cast<double>(r.bytes) / 1048576.0 / secs,
+      static_cast<double>(r.files) / secs, r.bytes_verified ? ", verified" : "",
+      r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
+  std::fprintf(stderr, "barge: %s\n", line);
+}
+
+}  // namespace barge::tools

@@ -1,0 +1,22 @@
+// Helpers shared by the CLI's commands: size flags, progress mode, the JSON report and the
+// one-line summary.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "pipeline/progress.hpp"
+#include "pipeline/stats.hpp"
+
+namespace barge::tools {
+
+// A CLI11 validator-transform for sizes: rejects nonsense with a message naming the flag.
+CLI::Validator size_validator();
+pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress);
+// Writes the report atomically (temporary + rename); 0, or an exit code after one line.
+int write_report(const std::string& path, const nlohmann::json& j);
+// Errors one per line, then (unless quiet) "barge: VERB: N files, ...".
+void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet);
+
+}  // namespace barge::tools
