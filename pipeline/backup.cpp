@@ -164,6 +164,9 @@ class BackupRun {
     me.walk_seconds = result.walk_seconds;
     me.peak_rss_bytes = peak_rss_bytes();
     WireWriter sw;
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    sw.str(host);
     sw.u64(me.bytes);
     sw.u64(me.files);
     sw.u64(static_cast<uint64_t>(busy * 1e9));
@@ -188,6 +191,7 @@ class BackupRun {
         WireReader rd(rank_stats[r]);
         RankStats k;
         k.rank = static_cast<int>(r);
+        k.host = rd.str();
         k.bytes = rd.u64();
         k.files = rd.u64();
         uint64_t busy_ns = rd.u64();

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <unordered_set>
 
 #include "pipeline/wire.hpp"
 
@@ -98,12 +99,27 @@ void check_snapshot(const Snapshot& s) {
   if (!s.base_full.empty() && !is_snapshot_id(s.base_full)) throw WireError("bad base id");
   for (const std::string& p : s.packs)
     if (!is_pack_name(p)) throw WireError("bad pack name");
+  // Every entry below the root sits in a directory entry of the snapshot: nothing can be
+  // placed through a symlink, a file or a path the snapshot does not describe.
+  std::unordered_set<std::string_view> dirs;
   for (size_t i = 0; i < s.entries.size(); ++i) {
     const SnapEntry& e = s.entries[i];
     if (!is_safe_relative_path(e.path))
       throw WireError("unsafe path in entry " + std::to_string(i));
     if (i > 0 && !(s.entries[i - 1].path < e.path))
       throw WireError("entries not sorted or duplicated at " + std::to_string(i));
+    if (i == 0 ? !e.path.empty() || e.meta.type != io::FileType::kDirectory : e.path.empty())
+      throw WireError("the first entry, and only it, is the root directory");
+    if (i > 0) {
+      size_t slash = e.path.rfind('/');
+      std::string_view parent = slash == std::string::npos
+                                    ? std::string_view()
+                                    : std::string_view(e.path).substr(0, slash);
+      if (!dirs.count(parent))
+        throw WireError("entry " + std::to_string(i) +
+                        " is not inside a directory of the snapshot");
+    }
+    if (e.meta.type == io::FileType::kDirectory) dirs.insert(e.path);
     if (e.link_to != kNoLink) {
       if (e.link_to >= i || e.meta.type != io::FileType::kRegular ||
           s.entries[e.link_to].meta.type != io::FileType::kRegular ||

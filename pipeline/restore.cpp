@@ -20,8 +20,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "io/metadata.hpp"
 #include "io/unique_fd.hpp"
@@ -113,6 +115,25 @@ class PackFds {
   std::vector<io::UniqueFd> fds_;
 };
 
+// The byte ranges of a chunk to write: all of it, or for a sparse file its non-zero 4 KiB
+// blocks, neighbours merged.
+std::vector<std::pair<size_t, size_t>> write_ranges(std::span<const std::byte> raw, bool sparse) {
+  if (!sparse) return {{0, raw.size()}};
+  constexpr size_t kBlock = 4096;
+  std::vector<std::pair<size_t, size_t>> out;
+  for (size_t b = 0; b < raw.size(); b += kBlock) {
+    size_t e = std::min(raw.size(), b + kBlock);
+    bool zero = std::all_of(raw.begin() + static_cast<long>(b), raw.begin() + static_cast<long>(e),
+                            [](std::byte x) { return x == std::byte{0}; });
+    if (zero) continue;
+    if (!out.empty() && out.back().second == b)
+      out.back().second = e;
+    else
+      out.emplace_back(b, e);
+  }
+  return out;
+}
+
 bool selected_by(const std::string& path, const std::vector<std::string>& wanted) {
   if (wanted.empty()) return true;
   for (const std::string& w : wanted) {
@@ -160,6 +181,28 @@ class RestoreRun {
         return;
       }
     }
+    // Hard links: a member whose data holder is not restored (--path) holds the data itself,
+    // and the group's other chosen members link to it.
+    link_of_.assign(snap_.entries.size(), repo::kNoLink);
+    data_of_.resize(snap_.entries.size());
+    for (uint32_t i = 0; i < data_of_.size(); ++i) data_of_[i] = i;
+    {
+      std::unordered_set<uint32_t> chosen_set(chosen.begin(), chosen.end());
+      std::unordered_map<uint32_t, uint32_t> stand_in;
+      for (uint32_t i : chosen) {
+        uint32_t leader = snap_.entries[i].link_to;
+        if (leader == repo::kNoLink) continue;
+        if (chosen_set.count(leader)) {
+          link_of_[i] = leader;
+          continue;
+        }
+        auto [it, fresh] = stand_in.try_emplace(leader, i);
+        if (fresh)
+          data_of_[i] = leader;
+        else
+          link_of_[i] = it->second;
+      }
+    }
     // destination
     if (comm_.rank() == 0 && ::mkdir(opts_.destination.c_str(), 0700) != 0 && errno != EEXIST)
       fatal_ = io::Error::from_errno(errno, "create destination " + opts_.destination).message;
@@ -185,8 +228,15 @@ class RestoreRun {
           fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
           continue;
         }
-        if (::mkdirat(pfd, name_of(e.path).c_str(), 0700) != 0 && errno != EEXIST)
-          fail(i, io::Error::from_errno(errno, "create directory " + dst(e)).message);
+        std::string name = name_of(e.path);
+        if (::mkdirat(pfd, name.c_str(), 0700) != 0) {
+          struct stat st;
+          if (errno != EEXIST)
+            fail(i, io::Error::from_errno(errno, "create directory " + dst(e)).message);
+          else if (::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                   !S_ISDIR(st.st_mode))
+            fail(i, dst(e) + ": exists and is not a directory (left as it is)");
+        }
       }
     }
     comm_.barrier();
@@ -196,7 +246,7 @@ class RestoreRun {
       std::vector<uint64_t> load(static_cast<size_t>(comm_.size()), 0);
       for (uint32_t i : chosen) {
         const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type != io::FileType::kRegular || e.link_to != repo::kNoLink) continue;
+        if (e.meta.type != io::FileType::kRegular || link_of_[i] != repo::kNoLink) continue;
         size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
         load[r] += e.meta.size_bytes + 4096;
         if (static_cast<int>(r) == comm_.rank()) {
@@ -226,7 +276,7 @@ class RestoreRun {
       ParentCache parents(root_.get());
       for (uint32_t i : chosen) {
         const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type == io::FileType::kRegular && e.link_to != repo::kNoLink) {
+        if (e.meta.type == io::FileType::kRegular && link_of_[i] != repo::kNoLink) {
           link_follower(i, parents);
         } else if (e.meta.type != io::FileType::kRegular &&
                    e.meta.type != io::FileType::kDirectory) {
@@ -345,9 +395,11 @@ class RestoreRun {
       return;
     }
     std::atomic<bool> ok{true};
+    const bool sparse = io::is_sparse(e.meta);
+    const std::vector<repo::BlobRef>& chunks = snap_.entries[data_of_[i]].chunks;
     auto one_chunk = [&](size_t c) {
       if (!ok.load()) return;
-      const repo::BlobRef& ref = e.chunks[c];
+      const repo::BlobRef& ref = chunks[c];
       thread_local std::vector<std::byte> raw, scratch;
       raw.resize(ref.raw_bytes);
       std::string err;
@@ -360,22 +412,27 @@ class RestoreRun {
                     " in pack " + snap_.packs[ref.pack] + ": " + st.error().message);
         return;
       }
-      size_t done = 0;
-      while (done < ref.raw_bytes) {
-        ssize_t n = ::pwrite(fd.get(), raw.data() + done, ref.raw_bytes - done,
-                             static_cast<off_t>(ref.file_offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          if (ok.exchange(false)) fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
-          return;
+      // A sparse file stays sparse: its zero blocks are left as holes (the file was sized
+      // with ftruncate, so they read back as zeros).
+      for (auto [begin, end] :
+           write_ranges(std::span<const std::byte>(raw.data(), ref.raw_bytes), sparse)) {
+        while (begin < end) {
+          ssize_t n = ::pwrite(fd.get(), raw.data() + begin, end - begin,
+                               static_cast<off_t>(ref.file_offset + begin));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            if (ok.exchange(false))
+              fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
+            return;
+          }
+          begin += static_cast<size_t>(n);
         }
-        done += static_cast<size_t>(n);
       }
       stats_.bytes_done += ref.raw_bytes;
     };
-    if (e.chunks.size() > 1) {
-      tbb::parallel_for(size_t{0}, e.chunks.size(), one_chunk);
-    } else if (!e.chunks.empty()) {
+    if (chunks.size() > 1) {
+      tbb::parallel_for(size_t{0}, chunks.size(), one_chunk);
+    } else if (!chunks.empty()) {
       one_chunk(0);
     }
     if (!ok.load()) return;  // the unnamed inode goes away with its descriptor
@@ -397,8 +454,8 @@ class RestoreRun {
 
   void link_follower(uint32_t i, ParentCache& parents) {
     const SnapEntry& e = snap_.entries[i];
-    const SnapEntry& leader = snap_.entries[e.link_to];
-    if (failed_.count(e.link_to)) {
+    const SnapEntry& leader = snap_.entries[link_of_[i]];
+    if (failed_.count(link_of_[i])) {
       fail(i, dst(e) + ": not restored (its hard-linked twin " + dst(leader) + " was not)");
       return;
     }
@@ -464,6 +521,8 @@ class RestoreRun {
   std::mutex mu_;
   std::unordered_set<uint32_t> failed_;
   uint64_t links_made_ = 0;
+  std::vector<uint32_t> link_of_;  // per entry: the entry it is a hard link to, or kNoLink
+  std::vector<uint32_t> data_of_;  // per entry: the entry whose chunks hold its bytes
   LiveStats stats_;
 };
 
