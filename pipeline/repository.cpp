@@ -306,6 +306,8 @@ io::Result<PackWriter::Stored> PackWriter::append(const BlobHeader& h,
   {
     std::lock_guard lock(mu_);
     if (packs_.empty() || packs_.back().size >= target_bytes_) {
+      // Start writing the full pack back now, so that finish() has little left to wait for.
+      if (!packs_.empty()) ::sync_file_range(packs_.back().fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
       if (auto st = open_new_pack(); !st) return st.error();
     }
     Pack& p = packs_.back();
