@@ -35,7 +35,7 @@ declare -A T S
 src=$work/src
 "$barge" gen "$src" --profile mixed --size "$size" --compressibility 0.5 --seed 9 -q
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); $("$barge" --version); $(zstd --version | head -1); $(tar --version | head -1)"
-for p in $peers; do echo "peer: $($p --version 2>&1 | head -1)"; done
+for p in $peers; do echo "peer: $( [ "$p" = restic ] && restic version || $p --version ) "; done
 echo "dataset: $(find "$src" -type f | wc -l) files, $(du -sb "$src" | cut -f1) bytes (mixed, compressibility 0.5)"
 
 backup() {  # tool repo

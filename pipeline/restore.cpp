@@ -431,7 +431,10 @@ class RestoreRun {
       stats_.bytes_done += ref.raw_bytes;
     };
     if (chunks.size() > 1) {
-      tbb::parallel_for(size_t{0}, chunks.size(), one_chunk);
+      // Isolated: while it waits for the chunks, this thread must not pick up another file's
+      // restore_file, which would move its thread-local parent directory under our feet.
+      tbb::this_task_arena::isolate(
+          [&] { tbb::parallel_for(size_t{0}, chunks.size(), one_chunk); });
     } else if (!chunks.empty()) {
       one_chunk(0);
     }
