@@ -55,8 +55,16 @@ Result<DirListing> read_directory(const std::string& path) {
     out.children.push_back(std::move(child));
   }
   ::closedir(dir);
-  std::sort(out.children.begin(), out.children.end(),
-            [](const DirChild& a, const DirChild& b) { return a.name < b.name; });
+  // Sort a permutation, then move each child once: a DirChild is large, and sorting the
+  // children themselves moves each about log2(n) times (thousands of entries per directory).
+  std::vector<uint32_t> order(out.children.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return out.children[a].name < out.children[b].name; });
+  std::vector<DirChild> sorted;
+  sorted.reserve(order.size());
+  for (uint32_t i : order) sorted.push_back(std::move(out.children[i]));
+  out.children = std::move(sorted);
   return out;
 }
 

@@ -89,9 +89,9 @@ io::Result<Decision> decide(const repo::Repository& r, BackupMode mode) {
   // The latest full snapshot, and the latest of any kind.
   std::string latest_full;
   for (auto it = ids->rbegin(); it != ids->rend() && latest_full.empty(); ++it) {
-    auto s = r.load_snapshot(*it);
-    if (!s) return s.error();
-    if (s->kind == SnapKind::kFull) latest_full = *it;
+    auto k = r.snapshot_kind(*it);
+    if (!k) return k.error();
+    if (*k == SnapKind::kFull) latest_full = *it;
   }
   if (latest_full.empty()) {
     d.note = "no full snapshot in the repository: this backup is a full one";

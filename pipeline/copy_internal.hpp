@@ -25,7 +25,6 @@ namespace detail {
 int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp);
 }  // namespace detail
 
-
 // One I/O backend per thread, created on first use; remembers which kind it got.
 class BackendSet {
  public:

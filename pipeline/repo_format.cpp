@@ -268,6 +268,7 @@ std::string encode_snapshot(const Snapshot& s) {
   auto* p = reinterpret_cast<std::byte*>(out.data());
   std::memcpy(p, kSnapMagic, 8);
   put<uint32_t>(p + 8, kFormatVersion);
+  p[12] = static_cast<std::byte>(s.kind);  // readable without decompressing (backup's choice)
   put<uint64_t>(p + 16, raw.size());
   put<uint64_t>(p + 24, n);
   put<uint64_t>(p + 32, sum64(p + kSnapHeaderBytes, n));
@@ -333,6 +334,9 @@ io::Result<Snapshot> decode_snapshot(std::string_view bytes) {
       s.entries.push_back(std::move(e));
     }
     if (!r.done()) throw WireError("trailing bytes");
+    if (static_cast<uint8_t>(p[12]) != static_cast<uint8_t>(s.kind) || p[13] != std::byte{0} ||
+        p[14] != std::byte{0} || p[15] != std::byte{0})
+      throw WireError("header and payload disagree on the kind");
     check_snapshot(s);
     return s;
   } catch (const WireError& ex) {
@@ -350,6 +354,17 @@ std::string encode_config(const Config& c) {
   put<int64_t>(p + 32, c.created_ns);
   put<uint64_t>(p + 40, sum64(p, 40));
   return out;
+}
+
+io::Result<SnapKind> peek_snapshot_kind(std::string_view header) {
+  if (header.size() < kSnapHeaderBytes) return bad("snapshot truncated (no header)");
+  auto in = as_bytes(header);
+  const std::byte* p = in.data();
+  if (std::memcmp(p, kSnapMagic, 8) != 0) return bad("not a barge snapshot (bad magic)");
+  if (get<uint64_t>(p + 40) != sum64(p, 40)) return bad("snapshot header checksum mismatch");
+  auto kind = static_cast<uint8_t>(p[12]);
+  if (kind > static_cast<uint8_t>(SnapKind::kDifferential)) return bad("snapshot: unknown kind");
+  return static_cast<SnapKind>(kind);
 }
 
 io::Result<Config> decode_config(std::string_view bytes) {

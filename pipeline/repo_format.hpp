@@ -93,10 +93,14 @@ std::string new_snapshot_id(int64_t time_ns);
 bool is_snapshot_id(std::string_view id);
 
 // A snapshot file: 48-byte header, then zstd(payload).
-//   magic "BRGSNAP\0" | version u32 | 4 zero bytes | payload raw length u64 |
+//   magic "BRGSNAP\0" | version u32 | kind u8 | 3 zero bytes | payload raw length u64 |
 //   stored length u64 | XXH3-64 of the stored bytes | XXH3-64 of the 40 bytes before it
 std::string encode_snapshot(const Snapshot& s);
 io::Result<Snapshot> decode_snapshot(std::string_view bytes);
+// The kind from a snapshot file's first 48 bytes (header checksum checked), without reading
+// the rest; decode_snapshot checks it against the payload.
+io::Result<SnapKind> peek_snapshot_kind(std::string_view header);
+inline constexpr size_t kSnapshotHeaderBytes = 48;
 
 // The config file: magic "BRGREPO\0" | version u32 | chunk bytes u32 | repository id (16
 // bytes) | creation time ns i64 | XXH3-64 of the 40 bytes before it.

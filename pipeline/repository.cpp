@@ -165,6 +165,19 @@ io::Result<Snapshot> Repository::load_snapshot(const std::string& id) const {
   return s;
 }
 
+io::Result<SnapKind> Repository::snapshot_kind(const std::string& id) const {
+  std::string p = path_ + "/snapshots/" + id + ".snap";
+  io::UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return io::Error::from_errno(errno, "open " + p);
+  std::string header(kSnapshotHeaderBytes, '\0');
+  ssize_t n = ::pread(fd.get(), header.data(), header.size(), 0);
+  if (n < 0) return io::Error::from_errno(errno, "read " + p);
+  header.resize(static_cast<size_t>(n));
+  auto k = peek_snapshot_kind(header);
+  if (!k) return io::Error::plain(p + ": " + k.error().message);
+  return k;
+}
+
 io::Result<std::string> Repository::resolve(const std::string& which) const {
   auto ids = list_snapshots();
   if (!ids) return ids.error();

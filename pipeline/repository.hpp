@@ -33,6 +33,8 @@ class Repository {
   // Snapshot ids, oldest first. Files that are not complete snapshots are ignored.
   io::Result<std::vector<std::string>> list_snapshots() const;
   io::Result<Snapshot> load_snapshot(const std::string& id) const;
+  // Only the kind, from the manifest's header (48 bytes read).
+  io::Result<SnapKind> snapshot_kind(const std::string& id) const;
   // "latest", a full id, or a prefix matching exactly one id.
   io::Result<std::string> resolve(const std::string& which) const;
   // Writes the manifest under a temporary name, syncs it, renames it into place and syncs

@@ -114,6 +114,13 @@ assert s[0]['tag'] == 'gen1'
   rm -rf "$work"/restored-$np-* "$work"/saved-$np-2 "$work"/saved-$np-3
   [ "$np" = 1 ] || rm -rf "$work"/saved-$np-1   # np=1's first generation serves the damage cases
 done
+# Small chunks: many files of many chunks in many directories, their chunks restored in
+# parallel (a thread waiting for one file's chunks must not start another file).
+"$barge" backup -q --chunk-size 64K "$gen_tree" "$work/repo-small-chunks" || fail "small chunks backup exit $?"
+"$barge" restore -q "$work/repo-small-chunks" "$work/small-chunks-out" || fail "small chunks restore exit $?"
+same_tree "$gen_tree" "$work/small-chunks-out" "small chunks"
+rm -rf "$work/repo-small-chunks" "$work/small-chunks-out"
+
 repo=$work/repo-1
 read -r -a ids <<< "$(snap_ids "$repo")"
 
