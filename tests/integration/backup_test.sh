@@ -116,7 +116,7 @@ assert s[0]['tag'] == 'gen1'
 done
 # Small chunks: many files of many chunks in many directories, their chunks restored in
 # parallel (a thread waiting for one file's chunks must not start another file).
-"$barge" backup -q --chunk-size 64K "$gen_tree" "$work/repo-small-chunks" || fail "small chunks backup exit $?"
+"$barge" backup -q --xattrs --chunk-size 64K "$gen_tree" "$work/repo-small-chunks" || fail "small chunks backup exit $?"
 "$barge" restore -q "$work/repo-small-chunks" "$work/small-chunks-out" || fail "small chunks restore exit $?"
 same_tree "$gen_tree" "$work/small-chunks-out" "small chunks"
 rm -rf "$work/repo-small-chunks" "$work/small-chunks-out"
