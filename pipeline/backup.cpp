@@ -572,16 +572,7 @@ class BackupRun {
         body.str(v);
       }
       body.u32(static_cast<uint32_t>(s.chunks.size()));
-      for (const BlobRef& c : s.chunks) {
-        body.u32(c.pack);
-        body.u64(c.pack_offset);
-        body.u32(c.stored_bytes);
-        body.u32(c.raw_bytes);
-        body.u64(c.file_offset);
-        body.u64(c.hash.high);
-        body.u64(c.hash.low);
-        body.u8(static_cast<uint8_t>(c.codec));
-      }
+      for (const BlobRef& c : s.chunks) repo::write_chunk(body, c);
       ++count;
     }
     w.u64(count);
@@ -634,15 +625,8 @@ class BackupRun {
         }
         uint32_t nc = r.u32();
         for (uint32_t c = 0; c < nc; ++c) {
-          BlobRef ref;
-          ref.pack = remap.at(r.u32());
-          ref.pack_offset = r.u64();
-          ref.stored_bytes = r.u32();
-          ref.raw_bytes = r.u32();
-          ref.file_offset = r.u64();
-          ref.hash.high = r.u64();
-          ref.hash.low = r.u64();
-          ref.codec = static_cast<repo::Codec>(r.u8());
+          BlobRef ref = repo::read_chunk(r);
+          ref.pack = remap.at(ref.pack);
           e.chunks.push_back(ref);
         }
         snap.entries.push_back(std::move(e));

@@ -65,32 +65,6 @@ std::string bytes_to_hex(const std::byte* p, size_t n) {
   return out;
 }
 
-void write_chunk(WireWriter& w, const BlobRef& c) {
-  w.u32(c.pack);
-  w.u64(c.pack_offset);
-  w.u32(c.stored_bytes);
-  w.u32(c.raw_bytes);
-  w.u64(c.file_offset);
-  w.u64(c.hash.high);
-  w.u64(c.hash.low);
-  w.u8(static_cast<uint8_t>(c.codec));
-}
-
-BlobRef read_chunk(WireReader& r) {
-  BlobRef c;
-  c.pack = r.u32();
-  c.pack_offset = r.u64();
-  c.stored_bytes = r.u32();
-  c.raw_bytes = r.u32();
-  c.file_offset = r.u64();
-  c.hash.high = r.u64();
-  c.hash.low = r.u64();
-  uint8_t codec = r.u8();
-  if (codec > static_cast<uint8_t>(Codec::kZstd)) throw WireError("unknown codec");
-  c.codec = static_cast<Codec>(codec);
-  return c;
-}
-
 // Structural checks beyond the byte layout: what restore and verify rely on.
 void check_snapshot(const Snapshot& s) {
   if (!is_snapshot_id(s.id)) throw WireError("bad snapshot id");
@@ -144,6 +118,32 @@ void check_snapshot(const Snapshot& s) {
 }
 
 }  // namespace
+
+void write_chunk(WireWriter& w, const BlobRef& c) {
+  w.u32(c.pack);
+  w.u64(c.pack_offset);
+  w.u32(c.stored_bytes);
+  w.u32(c.raw_bytes);
+  w.u64(c.file_offset);
+  w.u64(c.hash.high);
+  w.u64(c.hash.low);
+  w.u8(static_cast<uint8_t>(c.codec));
+}
+
+BlobRef read_chunk(WireReader& r) {
+  BlobRef c;
+  c.pack = r.u32();
+  c.pack_offset = r.u64();
+  c.stored_bytes = r.u32();
+  c.raw_bytes = r.u32();
+  c.file_offset = r.u64();
+  c.hash.high = r.u64();
+  c.hash.low = r.u64();
+  uint8_t codec = r.u8();
+  if (codec > static_cast<uint8_t>(Codec::kZstd)) throw WireError("unknown codec");
+  c.codec = static_cast<Codec>(codec);
+  return c;
+}
 
 const char* kind_name(SnapKind k) {
   switch (k) {

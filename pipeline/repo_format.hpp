@@ -58,6 +58,18 @@ struct BlobRef {
 
 inline constexpr uint32_t kNoLink = UINT32_MAX;
 
+}  // namespace barge::pipeline::repo
+namespace barge::pipeline {
+class WireWriter;
+class WireReader;
+}  // namespace barge::pipeline
+namespace barge::pipeline::repo {
+
+// A BlobRef's bytes in manifests and between ranks; read_chunk throws WireError on a
+// truncated input or an unknown codec.
+void write_chunk(WireWriter& w, const BlobRef& c);
+BlobRef read_chunk(WireReader& r);
+
 struct SnapEntry {
   std::string path;  // relative to the backup root, '/'-separated; "" is the root itself
   io::FileMeta meta;
