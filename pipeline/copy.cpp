@@ -289,6 +289,38 @@ void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
   });
 }
 
+void transfer_serial(CopyContext& ctx, io::BufferPool& pool, const UnitSource& next_unit) {
+  LiveStats& stats = ctx.stats;
+  ReadStage read_stage(ctx);
+  HashStage hash_stage;
+  WriteStage write_stage(ctx);
+  CommitStage commit_stage(ctx);
+  std::vector<Extent> extents;
+  for (;;) {
+    if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load()) {
+      ctx.resumable = true;
+      ctx.set_fatal("stopped by signal " + std::to_string(sig) + "; rerun with --resume to finish");
+    }
+    if (ctx.stop.load() || !next_unit(extents)) break;
+    auto u = std::make_unique<WorkUnit>();
+    u->items.reserve(extents.size());
+    for (const Extent& x : extents) u->items.emplace_back().ext = x;
+    u->buffer = pool.acquire();
+    timed(
+        stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
+    timed(
+        stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
+    timed(
+        stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
+    // A unit commit parks (chunks of a large file ahead of their turn) is released later.
+    WorkUnit* raw = u.release();
+    timed(
+        stats, kStageCommit, [&] { commit_stage(raw, [](WorkUnit* done) { delete done; }); }, ctx,
+        *raw);
+  }
+  for (WorkUnit* u : commit_stage.abandon_unfinished()) delete u;
+}
+
 io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,
                                 const std::string& tmp) {
   if (::linkat(AT_FDCWD, target_path.c_str(), dirfd, name.c_str(), 0) == 0)

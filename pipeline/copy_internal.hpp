@@ -21,8 +21,10 @@ namespace barge::pipeline {
 namespace detail {
 // Gives the finished unnamed (O_TMPFILE) inode open on `fd` the name `name` in `dirfd`,
 // replacing an existing entry atomically (via the named temporary `tmp` and rename, as
-// rename is the only atomic replace). -1 with errno on failure.
-int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp);
+// rename is the only atomic replace). -1 with errno on failure. `replacing`: the caller knows
+// an entry is there, so the direct link, which would fail, is not tried.
+int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp,
+                    bool replacing = false);
 }  // namespace detail
 
 // One I/O backend per thread, created on first use; remembers which kind it got.

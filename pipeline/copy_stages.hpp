@@ -72,6 +72,12 @@ class CopyContext {
 
   std::atomic<bool> stop{false};
   std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE
+  // Per entry, when known: its destination name holds a file that the copy replaces.
+  std::vector<uint8_t> replacing;
+  bool replaces(uint32_t file) const { return file < replacing.size() && replacing[file]; }
+  // When known (1 or 0): whether the destination directories are setgid, i.e. whether a new
+  // file's group can differ from the process's; -1: judged by the source parent's mode.
+  int dst_dirs_setgid = -1;
 
   // Marks `file` failed; its first failure is named in the error list.
   void fail_file(uint32_t file, std::string message);
@@ -181,5 +187,10 @@ class CommitStage {
 // out, with at most pool.buffer_count() in flight, on an arena of `threads`.
 void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
               const UnitSource& next_unit);
+
+// The same stages one unit at a time on the calling thread, each unit in a buffer taken from
+// `pool` (blocks while none is free): for a few small files, where a graph's set-up costs
+// more than its overlap gains. Stops on a stop signal or a fatal error like transfer().
+void transfer_serial(CopyContext& ctx, io::BufferPool& pool, const UnitSource& next_unit);
 
 }  // namespace barge::pipeline

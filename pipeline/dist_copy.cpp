@@ -6,8 +6,10 @@
 
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_for_each.h>
 #include <oneapi/tbb/task_arena.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -59,15 +61,27 @@ std::vector<DirRef> decode_dirs(const std::string& bytes) {
 // Rank 0's walk coordinator: a queue of directories to list. A worker's request returns the
 // directories it found and marks it idle; idle workers get batches while the queue has
 // some. The walk is over when the queue is empty and every worker is idle.
-void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial) {
+// A request starts with a byte: 1 when its rank is stopping, which ends the walk for all
+// (the queue is dropped; every rank finishes the directories it has and is told "done").
+void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial,
+                      std::atomic<bool>& aborted_flag) {
   std::deque<DirRef> queue(std::make_move_iterator(initial.begin()),
                            std::make_move_iterator(initial.end()));
   std::vector<int> idle;
   const size_t ranks = static_cast<size_t>(comm.size());
+  bool aborted = false;
   for (;;) {
     int source = 0;
     std::string msg = comm.recv(kTagWalkRequest, &source);
-    for (DirRef& d : decode_dirs(msg)) queue.push_back(std::move(d));
+    if (msg.empty()) throw WireError("empty walk request");
+    if (msg[0] != 0) {
+      aborted = true;
+      aborted_flag = true;  // rank 0's own workers stop at their next directory
+    }
+    if (!aborted) {
+      for (DirRef& d : decode_dirs(msg.substr(1))) queue.push_back(std::move(d));
+    }
+    if (aborted) queue.clear();
     idle.push_back(source);
     while (!idle.empty() && !queue.empty()) {
       size_t take = std::clamp<size_t>(queue.size() / ranks, 1, 32);
@@ -109,7 +123,9 @@ namespace {}  // namespace
 // child the visitor keeps from the directories this rank listed) with their action flags.
 Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads,
                       ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
-                      std::vector<uint8_t>& flags) {
+                      std::vector<uint8_t>& flags, const std::function<bool()>& stopping) {
+  std::atomic<bool> aborted{false};
+  auto stop_now = [&] { return aborted.load() || (stopping && stopping()); };
   Plan plan;
   plan.roots = roots;
   std::vector<DirRef> initial;
@@ -135,40 +151,60 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
       flags.push_back(*flag);
     }
   }
-  std::thread coordinator;
-  if (comm.rank() == 0)
-    coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial)); });
-
   std::mutex mu;
   tbb::task_arena arena(static_cast<int>(threads));
-  std::vector<DirRef> found;
-  for (;;) {
-    comm.send(0, kTagWalkRequest, encode_dirs(found));
-    found.clear();
-    std::string work = comm.recv(kTagWalkWork, nullptr);
-    if (work.empty()) break;
-    std::vector<DirRef> batch = decode_dirs(work);
+  // Lists one directory; its subdirectories go to `found`.
+  auto list_one = [&](const DirRef& d, std::vector<DirRef>& found) {
+    auto listing = io::read_directory(io::join_path(roots[d.root].src, d.rel));
+    if (!listing) {
+      errors.add(listing.error().message);
+      return;
+    }
+    for (auto& err : listing->errors) errors.add(err.message);
+    WalkOutput out;
+    visit(plan, d, *listing, out);
+    found = std::move(out.subdirs);
+    std::lock_guard lock(mu);
+    for (size_t n = 0; n < out.entries.size(); ++n) {
+      if (out.entries[n].meta.type == io::FileType::kRegular)
+        plan.total_file_bytes += out.entries[n].meta.size_bytes;
+      plan.entries.push_back(std::move(out.entries[n]));
+      flags.push_back(out.flags[n]);
+    }
+  };
+  std::thread coordinator;
+  if (comm.size() == 1) {
+    // Alone: directories found are fed straight back to the workers (work stealing), with
+    // no round through a coordinator and no barrier at the end of a batch.
     arena.execute([&] {
-      tbb::parallel_for(size_t{0}, batch.size(), [&](size_t k) {
-        const DirRef& d = batch[k];
-        auto listing = io::read_directory(io::join_path(roots[d.root].src, d.rel));
-        if (!listing) {
-          errors.add(listing.error().message);
-          return;
-        }
-        for (auto& err : listing->errors) errors.add(err.message);
-        WalkOutput out;
-        visit(plan, d, *listing, out);
-        std::lock_guard lock(mu);
-        for (size_t n = 0; n < out.entries.size(); ++n) {
-          if (out.entries[n].meta.type == io::FileType::kRegular)
-            plan.total_file_bytes += out.entries[n].meta.size_bytes;
-          plan.entries.push_back(std::move(out.entries[n]));
-          flags.push_back(out.flags[n]);
-        }
-        for (DirRef& s : out.subdirs) found.push_back(std::move(s));
-      });
+      tbb::parallel_for_each(initial.begin(), initial.end(),
+                             [&](const DirRef& d, tbb::feeder<DirRef>& feeder) {
+                               if (stop_now()) return;
+                               std::vector<DirRef> found;
+                               list_one(d, found);
+                               for (DirRef& s : found) feeder.add(std::move(s));
+                             });
     });
+  } else {
+    if (comm.rank() == 0)
+      coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial), aborted); });
+    std::vector<DirRef> found;
+    for (;;) {
+      comm.send(0, kTagWalkRequest, std::string(1, stop_now() ? '\1' : '\0') + encode_dirs(found));
+      found.clear();
+      std::string work = comm.recv(kTagWalkWork, nullptr);
+      if (work.empty()) break;
+      std::vector<DirRef> batch = decode_dirs(work);
+      arena.execute([&] {
+        tbb::parallel_for(size_t{0}, batch.size(), [&](size_t k) {
+          if (stop_now()) return;
+          std::vector<DirRef> sub;
+          list_one(batch[k], sub);
+          std::lock_guard lock(mu);
+          for (DirRef& s : sub) found.push_back(std::move(s));
+        });
+      });
+    }
   }
   if (coordinator.joinable()) coordinator.join();
   for (uint32_t i = 0; i < plan.entries.size(); ++i) {
@@ -344,7 +380,8 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
 
 RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
                      std::vector<uint8_t> flags, Clock::time_point t0, double walk_seconds,
-                     ErrorList& walk_errors, unsigned threads, bool dirs_if_changed) {
+                     ErrorList& walk_errors, unsigned threads, bool dirs_if_changed,
+                     const WalkTransfer* walked) {
   RunResult result;
   result.started = true;
   comm.barrier();
@@ -455,6 +492,16 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
+  if (walked) {
+    stats.files_done += walked->files;
+    stats.files_total += walked->files;
+    stats.bytes_committed += walked->bytes;
+    stats.bytes_done += walked->bytes_read;
+    stats.bytes_total += walked->bytes_read;
+    stats.bytes_verified += walked->bytes_verified;
+    for (int s = 0; s < kStageCount; ++s) stats.stage_busy_ns[s] += walked->stage_busy_ns[s];
+    if (!walked->fatal.empty()) ctx.set_fatal(walked->fatal);
+  }
   // Resume: files in place were skipped before the exchange (include); large files whose
   // part survives continue from the chunks the journal lists, identically on every rank.
   std::vector<const std::unordered_set<uint32_t>*> done_chunks(plan.entries.size(), nullptr);
@@ -561,7 +608,10 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
     }
   }
   bool ok = comm.agree(ctx.fatal().empty());
-  if (!ok && ctx.fatal().empty()) ctx.set_fatal("another rank stopped the run");
+  if (!ok && ctx.fatal().empty()) {
+    stopped_by_peer = true;  // the report names the other rank's cause
+    ctx.set_fatal("another rank stopped the run");
+  }
 
   // transfer
   double busy = 0;

@@ -50,9 +50,11 @@ using WalkVisitor = std::function<void(const Plan&, const DirRef&, io::DirListin
 // Called on rank 0 for each root before the walk; nullopt drops it.
 using RootVisitor = std::function<std::optional<uint8_t>(const Plan&, Entry&)>;
 
+// `stopping` (optional), polled before each directory: once true on any rank, the walk ends
+// early for every rank (the run is stopping; the plan is partial).
 Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads,
                       ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
-                      std::vector<uint8_t>& flags);
+                      std::vector<uint8_t>& flags, const std::function<bool()>& stopping = {});
 
 // Creates the destination directory of directory entry `e` inside dst_dir_fd (an existing
 // directory is fine; anything else there is an error named in `errors`).
@@ -65,11 +67,22 @@ io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport:
 io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources,
                                                 const std::string& dst);
 
+// What a run did during its walk (sync copies changed small files as it finds them): added
+// to this rank's counters, and a fatal error there stops the run in the create phase.
+struct WalkTransfer {
+  uint64_t files = 0;
+  uint64_t bytes = 0;       // of files in place
+  uint64_t bytes_read = 0;  // through the stages
+  uint64_t bytes_verified = 0;
+  uint64_t stage_busy_ns[kStageCount] = {};
+  std::string fatal;
+};
+
 // plan (large-file exchange) → create → transfer → finalize → report, for the entries
 // `flags` select. dirs_if_changed: directory metadata only where it differs (sync).
 RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
                      std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
                      double walk_seconds, ErrorList& walk_errors, unsigned threads,
-                     bool dirs_if_changed);
+                     bool dirs_if_changed, const WalkTransfer* walked = nullptr);
 
 }  // namespace barge::pipeline

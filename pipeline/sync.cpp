@@ -10,7 +10,9 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "io/path_ops.hpp"
@@ -103,12 +105,106 @@ const io::DirChild* find_child(const std::vector<io::DirChild>& sorted, const st
   return it != sorted.end() && it->name == name ? &*it : nullptr;
 }
 
+// Changed small files are copied during the walk, by the walking thread that found them,
+// with the copy's own stages run one unit at a time (transfer_serial): the copying of one
+// directory's files overlaps the listing of others, and a sync that changes a few thousand
+// files needs no transfer graph for them. Single-link files of one chunk only; hard links
+// and large files still go to the transfer phases, which need every rank's plan.
+class WalkCopier {
+ public:
+  WalkCopier(const CopyOptions& opts, unsigned threads, int rank, bool apply_owner)
+      : opts_(opts),
+        threads_(std::max(1u, threads)),
+        rank_(static_cast<uint64_t>(rank)),
+        apply_owner_(apply_owner),
+        backends_(io::BackendOptions{opts.backend, opts.queue_depth, nullptr}) {}
+
+  // A fatal error here or a stop signal: the walk ends early (see distributed_walk).
+  bool stopping() const { return stopping_.load() || stop_signal().load() != 0; }
+
+  bool eligible(const io::FileMeta& m) const {
+    return m.type == io::FileType::kRegular && m.nlink < 2 &&
+           chunk_count_for(m.size_bytes, opts_.chunk_bytes, buffer_bytes()) == 1;
+  }
+
+  // Copies `files` (children of one directory). False, with nothing done, once the run is
+  // stopping (signal, or a fatal error here): the caller hands the files to the transfer
+  // phases, which end the run the agreed way.
+  // replacing[i]: files[i] replaces a file DST has; dst_setgid: DST's directory is setgid.
+  bool copy(const Plan& walk_plan, std::vector<Entry>& files, const std::vector<uint8_t>& replacing,
+            bool dst_setgid, ErrorList& errors) {
+    if (files.empty()) return true;
+    if (stopping()) return false;
+    std::call_once(pool_once_, [&] {
+      size_t count = std::clamp<size_t>(opts_.memory_bytes / buffer_bytes(), 1, threads_);
+      pool_ = std::make_unique<io::BufferPool>(opts_.chunk_bytes, count);
+    });
+    Plan mini;
+    mini.roots = walk_plan.roots;
+    mini.entries = std::move(files);
+    files.clear();
+    for (uint32_t i = 0; i < mini.entries.size(); ++i) mini.files.push_back(i);
+    CopyContext ctx(mini, opts_, stats_, backends_.source());
+    ctx.apply_owner = apply_owner_;
+    ctx.replacing = replacing;
+    ctx.dst_dirs_setgid = dst_setgid ? 1 : 0;
+    ctx.temp_ids.resize(mini.entries.size());
+    for (uint64_t& id : ctx.temp_ids)
+      id = (uint64_t{2} << 48) | (rank_ << 32) | (next_id_.fetch_add(1) & 0xffffffffu);
+    uint64_t bytes = 0;
+    for (const Entry& e : mini.entries) bytes += e.meta.size_bytes;
+    stats_.bytes_total += bytes;
+    stats_.files_total += mini.entries.size();
+    UnitCutter cutter(mini, opts_.chunk_bytes, pool_->buffer_bytes(), opts_.max_files_per_unit);
+    transfer_serial(ctx, *pool_, [&](std::vector<Extent>& out) { return cutter.next(out); });
+    for (auto& e : ctx.errors.take()) errors.add(std::move(e));
+    if (std::string f = ctx.fatal(); !f.empty()) {
+      stopping_ = true;
+      std::lock_guard lock(mu_);
+      if (fatal_.empty() && !ctx.resumable.load()) fatal_ = f;
+    }
+    return true;
+  }
+
+  // After the walk: frees the buffers (the transfer phases have their own budget) and gives
+  // what was copied and the fatal error, if any, to the transfer phases.
+  WalkTransfer finish() {
+    pool_.reset();
+    WalkTransfer out;
+    out.files = stats_.files_done.load();
+    out.bytes = stats_.bytes_committed.load();
+    out.bytes_read = stats_.bytes_done.load();
+    out.bytes_verified = stats_.bytes_verified.load();
+    for (int s = 0; s < kStageCount; ++s) out.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
+    std::lock_guard lock(mu_);
+    out.fatal = fatal_;
+    return out;
+  }
+
+ private:
+  uint64_t buffer_bytes() const { return (opts_.chunk_bytes + 4095) / 4096 * 4096; }
+
+  const CopyOptions& opts_;
+  unsigned threads_;
+  uint64_t rank_;
+  bool apply_owner_;
+  BackendSet backends_;
+  LiveStats stats_;
+  std::once_flag pool_once_;
+  std::unique_ptr<io::BufferPool> pool_;
+  std::atomic<uint64_t> next_id_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::string fatal_;
+};
+
 class SyncVisitor {
  public:
-  SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner)
+  SyncVisitor(const SyncOptions& opts, ErrorList& errors, bool owner, WalkCopier* copier)
       : opts_(opts),
         errors_(errors),
         owner_(owner),
+        copier_(copier),
         filter_(opts.copy.excludes, opts.copy.includes) {}
 
   void visit(const Plan& plan, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
@@ -131,6 +227,8 @@ class SyncVisitor {
       return;
     }
     std::vector<std::string> lines;
+    std::vector<Entry> copy_now;  // changed small files, copied below by this thread
+    std::vector<uint8_t> copy_replaces;
     const bool fast = !filter_.active() && !opts_.copy.xattrs && !opts_.checksum;
     for (io::DirChild& c : listing.children) {
       // The common case of a sync, an unchanged single-link file, is passed over before an
@@ -208,6 +306,11 @@ class SyncVisitor {
       if (is_dir) out.subdirs.push_back(DirRef{d.root, e.rel});
       // Unchanged entries are forgotten, except hard-link members: their links are checked.
       if (flag == 0 && !(e.meta.type == io::FileType::kRegular && e.meta.nlink > 1)) continue;
+      if (flag == kActTransfer && copier_ && copier_->eligible(e.meta)) {
+        copy_now.push_back(std::move(e));
+        copy_replaces.push_back(t != nullptr);
+        continue;
+      }
       out.entries.push_back(std::move(e));
       out.flags.push_back(flag);
     }
@@ -225,6 +328,16 @@ class SyncVisitor {
           if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st)
             errors_.add(st.error().message);
         }
+      }
+    }
+    // After the deletions, so that space they free is there for the copies.
+    struct stat dst_st;
+    bool dst_setgid = !copy_now.empty() &&
+                      (::fstat(dst_fd->get(), &dst_st) != 0 || (dst_st.st_mode & S_ISGID) != 0);
+    if (!copy_now.empty() && !copier_->copy(plan, copy_now, copy_replaces, dst_setgid, errors_)) {
+      for (Entry& e : copy_now) {
+        out.entries.push_back(std::move(e));
+        out.flags.push_back(kActTransfer);
       }
     }
     if (!lines.empty()) {
@@ -246,6 +359,7 @@ class SyncVisitor {
   const SyncOptions& opts_;
   ErrorList& errors_;
   bool owner_;
+  WalkCopier* copier_;  // null: every change goes to the transfer phases
   PathFilter filter_;
   std::mutex mu_;
   std::vector<std::string> changes_;
@@ -311,7 +425,12 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
   ErrorList walk_errors;
   std::vector<uint8_t> flags;
   bool owner = io::can_chown();
-  SyncVisitor visitor(opts, walk_errors, owner);
+  // Copies during the walk unless the run needs the transfer phases' whole view: a resumed
+  // run (journal), a checksum manifest (written in one piece), or nothing to change.
+  std::optional<WalkCopier> copier;
+  if (!opts.dry_run && !opts.copy.resume && opts.copy.manifest_path.empty())
+    copier.emplace(opts.copy, threads, comm.rank(), owner);
+  SyncVisitor visitor(opts, walk_errors, owner, copier ? &*copier : nullptr);
   Plan plan = distributed_walk(
       comm, roots.value(), threads, walk_errors,
       [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& o) {
@@ -333,7 +452,8 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
         }
         return kActMeta;
       },
-      flags);
+      flags,
+      copier ? std::function<bool()>([&] { return copier->stopping(); }) : std::function<bool()>());
   double walk_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
   // Itemized changes, every rank's, sorted by path on rank 0.
@@ -359,8 +479,10 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
     out.run.exit_code = static_cast<int>(code);
     return out;
   }
+  WalkTransfer walked;
+  if (copier) walked = copier->finish();
   out.run = run_phases(comm, opts.copy, std::move(plan), std::move(flags), t0, walk_seconds,
-                       walk_errors, threads, true);
+                       walk_errors, threads, true, &walked);
   return out;
 }
 

@@ -8,6 +8,7 @@
 # and is still exact. A rank failing its writes stops all ranks within a fraction of a second.
 # Usage: resume_test.sh BARGE
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 barge=$(readlink -f "${1:-build/barge}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Journal flushes every 20 ms instead of every second, so a run can be stopped mid-way on a
@@ -105,16 +106,8 @@ fsrc=$work/fsrc fdst=$work/fdst
 "$barge" gen "$fsrc" --profile small --size 60M --files 60000 --seed 4 -q
 mkdir -p "$fdst/fsrc"
 rsync -a -f'+ */' -f'- *' "$fsrc/" "$fdst/fsrc/"
-cat > "$work/ro-rank1.sh" <<'SH'
-#!/bin/bash
-if [ "${OMPI_COMM_WORLD_RANK:-0}" = 1 ]; then
-  exec unshare -m --propagation private sh -c 'mount --bind -o ro "$0" "$0" && exec "$@"' "$FDST" "$@"
-fi
-exec "$@"
-SH
-chmod +x "$work/ro-rank1.sh"
 set +e
-FDST=$fdst mpirun -np 2 --oversubscribe --bind-to none -x FDST "$work/ro-rank1.sh" "$barge" copy -q \
+FDST=$fdst mpirun -np 2 --oversubscribe --bind-to none -x FDST "$here/ro_rank1.sh" "$barge" copy -q \
   --fsync --threads 1 --report "$work/fault.json" "$fsrc" "$fdst" 2> "$work/fault.log"
 rc=$?
 set -e

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# barge sync when things go wrong, and ownership as root:
+#  1. a destination that fills up (a small tmpfs) stops the run with exit 2 naming ENOSPC,
+#     leaves no temporary and no file under its final name that looks complete (source's
+#     size and mtime) but is not, and a rerun once there is space finishes the mirror;
+#  2. SIGUSR1 during a sync that copies (a fresh mirror, alone and under mpirun -np 2): exit 75,
+#     and a rerun finishes the mirror exactly;
+#  3. owners and groups as root, also when DST's directory is setgid with another group
+#     (a new file would take that group): files end up with the source's uid and gid.
+# Usage: sync_faults_test.sh BARGE      (exit 77 + "SKIP: reason" without root or tmpfs)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+barge=$(readlink -f "${1:-build/barge}")
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (tmpfs mount, chown)"; exit 77; }
+work=$(mktemp -d /var/tmp/barge-syncf-XXXXXX)
+mnt=$work/mnt
+mkdir -p "$mnt"
+if ! mount -t tmpfs -o size=6M tmpfs "$mnt" 2>"$work/mount.err"; then
+  echo "SKIP: cannot mount a tmpfs: $(cat "$work/mount.err")"
+  rm -rf "$work"
+  exit 77
+fi
+trap 'umount "$mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+same_tree() {
+  local out
+  out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$1/" "$2/")
+  [ -z "$out" ] || fail "$3: trees differ: $(echo "$out" | head -5)"
+}
+# Every regular file under DST with its source's size and mtime has the source's bytes.
+no_false_complete() {  # src dst what
+  local f s d
+  while IFS= read -r -d '' f; do
+    s=$1/$f d=$2/$f
+    [ -f "$s" ] || fail "$3: $f is not in the source"
+    if [ "$(stat -c '%s %.9Y' "$s")" = "$(stat -c '%s %.9Y' "$d")" ]; then
+      cmp -s "$s" "$d" || fail "$3: $f has the source's size and mtime but other bytes"
+    fi
+  done < <(cd "$2" && find . -type f -print0)
+  [ -z "$(find "$2" -name '.barge-tmp.*' | head -1)" ] || fail "$3: temporaries left in DST"
+}
+
+# 1. destination full
+src=$work/src
+"$barge" gen "$src" --profile small --size 16M --seed 5 -q
+set +e
+"$barge" sync -q "$src" "$mnt/dst" 2>"$work/full.err"
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "sync into a full destination: exit $rc, want 2: $(head -3 "$work/full.err")"
+grep -q 'No space left' "$work/full.err" || fail "ENOSPC not named: $(head -3 "$work/full.err")"
+no_false_complete "$src" "$mnt/dst" "full destination"
+mount -o remount,size=64M "$mnt"
+"$barge" sync -q "$src" "$mnt/dst" || fail "rerun with space: exit $?"
+same_tree "$src" "$mnt/dst" "rerun after ENOSPC"
+echo "full destination: exit 2 naming ENOSPC, nothing half-done, rerun exact"
+
+# 2. stopped by SIGUSR1 while copying
+big=$work/big
+"$barge" gen "$big" --profile small --size 60M --files 60000 --seed 6 -q
+sleep 1.1   # rsync (the oracle) leaves times of entries changed this second unset
+for np in 1 2; do
+  dst=$work/stopped-$np
+  set +e
+  if [ "$np" = 1 ]; then
+    "$barge" sync -q "$big" "$dst" 2>"$work/usr1.err" &
+  else
+    mpirun -np 2 --oversubscribe --bind-to none "$barge" sync -q "$big" "$dst" 2>"$work/usr1.err" &
+  fi
+  pid=$!
+  # once some files are in place
+  for _ in $(seq 1 400); do
+    [ -n "$(find "$dst" -type f 2>/dev/null | head -1)" ] && break
+    sleep 0.005
+  done
+  kill -USR1 "$pid"
+  wait "$pid"
+  rc=$?
+  set -e
+  [ "$rc" = 75 ] || fail "np=$np: sync stopped by SIGUSR1: exit $rc, want 75: $(tail -3 "$work/usr1.err")"
+  n=$(find "$dst" -type f | wc -l)
+  [ "$n" -lt 60000 ] || fail "np=$np: the sync finished before the signal; make the data bigger"
+  no_false_complete "$big" "$dst" "np=$np stopped sync"
+  "$barge" sync -q "$big" "$dst" || fail "np=$np: rerun after SIGUSR1: exit $?"
+  same_tree "$big" "$dst" "np=$np rerun after SIGUSR1"
+  echo "np=$np: SIGUSR1 after $n files: exit 75, rerun exact"
+done
+
+# 2b. one rank failing its writes (DST read-only in rank 1's own mount namespace; the
+# directories exist, so only file writes fail): every rank stops early, not after the walk
+# has copied everything; exit 2 naming the cause; a rerun without the fault is exact.
+fdst=$work/fdst
+mkdir -p "$fdst"
+rsync -a -f'+ */' -f'- *' "$big/" "$fdst/"
+set +e
+FDST=$fdst mpirun -np 2 --oversubscribe --bind-to none -x FDST "$here/ro_rank1.sh" "$barge" sync -q \
+  --report "$work/fault.json" "$big" "$fdst" 2> "$work/fault.log"
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "a rank failing writes: exit $rc, want 2: $(tail -3 "$work/fault.log")"
+python3 - "$work/fault.json" <<'PY' || fail "a rank failing writes: $(tail -3 "$work/fault.log")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["exit_code"] == 2, r["exit_code"]
+assert "Read-only file system" in r["fatal"], r["fatal"]   # the cause, not "another rank"
+assert r["files"] < 30000, r["files"]                       # rank 0 stopped early too
+print("one rank failing: every rank stopped after", r["files"], "of 60000 files")
+PY
+no_false_complete "$big" "$fdst" "a rank failing writes"
+"$barge" sync -q "$big" "$fdst" || fail "rerun without the fault: exit $?"
+same_tree "$big" "$fdst" "rerun after a rank failed"
+
+# 3. owners and groups, and a setgid destination directory
+own=$work/own odst=$work/own-dst
+mkdir -p "$own/a"
+echo one > "$own/a/f1"
+echo two > "$own/a/f2"
+chown 1234:5678 "$own/a/f1"
+sleep 1.1
+"$barge" sync -q "$own" "$odst" || fail "owner sync exit $?"
+[ "$(stat -c %u:%g "$odst/a/f1")" = 1234:5678 ] || fail "f1 owner $(stat -c %u:%g "$odst/a/f1")"
+chgrp 4321 "$odst/a"
+chmod g+s "$odst/a"
+echo changed >> "$own/a/f2"
+echo three > "$own/a/f3"
+sleep 1.1
+"$barge" sync -q "$own" "$odst" || fail "setgid sync exit $?"
+for f in f2 f3; do
+  [ "$(stat -c %u:%g "$odst/a/$f")" = 0:0 ] || fail "$f in a setgid directory: $(stat -c %u:%g "$odst/a/$f"), want 0:0"
+done
+same_tree "$own" "$odst" "setgid destination"
+echo "owners: kept, also in a setgid destination directory"
+
+echo "sync faults: all checks passed"
