@@ -153,6 +153,9 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
   }
   std::mutex mu;
   tbb::task_arena arena(static_cast<int>(threads));
+  // Each listed directory's kept entries, joined once the walk is over: the plan's vector
+  // is sized once instead of doubling (a grown vector briefly holds two copies).
+  std::vector<WalkOutput> parts;
   // Lists one directory; its subdirectories go to `found`.
   auto list_one = [&](const DirRef& d, std::vector<DirRef>& found) {
     auto listing = io::read_directory(io::join_path(roots[d.root].src, d.rel));
@@ -164,13 +167,14 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     WalkOutput out;
     visit(plan, d, *listing, out);
     found = std::move(out.subdirs);
-    std::lock_guard lock(mu);
-    for (size_t n = 0; n < out.entries.size(); ++n) {
-      if (out.entries[n].meta.type == io::FileType::kRegular)
-        plan.total_file_bytes += out.entries[n].meta.size_bytes;
-      plan.entries.push_back(std::move(out.entries[n]));
-      flags.push_back(out.flags[n]);
+    if (out.entries.empty()) return;
+    uint64_t bytes = 0;
+    for (const Entry& e : out.entries) {
+      if (e.meta.type == io::FileType::kRegular) bytes += e.meta.size_bytes;
     }
+    std::lock_guard lock(mu);
+    plan.total_file_bytes += bytes;
+    parts.push_back(std::move(out));
   };
   std::thread coordinator;
   if (comm.size() == 1) {
@@ -207,6 +211,18 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     }
   }
   if (coordinator.joinable()) coordinator.join();
+  size_t total = plan.entries.size();
+  for (const WalkOutput& p : parts) total += p.entries.size();
+  plan.entries.reserve(total);
+  flags.reserve(total);
+  for (WalkOutput& p : parts) {
+    for (size_t n = 0; n < p.entries.size(); ++n) {
+      plan.entries.push_back(std::move(p.entries[n]));
+      flags.push_back(p.flags[n]);
+    }
+    p = WalkOutput{};  // freed as it is joined
+  }
+  parts = {};
   for (uint32_t i = 0; i < plan.entries.size(); ++i) {
     if (plan.entries[i].meta.type == io::FileType::kRegular) plan.files.push_back(i);
   }

@@ -240,6 +240,18 @@ void flatten(Plan& plan, uint32_t root, uint32_t dir_index, const std::string& r
   node.children.shrink_to_fit();
 }
 
+// Entries and regular files below `node`: the plan's vectors are sized once before
+// flattening, so they never hold an old and a new copy at once while growing.
+void count_tree(const WalkDir& node, size_t& entries, size_t& files) {
+  entries += node.children.size();
+  for (const io::DirChild& c : node.children) {
+    if (c.meta.type == io::FileType::kRegular) ++files;
+  }
+  for (const auto& sub : node.subdirs) {
+    if (sub) count_tree(*sub, entries, files);
+  }
+}
+
 }  // namespace
 
 bool PathFilter::excluded(std::string_view rel, bool is_dir) const {
@@ -300,6 +312,12 @@ Plan walk_roots(std::vector<Root> roots, unsigned threads, const PathFilter& fil
     tg.wait();
   });
   for (auto& e : root_errors) plan.walk_errors.push_back(std::move(e));
+  size_t entry_count = plan.roots.size(), file_count = plan.roots.size();
+  for (const auto& t : trees) {
+    if (t) count_tree(*t, entry_count, file_count);
+  }
+  plan.entries.reserve(entry_count);
+  plan.files.reserve(file_count);
   for (size_t i = 0; i < plan.roots.size(); ++i) {
     if (!root_ok[i]) continue;
     Entry e;

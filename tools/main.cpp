@@ -1,6 +1,7 @@
 // barge CLI: parses arguments into option structs, calls one library entry point per
 // subcommand and maps the result to an exit code (0 ok, 1 some entries failed, 2 usage or
 // fatal error). Nothing else lives here.
+#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -91,6 +92,10 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The walk's per-directory vectors (listings, kept entries) are large and short-lived: a
+  // fixed mmap threshold returns each to the system when freed, instead of glibc raising the
+  // threshold and keeping them in the heap, so peak memory tracks the file list alone.
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   // Under mpirun/srun every rank runs this same main; launched alone there is no MPI at all.
   std::unique_ptr<transport::Comm> comm;
   try {
