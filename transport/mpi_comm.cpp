@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -59,6 +60,13 @@ class MpiSum final : public AsyncSum {
 class MpiComm final : public Comm {
  public:
   MpiComm(int* argc, char*** argv) {
+    // barge's MPI traffic is control only (work requests, sums, short lists): the data moves
+    // through the file systems. Open MPI's UCX layer spends about 0.2 s of start-up probing
+    // network hardware such traffic does not need, so unless the user picked a PML (mpirun
+    // --mca pml X, or OMPI_MCA_pml) barge takes ob1: shared memory within a node, TCP (or
+    // any other BTL) between nodes. BARGE_MPI_PML=auto leaves the choice to Open MPI.
+    const char* pml = std::getenv("BARGE_MPI_PML");
+    if (!pml || std::string(pml) != "auto") ::setenv("OMPI_MCA_pml", pml ? pml : "ob1", 0);
     int provided = 0;
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     if (provided < MPI_THREAD_MULTIPLE) {
