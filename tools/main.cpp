@@ -92,10 +92,6 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
 }  // namespace
 
 int main(int argc, char** argv) {
-  // The walk's per-directory vectors (listings, kept entries) are large and short-lived: a
-  // fixed mmap threshold returns each to the system when freed, instead of glibc raising the
-  // threshold and keeping them in the heap, so peak memory tracks the file list alone.
-  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   // Under mpirun/srun every rank runs this same main; launched alone there is no MPI at all.
   std::unique_ptr<transport::Comm> comm;
   try {
@@ -217,6 +213,12 @@ int main(int argc, char** argv) {
 
   try {
     if (*copy_cmd) {
+      // A copy keeps an entry per file, built from per-directory listings that are large and
+      // short-lived: a fixed mmap threshold gives each back to the system when it is freed
+      // (glibc would raise the threshold and keep them in the heap), so peak memory follows
+      // the file list alone. Not for sync, which keeps only what changed and whose many
+      // listings would each pay for fresh pages.
+      ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
       copy.destination = copy_paths.back();
       copy.sources.assign(copy_paths.begin(), copy_paths.end() - 1);
       copy.backend = *io::parse_backend_kind(cli.backend);
