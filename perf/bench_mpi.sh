@@ -37,38 +37,48 @@ timeit() { /usr/bin/time -f "%e" -o "$work/t" "$@" > /dev/null 2>&1 || true; cat
 declare -A T
 
 fresh_copy() {  # name src
-  local name=$1 src=$2 tool times r dst
-  for tool in barge-np2 cp rsync fpsync; do
-    times=""
-    for ((r = 1; r <= runs; r++)); do
+  # Rounds interleave the tools (barge, cp, rsync, fpsync, then again), so the file system's
+  # drift as it fills (ext4's inode allocator) weighs on every tool alike.
+  local name=$1 src=$2 tool r dst
+  local -A times=()
+  for ((r = 1; r <= runs; r++)); do
+    for tool in barge-np2 barge cp rsync fpsync; do
       dst=$work/dst-$name-$tool-$r
       settle; warm "$src"
       case $tool in
         barge-np2) t=$(timeit "${mpi2[@]}" "$barge" copy -q "$src" "$dst") ;;
+        barge) t=$(timeit "$barge" copy -q "$src" "$dst") ;;
         cp) t=$(timeit cp -a "$src" "$dst") ;;
         rsync) t=$(timeit rsync -a "$src/" "$dst/") ;;
         fpsync) t=$(timeit fpsync -n 2 -t "$work/fpsync-tmp" "$src/" "$dst/") ;;
       esac
-      times+="$t"$'\n'
+      times[$tool]+="$t"$'\n'
     done
-    T[$name,$tool]=$(printf '%s' "$times" | median)
-    printf '%-6s %-10s median %6.2f s (runs: %s)\n' "$name" "$tool" "${T[$name,$tool]}" "$(printf '%s' "$times" | tr '\n' ' ')"
   done
+  for tool in barge-np2 barge cp rsync fpsync; do
+    T[$name,$tool]=$(printf '%s' "${times[$tool]}" | median)
+    printf '%-6s %-10s median %6.2f s (runs: %s)\n' "$name" "$tool" "${T[$name,$tool]}" "$(printf '%s' "${times[$tool]}" | tr '\n' ' ')"
+  done
+  awk -v b="${T[$name,barge-np2]}" -v a="${T[$name,barge]}" -v c="${T[$name,cp]}" -v r="${T[$name,rsync]}" -v f="${T[$name,fpsync]}" -v n="$name" 'BEGIN {
+    printf "| fresh copy, %s | np=2 %.2f s, alone %.2f s | cp -a %.2f s, rsync -a %.2f s, fpsync -n 2 %.2f s | np=2: %.2fx cp, %.2fx rsync, %.2fx fpsync; alone %.2fx rsync |\n", n, b, a, c, r, f, c/b, r/b, f/b, r/a }'
   rm -rf "$work"/dst-"$name"-*; settle
 }
 
 sync_bench() {  # name src: no-op and 1%-changed sync
+  # Each round changes SRC once (change phase) and every tool then syncs its own mirror of
+  # the same change, in turn, so the tools see the same work and the same file-system state.
   local name=$1 src=$2 tool r
+  local -A times=()
   for tool in barge barge-np2 rsync fpsync; do
     rsync -a "$src/" "$work/mirror-$name-$tool/"
   done
+  sleep 1.1   # rsync leaves times of entries changed this second unset
   for phase in noop change; do
-    for tool in barge barge-np2 rsync fpsync; do
-      times=""
-      for ((r = 1; r <= runs; r++)); do
-        if [ "$phase" = change ]; then  # touch 1% of the files with new content (same for each tool)
-          find "$src" -type f | sort | awk -v r="$r" 'NR % 100 == r' | while read -r f; do printf 'x%s' "$r" >> "$f"; done
-        fi
+    for ((r = 1; r <= runs; r++)); do
+      if [ "$phase" = change ]; then  # 1% of the files get new content
+        find "$src" -type f | sort | awk -v r="$r" 'NR % 100 == r' | while read -r f; do printf 'x%s' "$r" >> "$f"; done
+      fi
+      for tool in barge barge-np2 rsync fpsync; do
         settle; warm "$src"
         case $tool in
           barge) t=$(timeit "$barge" sync -q "$src" "$work/mirror-$name-$tool") ;;
@@ -76,13 +86,20 @@ sync_bench() {  # name src: no-op and 1%-changed sync
           rsync) t=$(timeit rsync -a "$src/" "$work/mirror-$name-$tool/") ;;
           fpsync) t=$(timeit fpsync -n 2 -t "$work/fpsync-tmp" "$src/" "$work/mirror-$name-$tool/") ;;
         esac
-        times+="$t"$'\n'
-        # keep every mirror equal to SRC before the next tool's run
-        for other in barge barge-np2 rsync fpsync; do rsync -a "$src/" "$work/mirror-$name-$other/"; done
+        times[$phase,$tool]+="$t"$'\n'
       done
-      T[$name-$phase,$tool]=$(printf '%s' "$times" | median)
-      printf '%-12s %-10s median %6.2f s (runs: %s)\n' "$name-$phase" "$tool" "${T[$name-$phase,$tool]}" "$(printf '%s' "$times" | tr '\n' ' ')"
     done
+    for tool in barge barge-np2 rsync fpsync; do
+      T[$name-$phase,$tool]=$(printf '%s' "${times[$phase,$tool]}" | median)
+      printf '%-12s %-10s median %6.2f s (runs: %s)\n' "$name-$phase" "$tool" "${T[$name-$phase,$tool]}" "$(printf '%s' "${times[$phase,$tool]}" | tr '\n' ' ')"
+    done
+    awk -v b="${T[$name-$phase,barge]}" -v b2="${T[$name-$phase,barge-np2]}" -v r="${T[$name-$phase,rsync]}" -v f="${T[$name-$phase,fpsync]}" -v p="$phase" 'BEGIN {
+      printf "| sync %s | alone %.2f s, np=2 %.2f s | rsync -a %.2f s, fpsync -n 2 %.2f s | alone %.2fx rsync, np=2 %.2fx rsync, %.2fx fpsync |\n", p, b, b2, r, f, r/b, r/b2, f/b2 }'
+  done
+  # every mirror must equal SRC (barge's the same as rsync's)
+  for tool in barge barge-np2; do
+    [ -z "$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$work/mirror-$name-$tool/" | head -3)" ] \
+      || { echo "bench_mpi: $tool mirror differs from SRC" >&2; exit 1; }
   done
 }
 

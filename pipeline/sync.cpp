@@ -119,8 +119,17 @@ class WalkCopier {
         apply_owner_(apply_owner),
         backends_(io::BackendOptions{opts.backend, opts.queue_depth, nullptr}) {}
 
-  // A fatal error here or a stop signal: the walk ends early (see distributed_walk).
+  // A fatal error here, a stop signal or another rank's stop: the walk ends early (see
+  // distributed_walk).
   bool stopping() const { return stopping_.load() || stop_signal().load() != 0; }
+  // This rank's own state, for the progress sums that carry it to the other ranks.
+  Progress::RunState state() const {
+    if (stop_signal().load() != 0) return Progress::RunState::kSignalled;
+    std::lock_guard lock(mu_);
+    return fatal_.empty() ? Progress::RunState::kRunning : Progress::RunState::kFailed;
+  }
+  void stop_for_peer() { stopping_ = true; }
+  const LiveStats& stats() const { return stats_; }
 
   bool eligible(const io::FileMeta& m) const {
     return m.type == io::FileType::kRegular && m.nlink < 2 &&
@@ -194,7 +203,7 @@ class WalkCopier {
   std::unique_ptr<io::BufferPool> pool_;
   std::atomic<uint64_t> next_id_{0};
   std::atomic<bool> stopping_{false};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::string fatal_;
 };
 
@@ -431,6 +440,18 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
   if (!opts.dry_run && !opts.copy.resume && opts.copy.manifest_path.empty())
     copier.emplace(opts.copy, threads, comm.rank(), owner);
   SyncVisitor visitor(opts, walk_errors, owner, copier ? &*copier : nullptr);
+  // Copying during the walk shows progress as the transfer phase does, and the same sums
+  // carry a rank's failure or stop signal to the others.
+  std::unique_ptr<transport::AsyncSum> walk_sum;
+  std::optional<Progress> walk_progress;
+  if (copier) {
+    walk_sum = comm.make_async_sum();
+    Progress::Across share{walk_sum.get(), comm.size(), [&] { return copier->state(); },
+                           [&](Progress::RunState) { copier->stop_for_peer(); }};
+    walk_progress.emplace(copier->stats(),
+                          comm.rank() == 0 ? opts.copy.progress : ProgressMode::kNone, "sync",
+                          opts.copy.progress_interval_s, std::move(share));
+  }
   Plan plan = distributed_walk(
       comm, roots.value(), threads, walk_errors,
       [&](const Plan& p, const DirRef& d, io::DirListing& listing, WalkOutput& o) {
@@ -454,6 +475,7 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
       },
       flags,
       copier ? std::function<bool()>([&] { return copier->stopping(); }) : std::function<bool()>());
+  if (walk_progress) walk_progress->stop();
   double walk_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
   // Itemized changes, every rank's, sorted by path on rank 0.

@@ -3,8 +3,9 @@
 #  1. a destination that fills up (a small tmpfs) stops the run with exit 2 naming ENOSPC,
 #     leaves no temporary and no file under its final name that looks complete (source's
 #     size and mtime) but is not, and a rerun once there is space finishes the mirror;
-#  2. SIGUSR1 during a sync that copies (a fresh mirror, alone and under mpirun -np 2): exit 75,
-#     and a rerun finishes the mirror exactly;
+#  2. SIGUSR1 during a sync that copies (a fresh mirror, alone and under mpirun -np 2): progress
+#     lines while it copies, exit 75, and a rerun finishes the mirror exactly; one rank failing
+#     its writes stops every rank early (exit 2 naming the cause), and a rerun is exact;
 #  3. owners and groups as root, also when DST's directory is setgid with another group
 #     (a new file would take that group): files end up with the source's uid and gid.
 # Usage: sync_faults_test.sh BARGE      (exit 77 + "SKIP: reason" without root or tmpfs)
@@ -64,14 +65,15 @@ for np in 1 2; do
   dst=$work/stopped-$np
   set +e
   if [ "$np" = 1 ]; then
-    "$barge" sync -q "$big" "$dst" 2>"$work/usr1.err" &
+    "$barge" sync --progress plain --progress-interval 0.1 "$big" "$dst" 2>"$work/usr1.err" &
   else
-    mpirun -np 2 --oversubscribe --bind-to none "$barge" sync -q "$big" "$dst" 2>"$work/usr1.err" &
+    mpirun -np 2 --oversubscribe --bind-to none "$barge" sync --progress plain \
+      --progress-interval 0.1 "$big" "$dst" 2>"$work/usr1.err" &
   fi
   pid=$!
-  # once some files are in place
+  # once some files are in place and a progress line is out
   for _ in $(seq 1 400); do
-    [ -n "$(find "$dst" -type f 2>/dev/null | head -1)" ] && break
+    [ -n "$(find "$dst" -type f 2>/dev/null | head -1)" ] && grep -q '^barge: sync ' "$work/usr1.err" && break
     sleep 0.005
   done
   kill -USR1 "$pid"
@@ -81,6 +83,7 @@ for np in 1 2; do
   [ "$rc" = 75 ] || fail "np=$np: sync stopped by SIGUSR1: exit $rc, want 75: $(tail -3 "$work/usr1.err")"
   n=$(find "$dst" -type f | wc -l)
   [ "$n" -lt 60000 ] || fail "np=$np: the sync finished before the signal; make the data bigger"
+  grep -q '^barge: sync .* files' "$work/usr1.err" || fail "np=$np: no progress while the walk copies: $(head -3 "$work/usr1.err")"
   no_false_complete "$big" "$dst" "np=$np stopped sync"
   "$barge" sync -q "$big" "$dst" || fail "np=$np: rerun after SIGUSR1: exit $?"
   same_tree "$big" "$dst" "np=$np rerun after SIGUSR1"
