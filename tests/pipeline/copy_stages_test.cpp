@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -220,4 +221,49 @@ TEST_F(StagesTest, StoppedRunAbandonsPartFilesAndRemovesTheirTemporaries) {
 }
 
 }  // namespace
+// The serial runner sync uses during its walk: the same stages, one unit at a time.
+TEST_F(StagesTest, SerialTransferReplacesExistingFilesAtomically) {
+  std::string a = random_bytes(5000, 7), b = random_bytes(kChunk, 8);
+  write_file(src_ + "/a", a);
+  write_file(src_ + "/b", b);
+  plan();
+  ::mkdir(opts_.destination.c_str(), 0755);
+  write_file(opts_.destination + "/a", "old contents of a");  // replaced
+  ctx_->replacing.assign(plan_.entries.size(), 0);
+  for (uint32_t f : plan_.files) {
+    if (plan_.name(plan_.entries[f]) == "a") ctx_->replacing[f] = 1;
+  }
+  UnitCutter cutter(plan_, kChunk, pool_.buffer_bytes(), 128);
+  transfer_serial(*ctx_, pool_, [&](std::vector<Extent>& out) { return cutter.next(out); });
+  EXPECT_EQ(ctx_->errors.count(), 0u);
+  EXPECT_TRUE(ctx_->fatal().empty());
+  EXPECT_EQ(read_file(opts_.destination + "/a"), a);
+  EXPECT_EQ(read_file(opts_.destination + "/b"), b);
+  struct stat st;
+  ASSERT_EQ(::stat((opts_.destination + "/a").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), a.size());  // blocks reserved up front, size exact
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(opts_.destination)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 2u) << "a temporary was left behind";
+  EXPECT_EQ(stats_.files_done.load(), 2u);
+  EXPECT_EQ(pool_.free_count(), pool_.buffer_count());
+}
+
+TEST_F(StagesTest, SerialTransferTakesNoWorkAfterAStopSignal) {
+  write_file(src_ + "/a", random_bytes(100, 9));
+  plan();
+  stop_signal() = SIGUSR1;
+  UnitCutter cutter(plan_, kChunk, pool_.buffer_bytes(), 128);
+  transfer_serial(*ctx_, pool_, [&](std::vector<Extent>& out) { return cutter.next(out); });
+  stop_signal() = 0;
+  EXPECT_TRUE(ctx_->resumable.load());
+  EXPECT_NE(ctx_->fatal().find("signal"), std::string::npos) << ctx_->fatal();
+  EXPECT_FALSE(std::filesystem::exists(opts_.destination + "/a"));
+  EXPECT_EQ(stats_.files_done.load(), 0u);
+  EXPECT_EQ(pool_.free_count(), pool_.buffer_count());
+}
+
 }  // namespace barge::pipeline
