@@ -97,12 +97,28 @@ std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool own
   return a;
 }
 
-// The child called `name` in a listing sorted by name, or nullptr.
-const io::DirChild* find_child(const std::vector<io::DirChild>& sorted, const std::string& name) {
-  auto it =
-      std::lower_bound(sorted.begin(), sorted.end(), name,
-                       [](const io::DirChild& c, const std::string& n) { return c.name < n; });
-  return it != sorted.end() && it->name == name ? &*it : nullptr;
+// Pairs each source child with its namesake in DST (nullptr: none) in one merge of the two
+// listings, both sorted by name: one comparison a step, not a binary search per child.
+// dst_paired[j] tells whether DST's child j has a namesake in the source.
+std::vector<const io::DirChild*> pair_children(const std::vector<io::DirChild>& src,
+                                               const std::vector<io::DirChild>& dst,
+                                               std::vector<uint8_t>& dst_paired) {
+  std::vector<const io::DirChild*> twin(src.size(), nullptr);
+  dst_paired.assign(dst.size(), 0);
+  for (size_t i = 0, j = 0; i < src.size() && j < dst.size();) {
+    int c = src[i].name.compare(dst[j].name);
+    if (c == 0) {
+      twin[i] = &dst[j];
+      dst_paired[j] = 1;
+      ++i;
+      ++j;
+    } else if (c < 0) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return twin;
 }
 
 // Changed small files are copied during the walk, by the walking thread that found them,
@@ -219,7 +235,7 @@ class SyncVisitor {
   void visit(const Plan& plan, const DirRef& d, io::DirListing& listing, WalkOutput& out) {
     const Root& root = plan.roots[d.root];
     std::string dst_dir = io::join_path(root.dst, d.rel);
-    // Both listings are sorted by name: lookups are binary searches, no per-entry map node.
+    // Both listings are sorted by name: one merge pairs them (pair_children), no map.
     std::vector<io::DirChild> dst;
     auto dst_listing = io::read_directory(dst_dir);
     if (dst_listing) {
@@ -239,11 +255,14 @@ class SyncVisitor {
     std::vector<Entry> copy_now;  // changed small files, copied below by this thread
     std::vector<uint8_t> copy_replaces;
     const bool fast = !filter_.active() && !opts_.copy.xattrs && !opts_.checksum;
-    for (io::DirChild& c : listing.children) {
+    std::vector<uint8_t> dst_paired;
+    const std::vector<const io::DirChild*> twins = pair_children(listing.children, dst, dst_paired);
+    for (size_t ci = 0; ci < listing.children.size(); ++ci) {
+      io::DirChild& c = listing.children[ci];
       // The common case of a sync, an unchanged single-link file, is passed over before an
       // Entry (and its path) is built for it.
       if (fast && c.meta.type == io::FileType::kRegular && c.meta.nlink < 2) {
-        const io::DirChild* same = find_child(dst, c.name);
+        const io::DirChild* same = twins[ci];
         if (same && same->meta.type == c.meta.type && same->meta.size_bytes == c.meta.size_bytes &&
             same_time(c.meta.mtime, same->meta.mtime) &&
             attr_diff(c.meta, same->meta, owner_, false).find_first_not_of('.') ==
@@ -253,7 +272,7 @@ class SyncVisitor {
       auto child = child_entry(d, c, filter_);
       if (!child) continue;
       Entry& e = *child;
-      const io::DirChild* t = find_child(dst, c.name);
+      const io::DirChild* t = twins[ci];
       if (t && t->meta.type != e.meta.type) {
         // Something of another type stands in the way: it is replaced.
         if (!opts_.dry_run) {
@@ -324,9 +343,10 @@ class SyncVisitor {
       out.flags.push_back(flag);
     }
     if (opts_.delete_extra) {
-      for (const io::DirChild& child : dst) {
+      for (size_t j = 0; j < dst.size(); ++j) {
+        if (dst_paired[j]) continue;
+        const io::DirChild& child = dst[j];
         const std::string& name = child.name;
-        if (find_child(listing.children, name)) continue;
         std::string rel = io::join_path(d.rel, name);
         if (filter_.excluded(rel, child.meta.type == io::FileType::kDirectory)) {
           continue;  // excluded names are protected from deletion

@@ -7,7 +7,9 @@
 #     lines while it copies, exit 75, and a rerun finishes the mirror exactly; one rank failing
 #     its writes stops every rank early (exit 2 naming the cause), and a rerun is exact;
 #  3. owners and groups as root, also when DST's directory is setgid with another group
-#     (a new file would take that group): files end up with the source's uid and gid.
+#     (a new file would take that group): files end up with the source's uid and gid;
+#  4. files vanishing or growing after the walk saw them (copy alone and at np=2): named,
+#     never put in place with other bytes, the rest copied, exit 1.
 # Usage: sync_faults_test.sh BARGE      (exit 77 + "SKIP: reason" without root or tmpfs)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +61,7 @@ echo "full destination: exit 2 naming ENOSPC, nothing half-done, rerun exact"
 
 # 2. stopped by SIGUSR1 while copying
 big=$work/big
-"$barge" gen "$big" --profile small --size 60M --files 60000 --seed 6 -q
+"$barge" gen "$big" --profile small --size 20M --files 20000 --seed 6 -q
 sleep 1.1   # rsync (the oracle) leaves times of entries changed this second unset
 for np in 1 2; do
   dst=$work/stopped-$np
@@ -82,7 +84,7 @@ for np in 1 2; do
   set -e
   [ "$rc" = 75 ] || fail "np=$np: sync stopped by SIGUSR1: exit $rc, want 75: $(tail -3 "$work/usr1.err")"
   n=$(find "$dst" -type f | wc -l)
-  [ "$n" -lt 60000 ] || fail "np=$np: the sync finished before the signal; make the data bigger"
+  [ "$n" -lt 20000 ] || fail "np=$np: the sync finished before the signal; make the data bigger"
   grep -q '^barge: sync .* files' "$work/usr1.err" || fail "np=$np: no progress while the walk copies: $(head -3 "$work/usr1.err")"
   no_false_complete "$big" "$dst" "np=$np stopped sync"
   "$barge" sync -q "$big" "$dst" || fail "np=$np: rerun after SIGUSR1: exit $?"
@@ -107,8 +109,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["exit_code"] == 2, r["exit_code"]
 assert "Read-only file system" in r["fatal"], r["fatal"]   # the cause, not "another rank"
-assert r["files"] < 30000, r["files"]                       # rank 0 stopped early too
-print("one rank failing: every rank stopped after", r["files"], "of 60000 files")
+assert r["files"] < 10000, r["files"]                       # rank 0 stopped early too
+print("one rank failing: every rank stopped after", r["files"], "of 20000 files")
 PY
 no_false_complete "$big" "$fdst" "a rank failing writes"
 "$barge" sync -q "$big" "$fdst" || fail "rerun without the fault: exit $?"
@@ -134,5 +136,51 @@ for f in f2 f3; do
 done
 same_tree "$own" "$odst" "setgid destination"
 echo "owners: kept, also in a setgid destination directory"
+
+# 4. files that vanish or grow after the walk saw them (copy alone and at np=2, one thread so
+# the transfer takes a while): each is named, never put in place with bytes it did not have
+# when the walk saw it, the rest is copied, exit 1.
+vsrc=$work/vsrc
+"$barge" gen "$vsrc" --profile small --size 20M --files 20000 --seed 8 -q
+for np in 1 2; do
+  rm -rf "$work/vdst" "$work/vsave"
+  # the victims: five files to delete and five to grow, in the directory copied last
+  last=$(find "$vsrc" -mindepth 2 -type d | sort | tail -1)
+  mapfile -t victims < <(find "$last" -type f | sort | tail -10)
+  mkdir -p "$work/vsave" && cp -a "${victims[@]}" "$work/vsave/"
+  set +e
+  if [ "$np" = 1 ]; then
+    "$barge" copy --threads 1 --progress plain --progress-interval 0.1 --report "$work/v.json" "$vsrc" "$work/vdst" 2>"$work/v.err" &
+  else
+    mpirun -np 2 --oversubscribe --bind-to none "$barge" copy --threads 1 --progress plain \
+      --progress-interval 0.1 --report "$work/v.json" "$vsrc" "$work/vdst" 2>"$work/v.err" &
+  fi
+  pid=$!
+  for _ in $(seq 1 1000); do grep -q '^barge: copy ' "$work/v.err" && break; sleep 0.005; done
+  for k in 0 1 2 3 4; do rm -f "${victims[$k]}"; done
+  for k in 5 6 7 8 9; do printf 'grown' >> "${victims[$k]}"; done
+  wait "$pid"
+  rc=$?
+  set -e
+  named=0
+  for k in $(seq 0 9); do
+    rel=${victims[$k]#"$vsrc/"}
+    if grep -qF "$rel" "$work/v.err"; then
+      named=$((named + 1))
+      [ ! -e "$work/vdst/$rel" ] || cmp -s "$work/vdst/$rel" "$work/vsave/$(basename "$rel")" \
+        || fail "np=$np: $rel changed during the copy, was named, and yet stands in DST with other bytes"
+    else
+      cmp -s "$work/vdst/$rel" "$work/vsave/$(basename "$rel")" \
+        || fail "np=$np: $rel changed during the copy, is not named, and DST does not hold its walked bytes"
+    fi
+  done
+  [ "$named" -gt 0 ] || fail "np=$np: the copy reached every victim before it changed; make the data bigger"
+  [ "$rc" = 1 ] || fail "np=$np: files changed during the copy: exit $rc, want 1: $(tail -3 "$work/v.err")"
+  # everything else arrived intact
+  others=$(rsync -rlptn --checksum --itemize-changes "$vsrc/" "$work/vdst/" | { grep -vF "$(basename "$last")/" || true; } | head -3)
+  [ -z "$others" ] || fail "np=$np: files that did not change differ: $others"
+  cp -a "$work/vsave/." "$last/"   # restore the victims for the next round
+  echo "np=$np: $named of 10 files changed during the copy were named; exit 1; the rest intact"
+done
 
 echo "sync faults: all checks passed"
