@@ -31,17 +31,25 @@ same_tree() {
   out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$1/" "$2/")
   [ -z "$out" ] || fail "$3: trees differ: $(echo "$out" | head -5)"
 }
-# Every regular file under DST with its source's size and mtime has the source's bytes.
+# Every regular file under DST with its source's size and mtime has the source's bytes, and
+# no temporary is left.
 no_false_complete() {  # src dst what
-  local f s d
-  while IFS= read -r -d '' f; do
-    s=$1/$f d=$2/$f
-    [ -f "$s" ] || fail "$3: $f is not in the source"
-    if [ "$(stat -c '%s %.9Y' "$s")" = "$(stat -c '%s %.9Y' "$d")" ]; then
-      cmp -s "$s" "$d" || fail "$3: $f has the source's size and mtime but other bytes"
-    fi
-  done < <(cd "$2" && find . -type f -print0)
-  [ -z "$(find "$2" -name '.barge-tmp.*' | head -1)" ] || fail "$3: temporaries left in DST"
+  python3 - "$1" "$2" <<'PY' || fail "$3"
+import filecmp, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for d, _, files in os.walk(dst):
+    for f in files:
+        p = os.path.join(d, f)
+        rel = os.path.relpath(p, dst)
+        if f.startswith(".barge-tmp."):
+            sys.exit(f"temporary left in DST: {rel}")
+        s = os.path.join(src, rel)
+        if not os.path.isfile(s):
+            sys.exit(f"{rel} is not in the source")
+        a, b = os.lstat(s), os.lstat(p)
+        if (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns) and not filecmp.cmp(s, p, shallow=False):
+            sys.exit(f"{rel} has the source's size and mtime but other bytes")
+PY
 }
 
 # 1. destination full
