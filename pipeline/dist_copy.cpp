@@ -73,12 +73,11 @@ void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial,
   for (;;) {
     int source = 0;
     std::string msg = comm.recv(kTagWalkRequest, &source);
-    if (msg.empty()) throw WireError("empty walk request");
-    if (msg[0] != 0) {
+    if (!msg.empty() && msg[0] != 0) {
       aborted = true;
       aborted_flag = true;  // rank 0's own workers stop at their next directory
     }
-    if (!aborted) {
+    if (!aborted && msg.size() > 1) {
       for (DirRef& d : decode_dirs(msg.substr(1))) queue.push_back(std::move(d));
     }
     if (aborted) queue.clear();
