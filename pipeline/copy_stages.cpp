@@ -73,7 +73,6 @@ void CopyContext::fail_file(uint32_t file, std::string message) {
 bool CopyContext::needs_chown(const Entry& e) const {
   if (!apply_owner) return false;
   if (e.meta.uid != euid_ || e.meta.gid != egid_) return true;
-  if (dst_dirs_setgid >= 0) return dst_dirs_setgid != 0;
   // A new file takes the group of a setgid directory: then the gid may differ after all.
   return e.parent == kNoParent || (plan.entries[e.parent].meta.mode & S_ISGID);
 }

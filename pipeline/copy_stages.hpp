@@ -75,9 +75,6 @@ class CopyContext {
   // Per entry, when known: its destination name holds a file that the copy replaces.
   std::vector<uint8_t> replacing;
   bool replaces(uint32_t file) const { return file < replacing.size() && replacing[file]; }
-  // When known (1 or 0): whether the destination directories are setgid, i.e. whether a new
-  // file's group can differ from the process's; -1: judged by the source parent's mode.
-  int dst_dirs_setgid = -1;
 
   // Marks `file` failed; its first failure is named in the error list.
   void fail_file(uint32_t file, std::string message);

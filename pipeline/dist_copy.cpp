@@ -64,7 +64,7 @@ std::vector<DirRef> decode_dirs(const std::string& bytes) {
 // A request starts with a byte: 1 when its rank is stopping, which ends the walk for all
 // (the queue is dropped; every rank finishes the directories it has and is told "done").
 void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial,
-                      std::atomic<bool>& aborted_flag) {
+                      std::atomic<bool>& aborted_flag, bool& garbled) {
   std::deque<DirRef> queue(std::make_move_iterator(initial.begin()),
                            std::make_move_iterator(initial.end()));
   std::vector<int> idle;
@@ -78,7 +78,14 @@ void walk_coordinator(transport::Comm& comm, std::vector<DirRef> initial,
       aborted_flag = true;  // rank 0's own workers stop at their next directory
     }
     if (!aborted && msg.size() > 1) {
-      for (DirRef& d : decode_dirs(msg.substr(1))) queue.push_back(std::move(d));
+      try {
+        for (DirRef& d : decode_dirs(msg.substr(1))) queue.push_back(std::move(d));
+      } catch (const WireError&) {
+        // A garbled request: the walk stops, and rank 0 names it (exit 1, not a quiet gap).
+        aborted = true;
+        aborted_flag = true;
+        garbled = true;
+      }
     }
     if (aborted) queue.clear();
     idle.push_back(source);
@@ -124,6 +131,7 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
                       ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
                       std::vector<uint8_t>& flags, const std::function<bool()>& stopping) {
   std::atomic<bool> aborted{false};
+  bool garbled = false;  // set by rank 0's coordinator; read after it is joined
   auto stop_now = [&] { return aborted.load() || (stopping && stopping()); };
   Plan plan;
   plan.roots = roots;
@@ -190,7 +198,8 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     });
   } else {
     if (comm.rank() == 0)
-      coordinator = std::thread([&] { walk_coordinator(comm, std::move(initial), aborted); });
+      coordinator =
+          std::thread([&] { walk_coordinator(comm, std::move(initial), aborted, garbled); });
     std::vector<DirRef> found;
     for (;;) {
       comm.send(0, kTagWalkRequest, std::string(1, stop_now() ? '\1' : '\0') + encode_dirs(found));
@@ -210,6 +219,7 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
     }
   }
   if (coordinator.joinable()) coordinator.join();
+  if (garbled) errors.add("walk: a rank sent a garbled request; the walk stopped early");
   size_t total = plan.entries.size();
   for (const WalkOutput& p : parts) total += p.entries.size();
   plan.entries.reserve(total);

@@ -155,9 +155,9 @@ class WalkCopier {
   // Copies `files` (children of one directory). False, with nothing done, once the run is
   // stopping (signal, or a fatal error here): the caller hands the files to the transfer
   // phases, which end the run the agreed way.
-  // replacing[i]: files[i] replaces a file DST has; dst_setgid: DST's directory is setgid.
+  // replacing[i]: files[i] replaces a file DST has.
   bool copy(const Plan& walk_plan, std::vector<Entry>& files, const std::vector<uint8_t>& replacing,
-            bool dst_setgid, ErrorList& errors) {
+            ErrorList& errors) {
     if (files.empty()) return true;
     if (stopping()) return false;
     std::call_once(pool_once_, [&] {
@@ -172,7 +172,6 @@ class WalkCopier {
     CopyContext ctx(mini, opts_, stats_, backends_.source());
     ctx.apply_owner = apply_owner_;
     ctx.replacing = replacing;
-    ctx.dst_dirs_setgid = dst_setgid ? 1 : 0;
     ctx.temp_ids.resize(mini.entries.size());
     for (uint64_t& id : ctx.temp_ids)
       id = (uint64_t{2} << 48) | (rank_ << 32) | (next_id_.fetch_add(1) & 0xffffffffu);
@@ -360,10 +359,7 @@ class SyncVisitor {
       }
     }
     // After the deletions, so that space they free is there for the copies.
-    struct stat dst_st;
-    bool dst_setgid = !copy_now.empty() &&
-                      (::fstat(dst_fd->get(), &dst_st) != 0 || (dst_st.st_mode & S_ISGID) != 0);
-    if (!copy_now.empty() && !copier_->copy(plan, copy_now, copy_replaces, dst_setgid, errors_)) {
+    if (!copy_now.empty() && !copier_->copy(plan, copy_now, copy_replaces, errors_)) {
       for (Entry& e : copy_now) {
         out.entries.push_back(std::move(e));
         out.flags.push_back(kActTransfer);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,16 +58,55 @@ class MpiSum final : public AsyncSum {
   std::vector<uint64_t> in_, out_;  // stay put while the reduction runs
 };
 
+// barge's MPI traffic is control only (work requests, sums, short lists): the data moves
+// through the file systems. Open MPI's UCX layer spends about 0.2 s of start-up probing network
+// hardware such traffic does not need. So when every rank is on one node (shared memory
+// carries everything) and nobody chose a PML (mpirun --mca pml, OMPI_MCA_pml, or a `pml`
+// choice in the site's or the user's mca-params.conf), barge takes ob1. Across nodes Open MPI
+// chooses, as the site configured it. BARGE_MPI_PML=NAME forces a PML; =auto never sets one.
+// Whether the mca-params.conf at `path` chooses a PML, or excludes ob1. An exclusion of others
+// (Debian's own file says `pml = ^ucx`) still leaves Open MPI to choose, and ob1 is in line.
+bool conf_sets_pml(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line.compare(b, 3, "pml") != 0) continue;
+    size_t e = line.find_first_not_of(" \t", b + 3);
+    if (e == std::string::npos || line[e] != '=') continue;
+    size_t v = line.find_first_not_of(" \t", e + 1);
+    if (v == std::string::npos) continue;
+    if (line[v] != '^' || line.find("ob1", v) != std::string::npos) return true;
+  }
+  return false;
+}
+
+void choose_pml() {
+  const char* want = std::getenv("BARGE_MPI_PML");
+  if (want && std::string(want) == "auto") return;
+  if (want) {
+    ::setenv("OMPI_MCA_pml", want, 0);
+    return;
+  }
+  if (std::getenv("OMPI_MCA_pml")) return;
+  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const char* nodes = std::getenv("SLURM_NNODES");
+  bool one_node = (size && local && std::string(size) == local) ||
+                  (!size && nodes && std::string(nodes) == "1");
+  if (!one_node) return;
+  std::string home = std::getenv("HOME") ? std::getenv("HOME") : "";
+  for (const std::string& conf :
+       {std::string("/etc/openmpi/openmpi-mca-params.conf"), home + "/.openmpi/mca-params.conf"}) {
+    if (conf_sets_pml(conf)) return;
+  }
+  ::setenv("OMPI_MCA_pml", "ob1", 0);
+}
+
 class MpiComm final : public Comm {
  public:
   MpiComm(int* argc, char*** argv) {
-    // barge's MPI traffic is control only (work requests, sums, short lists): the data moves
-    // through the file systems. Open MPI's UCX layer spends about 0.2 s of start-up probing
-    // network hardware such traffic does not need, so unless the user picked a PML (mpirun
-    // --mca pml X, or OMPI_MCA_pml) barge takes ob1: shared memory within a node, TCP (or
-    // any other BTL) between nodes. BARGE_MPI_PML=auto leaves the choice to Open MPI.
-    const char* pml = std::getenv("BARGE_MPI_PML");
-    if (!pml || std::string(pml) != "auto") ::setenv("OMPI_MCA_pml", pml ? pml : "ob1", 0);
+    choose_pml();
     int provided = 0;
     check(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread");
     if (provided < MPI_THREAD_MULTIPLE) {
