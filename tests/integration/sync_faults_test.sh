@@ -25,12 +25,7 @@ if ! mount -t tmpfs -o size=6M tmpfs "$mnt" 2>"$work/mount.err"; then
   exit 77
 fi
 trap 'umount "$mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-same_tree() {
-  local out
-  out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$1/" "$2/")
-  [ -z "$out" ] || fail "$3: trees differ: $(echo "$out" | head -5)"
-}
+source "$here/lib.sh"
 # Every regular file under DST with its source's size and mtime has the source's bytes, and
 # no temporary is left.
 no_false_complete() {  # src dst what

@@ -10,12 +10,7 @@ barge=$(readlink -f "${1:-build/barge}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work=$(mktemp -d /tmp/barge-sync-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-same_tree() {
-  local out
-  out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$1/" "$2/")
-  [ -z "$out" ] || fail "$3: trees differ: $(echo "$out" | head -5)"
-}
+source "$(dirname "$(readlink -f "$0")")/lib.sh"
 run() {  # run NP ARGS...: barge alone (NP=1) or under mpirun
   local np=$1; shift
   if [ "$np" = 1 ]; then "$barge" "$@"; else mpirun -np "$np" --oversubscribe --bind-to none "$barge" "$@"; fi
