@@ -517,16 +517,17 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
-  if (walked) {
-    stats.files_done += walked->files;
-    stats.files_total += walked->files;
-    stats.bytes_committed += walked->bytes;
-    stats.bytes_done += walked->bytes_read;
-    stats.bytes_total += walked->bytes_read;
-    stats.bytes_verified += walked->bytes_verified;
-    for (int s = 0; s < kStageCount; ++s) stats.stage_busy_ns[s] += walked->stage_busy_ns[s];
-    if (!walked->fatal.empty()) ctx.set_fatal(walked->fatal);
+  if (walked && walked->stats) {
+    const LiveStats& w = *walked->stats;
+    stats.files_done += w.files_done.load();
+    stats.files_total += w.files_done.load();
+    stats.bytes_committed += w.bytes_committed.load();
+    stats.bytes_done += w.bytes_done.load();
+    stats.bytes_total += w.bytes_done.load();
+    stats.bytes_verified += w.bytes_verified.load();
+    for (int s = 0; s < kStageCount; ++s) stats.stage_busy_ns[s] += w.stage_busy_ns[s].load();
   }
+  if (walked && !walked->fatal.empty()) ctx.set_fatal(walked->fatal);
   // Resume: files in place were skipped before the exchange (include); large files whose
   // part survives continue from the chunks the journal lists, identically on every rank.
   std::vector<const std::unordered_set<uint32_t>*> done_chunks(plan.entries.size(), nullptr);

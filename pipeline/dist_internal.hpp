@@ -70,11 +70,7 @@ io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& 
 // What a run did during its walk (sync copies changed small files as it finds them): added
 // to this rank's counters, and a fatal error there stops the run in the create phase.
 struct WalkTransfer {
-  uint64_t files = 0;
-  uint64_t bytes = 0;       // of files in place
-  uint64_t bytes_read = 0;  // through the stages
-  uint64_t bytes_verified = 0;
-  uint64_t stage_busy_ns[kStageCount] = {};
+  const LiveStats* stats = nullptr;  // what the walk copied; outlives run_phases
   std::string fatal;
 };
 

@@ -195,11 +195,7 @@ class WalkCopier {
   WalkTransfer finish() {
     pool_.reset();
     WalkTransfer out;
-    out.files = stats_.files_done.load();
-    out.bytes = stats_.bytes_committed.load();
-    out.bytes_read = stats_.bytes_done.load();
-    out.bytes_verified = stats_.bytes_verified.load();
-    for (int s = 0; s < kStageCount; ++s) out.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
+    out.stats = &stats_;
     std::lock_guard lock(mu_);
     out.fatal = fatal_;
     return out;
