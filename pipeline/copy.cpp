@@ -26,6 +26,7 @@
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/copy_stages.hpp"
 #include "pipeline/dir_pass.hpp"
+#include "pipeline/placement.hpp"
 
 namespace barge::pipeline {
 namespace {
@@ -492,7 +493,9 @@ RunResult run_copy(const CopyOptions& opts) {
     return result;
   }
   std::string journal_dir = Journal::dir_for(opts.destination);
-  auto roots = resolve_roots(opts.sources, opts.destination);
+  auto placed = resolve_placement(opts.sources, opts.destination);
+  io::Result<std::vector<Root>> roots =
+      placed ? io::Result<std::vector<Root>>(placed->roots) : placed.error();
   if (opts.resume) {
     // The placement of the run being resumed, when its sources are these.
     if (auto saved = Journal::resume_roots(journal_dir, opts.sources)) roots = *saved;
@@ -501,6 +504,14 @@ RunResult run_copy(const CopyOptions& opts) {
     result.exit_code = kExitFatal;
     result.fatal = roots.error().message;
     return result;
+  }
+  if (placed) {
+    if (placed->honoured) io::log_info(placed->note);
+    if (auto st = apply_placement_record(placed.value(), opts.destination); !st) {
+      result.exit_code = kExitFatal;
+      result.fatal = st.error().message;
+      return result;
+    }
   }
   result.started = true;
   // A fresh run drops any old journal (its parts are truncated when reused) and records its
@@ -604,16 +615,10 @@ RunResult run_copy(const CopyOptions& opts) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
   }
 
-  if (!ctx.fatal().empty()) {
-    uint64_t left = plan.files.size() - stats.files_done.load();
-    uint64_t named = ctx.errors.count();
-    if (left > named) {
-      ctx.errors.add(std::to_string(left - named) + " more files not copied: the run stopped (" +
-                     ctx.fatal() + ")");
-    }
-  }
+  if (!ctx.fatal().empty()) result.files_not_copied = plan.files.size() - stats.files_done.load();
   result.fatal = ctx.fatal();
   result.errors = ctx.errors.take();
+  result.stopped_entries = ctx.stopped_errors.take();
   result.bytes = stats.bytes_committed.load();
   result.bytes_transferred = stats.bytes_done.load();
   result.files = stats.files_done.load();

@@ -67,7 +67,27 @@ CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, Back
 }
 
 void CopyContext::fail_file(uint32_t file, std::string message) {
-  if (failed_[file].exchange(1) == 0) errors.add(std::move(message));
+  if (failed_[file].exchange(1) != 0) return;
+  if (is_consequence_of_stop(message)) {
+    stopped_errors.add(std::move(message));
+  } else {
+    errors.add(std::move(message));
+  }
+}
+
+bool CopyContext::is_consequence_of_stop(const std::string& message) const {
+  if (!stop.load()) return false;
+  static constexpr std::string_view kStopped = "(run stopped)";
+  if (message.size() >= kStopped.size() &&
+      message.compare(message.size() - kStopped.size(), kStopped.size(), kStopped) == 0)
+    return true;
+  std::lock_guard lock(mu_);
+  // "<operation> <path>: <strerror>": the same error as the one that stopped the run.
+  size_t cause = fatal_.rfind(": ");
+  if (fatal_.empty() || cause == std::string::npos) return false;
+  std::string_view why = std::string_view(fatal_).substr(cause);
+  return message.size() > why.size() &&
+         message.compare(message.size() - why.size(), why.size(), why) == 0;
 }
 
 bool CopyContext::needs_chown(const Entry& e) const {

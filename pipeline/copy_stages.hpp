@@ -76,8 +76,11 @@ class CopyContext {
   std::vector<uint8_t> replacing;
   bool replaces(uint32_t file) const { return file < replacing.size() && replacing[file]; }
 
-  // Marks `file` failed; its first failure is named in the error list.
+  // Marks `file` failed; its first failure is named in the error list, or, when it is one
+  // more consequence of the cause that stopped the run (same error, or "run stopped"), in
+  // stopped_errors.
   void fail_file(uint32_t file, std::string message);
+  ErrorList stopped_errors;
   // Marks `file` failed without naming it (the run stopped, or its directory failed).
   void abandon_file(uint32_t file);
   bool file_failed(uint32_t file) const {
@@ -106,6 +109,7 @@ class CopyContext {
   std::string src_dir_of(const Entry& e) const;
 
  private:
+  bool is_consequence_of_stop(const std::string& message) const;
   std::unique_ptr<std::atomic<uint32_t>[]> chunks_left_;
   std::unique_ptr<std::atomic<uint8_t>[]> failed_;
   mutable std::mutex mu_;

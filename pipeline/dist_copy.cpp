@@ -23,6 +23,7 @@
 #include "io/xattr.hpp"
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/dist_internal.hpp"
+#include "pipeline/placement.hpp"
 #include "pipeline/wire.hpp"
 
 namespace barge::pipeline {
@@ -321,7 +322,18 @@ io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport:
   } else if (sync_placement) {
     roots = resolve_sync_root(opts.sources, opts.destination);
   } else {
-    roots = resolve_roots(opts.sources, opts.destination);
+    auto placed = resolve_placement(opts.sources, opts.destination);
+    if (placed) {
+      roots = placed->roots;
+      if (comm.rank() == 0) {
+        // One rank writes the record, before anything is created; all agree on the outcome.
+        if (placed->honoured) io::log_info(placed->note);
+        if (auto st = apply_placement_record(placed.value(), opts.destination); !st)
+          roots = st.error();
+      }
+    } else {
+      roots = placed.error();
+    }
   }
   if (!comm.agree(roots.ok())) {
     if (roots.ok()) return io::Error::plain("another rank refused the arguments");
@@ -528,6 +540,10 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
     for (int s = 0; s < kStageCount; ++s) stats.stage_busy_ns[s] += w.stage_busy_ns[s].load();
   }
   if (walked && !walked->fatal.empty()) ctx.set_fatal(walked->fatal);
+  if (walked) {
+    stats.files_total += walked->stopped_entries.size();
+    for (const std::string& e : walked->stopped_entries) ctx.stopped_errors.add(e);
+  }
   // Resume: files in place were skipped before the exchange (include); large files whose
   // part survives continue from the chunks the journal lists, identically on every rank.
   std::vector<const std::unordered_set<uint32_t>*> done_chunks(plan.entries.size(), nullptr);
@@ -893,6 +909,9 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   total.started = true;
   total.walk_seconds = walk_seconds;
   total.errors = gather_strings(comm, ctx.errors.take());
+  total.stopped_entries = gather_strings(comm, ctx.stopped_errors.take());
+  uint64_t not_copied = ctx.fatal().empty() ? 0 : stats.files_total - stats.files_done;
+  comm.allreduce_sum(std::span<uint64_t>(&not_copied, 1));
   // The report names the cause: a rank's own failure before "stopped because of another".
   auto fatal_if = [&](bool want) {
     return want && !ctx.fatal().empty() ? std::vector<std::string>{ctx.fatal()}
@@ -901,6 +920,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   std::vector<std::string> fatals = gather_strings(comm, fatal_if(!stopped_by_peer));
   if (fatals.empty()) fatals = gather_strings(comm, fatal_if(stopped_by_peer));
   if (!fatals.empty()) total.fatal = fatals.front();
+  if (!total.fatal.empty()) total.files_not_copied = not_copied;
 
   // The manifest lists every rank's files, written once by rank 0.
   if (ctx.manifest) {

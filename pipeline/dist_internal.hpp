@@ -72,6 +72,7 @@ io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& 
 struct WalkTransfer {
   const LiveStats* stats = nullptr;  // what the walk copied; outlives run_phases
   std::string fatal;
+  std::vector<std::string> stopped_entries;  // files given up because the run stopped
 };
 
 // plan (large-file exchange) → create → transfer → finalize → report, for the entries

@@ -63,6 +63,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["buffers_registered"] = r.buffers_registered;
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   j["errors"] = r.errors;
+  j["stopped_entries"] = r.stopped_entries;
+  j["files_not_copied"] = r.files_not_copied;
   j["skipped_files"] = r.skipped_files;
   j["resumable"] = r.resumable;
   if (!r.ranks.empty()) {

@@ -64,6 +64,10 @@ struct RunResult {
   bool started = false;             // false: refused before touching anything (usage error)
   std::string fatal;                // set when the run stopped early or never started
   std::vector<std::string> errors;  // per-entry failures
+  // Entries given up because the run stopped (a full disk fails every file in flight the
+  // same way): listed in the report, only counted on stderr, where the cause is said once.
+  std::vector<std::string> stopped_entries;
+  uint64_t files_not_copied = 0;  // after a stop: files of the plan not in place
   uint64_t bytes = 0;
   uint64_t files = 0;
   uint64_t dirs = 0;

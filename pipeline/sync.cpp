@@ -182,6 +182,7 @@ class WalkCopier {
     UnitCutter cutter(mini, opts_.chunk_bytes, pool_->buffer_bytes(), opts_.max_files_per_unit);
     transfer_serial(ctx, *pool_, [&](std::vector<Extent>& out) { return cutter.next(out); });
     for (auto& e : ctx.errors.take()) errors.add(std::move(e));
+    for (auto& e : ctx.stopped_errors.take()) stopped_.add(std::move(e));
     if (std::string f = ctx.fatal(); !f.empty()) {
       stopping_ = true;
       std::lock_guard lock(mu_);
@@ -196,6 +197,7 @@ class WalkCopier {
     pool_.reset();
     WalkTransfer out;
     out.stats = &stats_;
+    out.stopped_entries = stopped_.take();
     std::lock_guard lock(mu_);
     out.fatal = fatal_;
     return out;
@@ -216,6 +218,7 @@ class WalkCopier {
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;
   std::string fatal_;
+  ErrorList stopped_;
 };
 
 class SyncVisitor {

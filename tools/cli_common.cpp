@@ -48,8 +48,13 @@ int write_report(const std::string& path, const nlohmann::json& j) {
 
 void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
   for (const auto& e : r.errors) io::log_error(e);
+  // The cause of a stop once, with the count of what it left undone (--report names them).
   if (!r.fatal.empty() && std::find(r.errors.begin(), r.errors.end(), r.fatal) == r.errors.end()) {
-    io::log_error(r.fatal);
+    io::log_error(r.files_not_copied == 0
+                      ? r.fatal
+                      : r.fatal + " (the run stopped; " + std::to_string(r.files_not_copied) +
+                            " files not copied" +
+                            (r.stopped_entries.empty() ? "" : ", listed in --report") + ")");
   }
   if (quiet || !r.started) return;
   double secs = r.seconds > 0 ? r.seconds : 1e-9;

@@ -897,7 +897,8 @@ TEST_P(CopyFullTest, ReportBytesCountOnlyFilesInPlace) {
 }
 
 // Out of inodes rather than blocks: every file that is not copied is named (its own path,
-// or the directory that could not be created), and nothing incomplete or temporary remains.
+// or the directory that could not be created) on stderr or, when the stop gave it up, in the
+// report's stopped_entries; nothing incomplete or temporary remains.
 TEST_P(CopyFullTest, EveryFailedFileIsNamedWhenInodesRunOut) {
   TempDir t;
   make_dir(t / "src");
@@ -920,15 +921,16 @@ TEST_P(CopyFullTest, EveryFailedFileIsNamedWhenInodesRunOut) {
   for (auto& [p, size] : in_place)
     EXPECT_EQ(read_file(t / ("mnt/src/" + p)), read_file(t / ("src/" + p))) << p;
   EXPECT_TRUE(find_temp_files(t / "mnt").empty());
+  std::string said = r.err + load_json(t / "report.json").dump();
   std::vector<std::string> unnamed;
   for (int d = 0; d < 10; ++d) {
     for (int f = 0; f < 5; ++f) {
       std::string rel = "d" + std::to_string(d) + "/f" + std::to_string(f);
       if (in_place.count(rel)) continue;
       std::string dir_dst = t / ("mnt/src/d" + std::to_string(d));
-      bool named = r.err.find(t / ("mnt/src/" + rel)) != std::string::npos ||
-                   r.err.find(t / ("src/" + rel)) != std::string::npos ||
-                   (!exists(dir_dst) && r.err.find(dir_dst + ":") != std::string::npos);
+      bool named = said.find(t / ("mnt/src/" + rel)) != std::string::npos ||
+                   said.find(t / ("src/" + rel)) != std::string::npos ||
+                   (!exists(dir_dst) && said.find(dir_dst + ":") != std::string::npos);
       if (!named) unnamed.push_back(rel);
     }
   }
@@ -936,6 +938,101 @@ TEST_P(CopyFullTest, EveryFailedFileIsNamedWhenInodesRunOut) {
                                << " files were not copied and are not named on stderr:\n"
                                << join_lines(unnamed) << "stderr:\n"
                                << r.err;
+}
+
+// A full disk fails every file in flight the same way: stderr says the cause once, with the
+// count of files not copied, then the summary (it printed one line per file: 131 and more);
+// the report still names each of them.
+TEST_P(CopyFullTest, FullDiskSaysTheCauseOnce) {
+  TempDir t;
+  make_dir(t / "src");
+  for (int i = 0; i < 600; ++i)
+    write_file(t / ("src/f" + std::to_string(1000 + i)), pattern_bytes(20 * kKiB, i));
+  make_dir(t / "mnt");
+  TmpfsMount mount;
+  if (auto why = mount.mount(t / "mnt", "4m"); !why.empty())
+    GTEST_SKIP() << "cannot mount a tmpfs: " << why;
+  auto r = copy_with(GetParam(), {"--report", t / "report.json", t / "src", t / "mnt/dst"});
+  SKIP_IF_URING_MISSING(r);
+  ASSERT_EQ(r.rc, 2) << describe(r);
+  auto lines = lines_of(r.err);
+  size_t causes = 0;
+  for (const auto& l : lines) causes += l.find("No space left on device") != std::string::npos;
+  EXPECT_EQ(causes, 1u) << r.err;
+  EXPECT_LE(lines.size(), 3u) << "one cause line and the summary expected:\n" << r.err;
+  auto in_place = regular_files(t / "mnt/dst");
+  ASSERT_LT(in_place.size(), 600u) << "everything fit: the test did not fill the disk";
+  std::string count = std::to_string(600 - in_place.size()) + " files not copied";
+  EXPECT_NE(r.err.find(count), std::string::npos) << "expected \"" << count << "\" in:\n" << r.err;
+  auto j = load_json(t / "report.json");
+  EXPECT_EQ(j["files_not_copied"].get<uint64_t>(), 600 - in_place.size());
+  EXPECT_TRUE(j["errors"].empty()) << j["errors"].dump();
+  EXPECT_FALSE(j["stopped_entries"].empty());
+}
+
+// A copy that created DST is completed in place by every rerun of the same command: after a
+// full disk (without --resume), and after a success (a requeued job runs --resume). It used to
+// nest the tree as DST/src beside the partial copy.
+TEST_P(CopyFullTest, RerunsCompleteTheCopyTheyCreatedInPlace) {
+  TempDir t;
+  build_full_source(t / "src");
+  make_dir(t / "mnt");
+  TmpfsMount mount;
+  if (auto why = mount.mount(t / "mnt", "8m"); !why.empty())
+    GTEST_SKIP() << "cannot mount a tmpfs: " << why;
+  auto r = copy_with(GetParam(), {"-q", "--chunk-size", "64K", "--memory", "1M", t / "src",
+                                  t / "mnt/dst"});
+  SKIP_IF_URING_MISSING(r);
+  ASSERT_EQ(r.rc, 2) << describe(r);
+  ASSERT_TRUE(exists(t / "mnt/dst"));
+  ASSERT_EQ(mount.remount("64m"), "");
+  auto r2 = copy_with(GetParam(), {"-q", "--chunk-size", "64K", t / "src", t / "mnt/dst"});
+  ASSERT_EQ(r2.rc, 0) << describe(r2);
+  EXPECT_FALSE(exists(t / "mnt/dst/src")) << "the rerun nested SRC inside the DST it created";
+  expect_trees_equal(t / "src", t / "mnt/dst");
+  expect_rsync_clean(t / "src", t / "mnt/dst");
+  // After the success: --resume confirms, a plain rerun copies again, both in place.
+  for (const char* flag : {"--resume", "-q"}) {
+    auto r3 = copy_with(GetParam(), {flag, "--report", t / "again.json", t / "src", t / "mnt/dst"});
+    ASSERT_EQ(r3.rc, 0) << flag << ": " << describe(r3);
+    EXPECT_FALSE(exists(t / "mnt/dst/src")) << flag << " after a success nested SRC in DST";
+    expect_trees_equal(t / "src", t / "mnt/dst");
+  }
+  EXPECT_EQ(list_names(t / "mnt"), (std::vector<std::string>{".barge-journal.dst", "dst"}));
+}
+
+// The record names the source it was made for: another directory of the same name is a
+// question barge cannot answer (complete DST from it, or copy it inside?), so it refuses with
+// exit 2 and writes nothing. A directory of another name goes inside, by cp's rule, and a
+// DST barge did not create keeps cp's rule too.
+TEST_P(CopyFullTest, PlacementRecordOfAnotherSourceIsNotGuessed) {
+  TempDir t;
+  make_dir(t / "a");
+  make_dir(t / "a/data");
+  write_file(t / "a/data/f", "one");
+  make_dir(t / "b");
+  make_dir(t / "b/data");
+  write_file(t / "b/data/g", "two");
+  make_dir(t / "other");
+  write_file(t / "other/h", "three");
+  auto r = copy_with(GetParam(), {"-q", t / "a/data", t / "dst"});
+  SKIP_IF_URING_MISSING(r);
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  auto same_name = copy_with(GetParam(), {"-q", t / "b/data", t / "dst"});
+  EXPECT_EQ(same_name.rc, 2) << describe(same_name);
+  EXPECT_NE(same_name.err.find("cannot tell"), std::string::npos) << same_name.err;
+  EXPECT_EQ(lines_of(same_name.err).size(), 1u) << same_name.err;
+  EXPECT_EQ(list_names(t / "dst"), (std::vector<std::string>{"f"})) << "nothing may be written";
+  auto merged = copy_with(GetParam(), {"-q", t / "b/data/.", t / "dst"});
+  EXPECT_EQ(merged.rc, 0) << describe(merged);
+  EXPECT_EQ(list_names(t / "dst"), (std::vector<std::string>{"f", "g"}));
+  auto inside = copy_with(GetParam(), {"-q", t / "other", t / "dst"});
+  EXPECT_EQ(inside.rc, 0) << describe(inside);
+  EXPECT_EQ(read_file(t / "dst/other/h"), "three");
+  make_dir(t / "mine");
+  auto into_existing = copy_with(GetParam(), {"-q", t / "a/data", t / "mine"});
+  EXPECT_EQ(into_existing.rc, 0) << describe(into_existing);
+  EXPECT_EQ(read_file(t / "mine/data/f"), "one");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CopyFullTest, testing::Values(kUring, kSyncFlag), backend_name);

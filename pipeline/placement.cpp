@@ -1,0 +1,171 @@
+#include "pipeline/placement.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+
+#include "io/path_ops.hpp"
+#include "pipeline/journal.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+constexpr std::string_view kMagic{"barge-placement 1\0", 18};
+
+std::string strip_trailing_slashes(std::string p) {
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+std::string record_path(const std::string& destination) {
+  return Journal::dir_for(destination) + "/placement";
+}
+
+enum class RecordState { kNone, kValid, kGarbled };
+
+RecordState read_record(const std::string& path, std::string& src) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return errno == ENOENT ? RecordState::kNone : RecordState::kGarbled;
+  std::string text;
+  char buf[8192];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 2 * PATH_MAX)
+    text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  if (n < 0 || text.size() <= kMagic.size() || text.compare(0, kMagic.size(), kMagic) != 0 ||
+      text.back() != '\0') {
+    return RecordState::kGarbled;
+  }
+  src = text.substr(kMagic.size(), text.size() - kMagic.size() - 1);
+  if (src.empty() || src[0] != '/' || src.find('\0') != std::string::npos)
+    return RecordState::kGarbled;
+  return RecordState::kValid;
+}
+
+std::optional<std::string> canonical(const std::string& path) {
+  char buf[PATH_MAX];
+  if (!::realpath(path.c_str(), buf)) return std::nullopt;
+  return std::string(buf);
+}
+
+}  // namespace
+
+std::optional<std::string> load_placement_record(const std::string& destination) {
+  std::string src;
+  if (read_record(record_path(destination), src) != RecordState::kValid) return std::nullopt;
+  return src;
+}
+
+io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
+                                        const std::string& destination) {
+  Placement p;
+  // Only one named source directory makes cp's rule depend on whether DST exists.
+  bool one_named_dir = false;
+  std::string src;
+  if (sources.size() == 1 && !sources[0].empty()) {
+    src = strip_trailing_slashes(sources[0]);
+    std::string_view base = io::base_name(src);
+    struct stat st;
+    one_named_dir = base != "." && base != ".." && base != "/" &&
+                    ::stat(sources[0].c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+  }
+  std::string dst = strip_trailing_slashes(destination);
+  struct stat dst_st;
+  bool dst_exists = !dst.empty() && ::lstat(dst.c_str(), &dst_st) == 0;
+
+  if (one_named_dir && dst_exists && S_ISDIR(dst_st.st_mode)) {
+    std::string recorded;
+    std::string path = record_path(destination);
+    RecordState state = read_record(path, recorded);
+    if (state == RecordState::kGarbled) {
+      return io::Error::plain("placement record " + path +
+                              " is unreadable, so whether " + dst + " is the copy of " + src +
+                              " or should receive it cannot be told; remove the record to copy "
+                              "into " + dst + " (cp's rule), or name " + src +
+                              "/. to complete the copy in place");
+    }
+    if (state == RecordState::kValid) {
+      auto csrc = canonical(src);
+      if (csrc && *csrc == recorded) {
+        // The copy this record describes: resolve it as SRC/. (contents into DST itself).
+        auto roots = resolve_roots({src + "/."}, destination);
+        if (!roots) return roots.error();
+        for (Root& r : roots.value()) r.src = src;
+        p.roots = std::move(roots.value());
+        p.honoured = true;
+        p.note = dst + " was created by an earlier run as the copy of " + src +
+                 ": completing it in place (record: " + path + ")";
+        return p;
+      }
+      if (io::base_name(recorded) == io::base_name(src)) {
+        return io::Error::plain(
+            dst + " was created by an earlier run as the copy of " + recorded + ", not of " +
+            (csrc ? *csrc : src) + "; cannot tell whether to complete it or copy into it: name " +
+            src + "/. to copy the contents into " + dst + ", or " +
+            io::join_path(dst, io::base_name(src)) + " to copy it inside (record: " + path +
+            ")");
+      }
+    }
+  }
+  auto roots = resolve_roots(sources, destination);
+  if (!roots) return roots.error();
+  p.roots = std::move(roots.value());
+  if (!dst_exists) {
+    if (one_named_dir) {
+      auto csrc = canonical(src);
+      if (!csrc) return io::Error::from_errno(errno, "source " + src);
+      p.record = Placement::Record::kWrite;
+      p.record_src = *csrc;
+    } else {
+      // Whatever a record beside a missing DST said, it described a tree that is gone.
+      p.record = Placement::Record::kDrop;
+    }
+  }
+  return p;
+}
+
+io::Status apply_placement_record(const Placement& placement, const std::string& destination) {
+  std::string path = record_path(destination);
+  if (placement.record == Placement::Record::kKeep) return io::Status::success();
+  if (placement.record == Placement::Record::kDrop) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return io::Error::from_errno(errno, "remove stale placement record " + path);
+    return io::Status::success();
+  }
+  std::string dir = Journal::dir_for(destination);
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return io::Error::from_errno(errno, "create " + dir + " (placement record)");
+  std::string text(kMagic);
+  text += placement.record_src;
+  text += '\0';
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io::Error::from_errno(errno, "write placement record " + tmp);
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
+  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    return io::Error::from_errno(err, "write placement record " + path);
+  }
+  // The record must be on disk before DST is: a crash in between must not lose it.
+  std::string parent(io::parent_of(dir));
+  for (const std::string& d : {dir, parent.empty() ? std::string(".") : parent}) {
+    int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || ::fsync(dfd) != 0) {
+      int e = errno;
+      if (dfd >= 0) ::close(dfd);
+      return io::Error::from_errno(e, "sync " + d + " (placement record)");
+    }
+    ::close(dfd);
+  }
+  return io::Status::success();
+}
+
+}  // namespace barge::pipeline
