@@ -5,7 +5,10 @@
 # `barge copy --resume` with the same arguments finishes the copy without re-sending
 # finished files or journaled chunks, the result equals the source exactly, and the
 # journal and part files are gone afterwards. Also: without --resume, a rerun starts over
-# and is still exact. A rank failing its writes stops all ranks within a fraction of a second.
+# and is still exact, and in place: a rerun of the command that created DST, with or without
+# --resume, after a kill or even after a success (a requeued Slurm job), never nests SRC inside
+# DST (the placement record beside DST says DST is the copy of SRC). A rank failing its writes
+# stops all ranks within a fraction of a second.
 # Usage: resume_test.sh BARGE
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,8 +34,15 @@ launch() {  # launch NP ARGS... (NP=1: no mpirun)
 }
 moved() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['bytes_transferred'])" "$1"; }
 
-check_resume() {  # check_resume NAME NP SIGNAL
-  local name=$1 np=$2 sig=$3 rc
+# After a success only the placement record is left of the journal.
+journal_done() {  # journal_done DIR NAME
+  local left
+  left=$(ls -A "$1" 2>/dev/null | tr '\n' ' ')
+  [ -z "$left" ] || [ "$left" = "placement " ] || fail "$2: journal not removed after success ($left)"
+}
+
+check_resume() {  # check_resume NAME NP SIGNAL [plain: rerun without --resume]
+  local name=$1 np=$2 sig=$3 rerun=${4:---resume} rc
   local dst=$work/dst-$name
   sync
   set +e
@@ -62,16 +72,24 @@ check_resume() {  # check_resume NAME NP SIGNAL
     KILL) [ "$rc" != 0 ] || fail "$name: the run finished before it was killed; make the data bigger" ;;
   esac
   [ -d "$work/.barge-journal.dst-$name" ] || fail "$name: no journal left for --resume"
-  launch "$np" copy -q --resume --chunk-size 256K --report "$work/$name-2.json" "$src" "$dst" || fail "$name: resume exit $?"
+  [ "$rerun" = plain ] && rerun=-q
+  launch "$np" copy -q "$rerun" --chunk-size 256K --report "$work/$name-2.json" "$src" "$dst" || fail "$name: rerun exit $?"
+  [ ! -e "$dst/src" ] || fail "$name: the rerun nested SRC inside the DST it created"
   local out
   out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")
   [ -z "$out" ] || fail "$name: after resume the trees differ: $(echo "$out" | head -5)"
-  [ ! -e "$work/.barge-journal.dst-$name" ] || fail "$name: journal not removed after success"
+  journal_done "$work/.barge-journal.dst-$name" "$name"
   [ -z "$(find "$dst" -name '.barge-part.*' -o -name '.barge-tmp.*')" ] || fail "$name: part files left"
   local again
   again=$(moved "$work/$name-2.json")
-  [ "$again" -lt "$total" ] || fail "$name: the resumed run moved $again of $total bytes: nothing was skipped"
-  echo "$name: stopped with exit $rc, resumed moving $again of $total bytes, result exact"
+  if [ "$rerun" = --resume ]; then
+    [ "$again" -lt "$total" ] || fail "$name: the resumed run moved $again of $total bytes: nothing was skipped"
+    # A requeued job runs --resume once more after the success: it confirms, in place.
+    launch "$np" copy -q --resume --chunk-size 256K --report "$work/$name-3.json" "$src" "$dst" || fail "$name: --resume after success exit $?"
+    [ ! -e "$dst/src" ] || fail "$name: --resume after a success nested SRC inside DST"
+    [ "$(moved "$work/$name-3.json")" = 0 ] || fail "$name: --resume after a success moved $(moved "$work/$name-3.json") bytes"
+  fi
+  echo "$name: stopped with exit $rc, rerun ($rerun) moving $again of $total bytes, in place, result exact"
 }
 
 check_resume usr1-solo 1 USR1
@@ -80,6 +98,8 @@ check_resume kill-solo 1 KILL
 check_resume usr1-np3 3 USR1
 check_resume kill-np2 2 KILL
 check_resume usr1-one-of-np2 2 USR1-ONE-RANK
+check_resume kill-plain-solo 1 KILL plain
+check_resume kill-plain-np2 2 KILL plain
 
 # Without --resume, a rerun after a stop starts over (parts truncated) and is exact.
 dst=$work/dst-fresh
@@ -94,7 +114,7 @@ set -e
 rm -rf "$dst"   # a user starting over removes the partial destination
 "$barge" copy -q --chunk-size 1M "$src" "$dst" || fail "fresh rerun exit $?"
 [ -z "$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")" ] || fail "fresh rerun differs"
-[ ! -e "$work/.barge-journal.dst-fresh" ] || fail "fresh rerun left the old journal"
+journal_done "$work/.barge-journal.dst-fresh" "fresh rerun"
 # One rank failing its writes stops every rank within a fraction of a second (the stop travels with
 # the progress sums), not at the end of the phase; the run exits 2 naming the cause, and
 # --resume without the fault finishes exactly. Rank 1 sees the destination read-only in a
