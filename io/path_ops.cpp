@@ -61,6 +61,9 @@ std::string_view base_name(std::string_view path) {
 std::string join_path(std::string_view a, std::string_view b) {
   if (a.empty()) return std::string(b);
   if (b.empty()) return std::string(a);
+  // "SRC/." (a root that merges into DST) + "x" is "SRC/x": the same file, and the name a
+  // user expects in a message, not "SRC/./x".
+  while (a.size() > 2 && a.substr(a.size() - 2) == "/.") a.remove_suffix(2);
   std::string out(a);
   if (out.back() != '/') out += '/';
   out += b;

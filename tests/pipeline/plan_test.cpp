@@ -67,6 +67,20 @@ TEST_F(PlanTest, RejectsBadPlacementsWithAClearMessage) {
   EXPECT_FALSE(no_parent.ok());
 }
 
+// "SRC/." (and sync, whose root is SRC/.) names the entries below as SRC/x: error messages
+// used to read "src/./noread".
+TEST_F(PlanTest, PathsBelowAMergingRootHaveNoDotComponent) {
+  auto roots = resolve_roots({root_ + "/src/."}, root_ + "/existing");
+  ASSERT_TRUE(roots.ok()) << roots.error().message;
+  Plan plan = walk_roots(std::move(roots.value()), 2);
+  ASSERT_TRUE(plan.walk_errors.empty());
+  ASSERT_EQ(plan.entries.size(), 5u);
+  EXPECT_EQ(plan.src_path(plan.entries[4]), root_ + "/src/sub/b");
+  EXPECT_EQ(plan.src_parent(plan.entries[4]), root_ + "/src/sub");
+  EXPECT_EQ(plan.dst_path(plan.entries[4]), root_ + "/existing/sub/b");
+  EXPECT_EQ(plan.src_path(plan.entries[0]), root_ + "/src/.");  // the root itself: as named
+}
+
 TEST_F(PlanTest, WalkListsEntriesInPreOrderWithParents) {
   auto roots = resolve_roots({root_ + "/src"}, root_ + "/new");
   ASSERT_TRUE(roots.ok());
