@@ -7,6 +7,7 @@
 // Not thread-safe; tests run one at a time.
 #pragma once
 
+#include <cstdlib>
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -429,7 +430,11 @@ inline RunResult run_command(const std::vector<std::string>& argv, const RunOpti
   return res;
 }
 
-inline std::string barge_binary() { return BARGE_BINARY; }
+// BARGE_TEST_BINARY runs the suite against another build (an older main: "fails before").
+inline std::string barge_binary() {
+  const char* other = std::getenv("BARGE_TEST_BINARY");
+  return other && *other ? other : BARGE_BINARY;
+}
 
 inline RunResult run_barge(std::vector<std::string> args, const RunOptions& opts = {}) {
   args.insert(args.begin(), barge_binary());
