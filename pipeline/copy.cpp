@@ -12,6 +12,7 @@
 #include <oneapi/tbb/enumerable_thread_specific.h>
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <chrono>
 #include <cstdlib>
@@ -26,6 +27,7 @@
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/copy_stages.hpp"
 #include "pipeline/dir_pass.hpp"
+#include "pipeline/manifest.hpp"
 #include "pipeline/placement.hpp"
 
 namespace barge::pipeline {
@@ -341,6 +343,7 @@ io::Status link_into_place_path(const std::string& target_path, int dirfd, const
 
 uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers,
                         const std::function<std::string(uint32_t)>& leader_path,
+                        const std::function<std::string(uint32_t)>& leader_manifest,
                         const std::function<bool(uint32_t)>& leader_ok, bool skip_if_same) {
   const Plan& plan = ctx.plan;
   DirFdCache dirs;
@@ -363,6 +366,7 @@ uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers
       struct stat a, b;
       if (::fstatat(dirfd, name.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
           ::stat(target.c_str(), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+        if (ctx.manifest) ctx.manifest->add_link(plan.manifest_path(e), leader_manifest(f));
         continue;  // already the same file
       }
     }
@@ -370,6 +374,7 @@ uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers
       ctx.fail_file(f, st.error().message);
       continue;
     }
+    if (ctx.manifest) ctx.manifest->add_link(plan.manifest_path(e), leader_manifest(f));
     ++linked;
   }
   return linked;
@@ -390,20 +395,22 @@ uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const Jour
   const Plan& plan = ctx.plan;
   done_chunks.assign(plan.entries.size(), nullptr);
   DirFdCache dirs;
-  uint64_t skipped = 0;
+  std::vector<uint32_t> skipped;
   for (uint32_t f : plan.files) {
     if (!include[f]) continue;
     const Entry& e = plan.entries[f];
     if (in_place(plan, e, dirs)) {
       include[f] =
           0;  // put in place (complete: linked or renamed in only when done) by an earlier run
-      ++skipped;
+      skipped.push_back(f);
       continue;
     }
     int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
     if (dirfd < 0) continue;
     struct stat st;
-    if (!ctx.is_large(f)) continue;
+    // A manifest hashes a large file's chunks in order as they pass: its journaled chunks are
+    // copied again rather than left out of the checksum.
+    if (!ctx.is_large(f) || ctx.manifest) continue;
     std::string part = ctx.temp_name(f);
     auto it = state.find(part);
     if (it == state.end()) continue;
@@ -420,7 +427,22 @@ uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const Jour
       done += c + 1 < chunks ? 1 : 0;  // the last chunk is always redone
     ctx.set_chunks_left(f, chunks - done);
   }
-  return skipped;
+  hash_in_place_for_manifest(ctx, skipped);
+  return skipped.size();
+}
+
+void hash_in_place_for_manifest(CopyContext& ctx, const std::vector<uint32_t>& files) {
+  if (!ctx.manifest || files.empty()) return;
+  // Not copied again, but listed: their checksum is taken from the source, as for a copy.
+  tbb::parallel_for(size_t{0}, files.size(), [&](size_t i) {
+    const Entry& e = ctx.plan.entries[files[i]];
+    auto h = hash_file(AT_FDCWD, ctx.plan.src_path(e));
+    if (h) {
+      ctx.manifest->add(ctx.plan.manifest_path(e), h.value());
+    } else {
+      ctx.fail_file(files[i], h.error().message + " (in place, but not in --checksum-manifest)");
+    }
+  });
 }
 
 JournalFlusher::JournalFlusher(Journal* journal, CopyContext& ctx) : journal_(journal), ctx_(ctx) {
@@ -603,6 +625,7 @@ RunResult run_copy(const CopyOptions& opts) {
     }
     stats.files_done += link_followers(
         ctx, followers, [&](uint32_t f) { return plan.dst_path(plan.entries[leader[f]]); },
+        [&](uint32_t f) { return plan.manifest_path(plan.entries[leader[f]]); },
         [&](uint32_t f) {
           return ctx.parent_ok[leader[f]] && !ctx.file_failed(leader[f]) && ctx.fatal().empty();
         },

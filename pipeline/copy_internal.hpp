@@ -53,9 +53,12 @@ inline constexpr uint32_t kNotAFollower = UINT32_MAX;
 io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,
                                 const std::string& tmp);
 // Links every follower in place; followers whose leader was not copied are named as failed.
-// `leader_path(f)` gives the destination path of follower f's leader; returns files linked.
+// `leader_path(f)` gives the destination path of follower f's leader, `leader_manifest(f)` its
+// path in the checksum manifest (a follower is listed there with its leader's checksum);
+// returns files linked.
 uint64_t link_followers(CopyContext& ctx, const std::vector<uint32_t>& followers,
                         const std::function<std::string(uint32_t)>& leader_path,
+                        const std::function<std::string(uint32_t)>& leader_manifest,
                         const std::function<bool(uint32_t)>& leader_ok, bool skip_if_same);
 
 // A regular file under its final destination name with the source's size and mtime: put
@@ -65,6 +68,9 @@ bool in_place(const Plan& plan, const Entry& e, DirFdCache& dirs);
 // --resume: files already in place (regular, same size and mtime as the source) are taken
 // out of `include` and counted; large files whose part exists at full size reuse it and skip
 // the chunks `state` lists. Returns the files skipped.
+// --resume with --checksum-manifest: files already in place are hashed from the source and
+// listed (a failure names the file).
+void hash_in_place_for_manifest(CopyContext& ctx, const std::vector<uint32_t>& files);
 uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const JournalState& state,
                      std::vector<const std::unordered_set<uint32_t>*>& done_chunks);
 

@@ -431,20 +431,23 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   for (uint32_t f : plan.files) include[f] = (flags[f] & kActTransfer) ? 1 : 0;
   std::string journal_dir = Journal::dir_for(opts.destination);
   JournalState journal_state;
+  std::vector<uint32_t> in_place_files;
   if (opts.resume) {
     journal_state = Journal::load(journal_dir);
     DirFdCache dirs;
     for (uint32_t f : plan.files) {
       if (include[f] && in_place(plan, plan.entries[f], dirs)) {
         include[f] = 0;
-        ++result.skipped_files;
+        in_place_files.push_back(f);
       }
     }
+    result.skipped_files = in_place_files.size();
   }
   // Hard links: every rank learns every multi-link file; the member with the smallest
   // (root, path) leads its group and is copied, the others are linked to it afterwards.
   std::vector<uint32_t> followers;
   std::unordered_map<uint32_t, std::string> leader_of;  // follower → leader's destination path
+  std::unordered_map<uint32_t, std::string> leader_manifest_of;  // ... and its manifest path
   {
     WireWriter hw;
     for (uint32_t f : plan.files) {
@@ -476,6 +479,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
       followers.push_back(f);
       include[f] = 0;
       leader_of[f] = io::join_path(plan.roots[lead.first].dst, lead.second);
+      leader_manifest_of[f] = io::join_path(plan.roots[lead.first].manifest_prefix, lead.second);
     }
   }
   for (uint32_t f : plan.files) {
@@ -528,6 +532,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   for (uint32_t g = 0; g < global_count; ++g) ctx.temp_ids[local_count + g] = g;
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
+  hash_in_place_for_manifest(ctx, in_place_files);
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
   if (walked && walked->stats) {
     const LiveStats& w = *walked->stats;
@@ -808,6 +813,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   comm.barrier();
   stats.files_done += link_followers(
       ctx, followers, [&](uint32_t f) { return leader_of[f]; },
+      [&](uint32_t f) { return leader_manifest_of[f]; },
       [&](uint32_t f) {
         // The leader may live on another rank: it is in place when the file there is the
         // one this follower shares its inode with in the source.
@@ -925,22 +931,33 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   // The manifest lists every rank's files, written once by rank 0.
   if (ctx.manifest) {
     WireWriter mw;
-    for (const ManifestEntry& m : manifest.entries()) {
+    std::vector<ManifestEntry> mine = manifest.entries();
+    mw.u64(mine.size());
+    for (const ManifestEntry& m : mine) {
       mw.str(m.path);
       mw.u64(m.hash.high);
       mw.u64(m.hash.low);
+    }
+    // Hard-link followers: a leader's checksum may be on another rank, so they resolve here.
+    for (const auto& [path, leader] : manifest.links()) {
+      mw.str(path);
+      mw.str(leader);
     }
     std::vector<std::string> parts = comm.allgather(mw.take());
     if (comm.rank() == 0 && total.fatal.empty()) {
       ManifestWriter all;
       for (const std::string& part : parts) {
         WireReader r(part);
-        while (!r.done()) {
+        for (uint64_t n = r.u64(); n > 0; --n) {
           std::string path = r.str();
           Hash128 h;
           h.high = r.u64();
           h.low = r.u64();
           all.add(std::move(path), h);
+        }
+        while (!r.done()) {
+          std::string path = r.str();
+          all.add_link(std::move(path), r.str());
         }
       }
       if (auto st = all.write_to(opts.manifest_path); !st) total.fatal = st.error().message;

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "io/unique_fd.hpp"
@@ -481,6 +483,16 @@ void ManifestWriter::add(std::string rel_path, Hash128 h) {
   entries_.push_back(ManifestEntry{std::move(rel_path), h});
 }
 
+void ManifestWriter::add_link(std::string rel_path, std::string leader_path) {
+  std::lock_guard lock(mutex_);
+  links_.emplace_back(std::move(rel_path), std::move(leader_path));
+}
+
+std::vector<std::pair<std::string, std::string>> ManifestWriter::links() const {
+  std::lock_guard lock(mutex_);
+  return links_;
+}
+
 std::vector<ManifestEntry> ManifestWriter::entries() const {
   std::lock_guard lock(mutex_);
   return entries_;
@@ -496,6 +508,14 @@ io::Status ManifestWriter::write_to(const std::filesystem::path& file) const {
   {
     std::lock_guard lock(mutex_);
     snapshot = entries_;
+    if (!links_.empty()) {
+      std::unordered_map<std::string_view, Hash128> by_path;
+      for (const ManifestEntry& m : entries_) by_path.emplace(m.path, m.hash);
+      for (const auto& [path, leader] : links_) {
+        if (auto it = by_path.find(leader); it != by_path.end())
+          snapshot.push_back(ManifestEntry{path, it->second});
+      }
+    }
   }
   auto text = format_manifest(std::move(snapshot));
   if (!text) return io::Error{text.error().errnum, file.string() + ": " + text.error().message};

@@ -76,6 +76,10 @@ io::Result<FileDigest> hash_fd(int fd, std::string_view path);
 class ManifestWriter {
  public:
   void add(std::string rel_path, Hash128 h);
+  // A hard link: `rel_path` is listed with the checksum `leader_path` gets (added on this
+  // writer or merged from another rank's). A leader never added leaves its followers out.
+  void add_link(std::string rel_path, std::string leader_path);
+  std::vector<std::pair<std::string, std::string>> links() const;
   // Writes format_manifest() of everything added so far to `file` atomically: a temporary
   // file in the same directory, fsync, rename over `file`, fsync of the directory. A crash
   // leaves either the old file or the complete new one under the final name.
@@ -86,6 +90,7 @@ class ManifestWriter {
  private:
   mutable std::mutex mutex_;
   std::vector<ManifestEntry> entries_;
+  std::vector<std::pair<std::string, std::string>> links_;  // follower, leader
 };
 
 }  // namespace barge::pipeline

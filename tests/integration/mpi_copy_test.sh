@@ -32,10 +32,21 @@ head -c 5000000 /dev/urandom > "$work/src/odd dir/deeper/big"   # > --chunk-size
 mkfifo "$work/src/odd dir/fifo"
 chown 1234:5678 "$work/src/odd dir/empty"
 chmod 0751 "$work/src/odd dir"
+# Hard links across directories, of a small file and of one split over ranks: every path is
+# in the manifest (followers with their leader's checksum) and the manifest checks.
+mkdir -p "$work/src/links"
+echo shared > "$work/src/links/a"
+ln "$work/src/links/a" "$work/src/links/b"
+ln "$work/src/links/a" "$work/src/odd dir/c"
+ln "$work/src/odd dir/deeper/big" "$work/src/links/big-too"
 touch -d '2001-02-03 04:05:06.123456789' "$work/src/odd dir/deeper"
 
 "$barge" copy -q --chunk-size 1M --checksum-manifest "$work/m1" "$work/src" "$work/one"
 same_tree "$work/src" "$work/one"
+"$barge" verify -q --manifest "$work/m1" "$work/one" || fail "np=1 (no mpirun): the manifest of a tree with hard links does not check"
+for p in links/a links/b "odd dir/c" links/big-too "odd dir/deeper/big"; do
+  grep -qF "  $p" "$work/m1" || fail "manifest lacks $p"
+done
 for np in 1 2 3 4; do
   mpirun_n "$np" "$barge" copy -q --chunk-size 1M --verify --checksum-manifest "$work/m-$np" \
     --report "$work/r-$np.json" "$work/src" "$work/np$np" || fail "np=$np exit $?"

@@ -73,19 +73,26 @@ check_resume() {  # check_resume NAME NP SIGNAL [plain: rerun without --resume]
   esac
   [ -d "$work/.barge-journal.dst-$name" ] || fail "$name: no journal left for --resume"
   [ "$rerun" = plain ] && rerun=-q
-  launch "$np" copy -q "$rerun" --chunk-size 256K --report "$work/$name-2.json" "$src" "$dst" || fail "$name: rerun exit $?"
+  launch "$np" copy -q "$rerun" --chunk-size 256K --report "$work/$name-2.json" \
+    --checksum-manifest "$work/$name-2.xxh" "$src" "$dst" || fail "$name: rerun exit $?"
   [ ! -e "$dst/src" ] || fail "$name: the rerun nested SRC inside the DST it created"
   local out
   out=$(rsync -aHAXn --delete --itemize-changes --modify-window=-1 --checksum "$src/" "$dst/")
   [ -z "$out" ] || fail "$name: after resume the trees differ: $(echo "$out" | head -5)"
   journal_done "$work/.barge-journal.dst-$name" "$name"
+  "$barge" verify -q --manifest "$work/$name-2.xxh" "$dst" || fail "$name: the rerun's manifest does not check"
+  [ "$(grep -vc '^#' "$work/$name-2.xxh")" = "$(find "$src" -type f | wc -l)" ] || fail "$name: the rerun's manifest misses files"
   [ -z "$(find "$dst" -name '.barge-part.*' -o -name '.barge-tmp.*')" ] || fail "$name: part files left"
   local again
   again=$(moved "$work/$name-2.json")
   if [ "$rerun" = --resume ]; then
     [ "$again" -lt "$total" ] || fail "$name: the resumed run moved $again of $total bytes: nothing was skipped"
     # A requeued job runs --resume once more after the success: it confirms, in place.
-    launch "$np" copy -q --resume --chunk-size 256K --report "$work/$name-3.json" "$src" "$dst" || fail "$name: --resume after success exit $?"
+    launch "$np" copy -q --resume --chunk-size 256K --report "$work/$name-3.json" \
+      --checksum-manifest "$work/$name-3.xxh" "$src" "$dst" || fail "$name: --resume after success exit $?"
+    # Files in place and journaled chunks are listed in a manifest too (it was empty, or the
+    # large file failed as "not copied").
+    cmp -s "$work/$name-2.xxh" "$work/$name-3.xxh" || fail "$name: manifests of the resumed run and of --resume after success differ"
     [ ! -e "$dst/src" ] || fail "$name: --resume after a success nested SRC inside DST"
     [ "$(moved "$work/$name-3.json")" = 0 ] || fail "$name: --resume after a success moved $(moved "$work/$name-3.json") bytes"
   fi
