@@ -3,6 +3,7 @@
 // fatal error). Nothing else lives here.
 #include <malloc.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -323,6 +324,15 @@ int main(int argc, char** argv) {
       return r->ok() ? pipeline::kExitOk : pipeline::kExitPartial;
     }
   } catch (const std::exception& ex) {
+    if (comm->size() > 1) {
+      // The other ranks are waiting in the next agreement, which this rank will never reach.
+      char host[256] = {};
+      ::gethostname(host, sizeof host - 1);
+      std::fprintf(stderr, "barge: error: rank %d (%s): %s; stopping every rank of the job\n",
+                   comm->rank(), host, ex.what());
+      std::fflush(stderr);
+      comm->abort_job(pipeline::kExitFatal);
+    }
     io::log_error(ex.what());
     return pipeline::kExitFatal;
   }

@@ -56,6 +56,11 @@ class Comm {
   // be in use at a time; the result must not outlive the Comm.
   virtual std::unique_ptr<AsyncSum> make_async_sum() = 0;
 
+  // Ends every rank of the job now with `exit_code` (MPI_Abort). The last resort for a rank
+  // that cannot reach the next agreement (an exception that escaped its phase): returning
+  // from main instead would leave the other ranks waiting in a collective forever.
+  [[noreturn]] virtual void abort_job(int exit_code) = 0;
+
   // The agreement that ends every phase: true on every rank iff `ok` on every rank.
   bool agree(bool ok) {
     uint64_t v = ok ? 1 : 0;

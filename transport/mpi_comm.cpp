@@ -125,6 +125,10 @@ class MpiComm final : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   bool is_mpi() const override { return true; }
+  [[noreturn]] void abort_job(int exit_code) override {
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    std::_Exit(exit_code);  // MPI_Abort does not return; if it ever did, this rank still ends
+  }
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
   void allreduce_sum(std::span<uint64_t> v) override { reduce(v, MPI_SUM); }
   void allreduce_max(std::span<uint64_t> v) override { reduce(v, MPI_MAX); }

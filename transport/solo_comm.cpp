@@ -1,5 +1,6 @@
 // SoloComm: a run of one rank. Collectives are identities; point-to-point messages go to a
 // local mailbox (a rank may message itself, as rank 0's coordinator does).
+#include <cstdlib>
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -29,6 +30,7 @@ class SoloComm final : public Comm {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   bool is_mpi() const override { return false; }
+  [[noreturn]] void abort_job(int exit_code) override { std::_Exit(exit_code); }
   void barrier() override {}
   void allreduce_sum(std::span<uint64_t>) override {}
   void allreduce_max(std::span<uint64_t>) override {}
