@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   gen_cmd->add_flag("-q,--quiet", quiet, "no summary line");
 
-  // barge backup, restore, snapshots, forget
+  // barge backup, restore, snapshots, forget, repair
   tools::RepoCli repo_cli;
   tools::add_repo_commands(app, repo_cli, quiet);
 
