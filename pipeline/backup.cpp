@@ -271,7 +271,8 @@ class BackupRun {
         std::string what = "no snapshot written";
         if (sums[0] != 0)
           what += "; the " + std::to_string(sums[0]) + " packs (" +
-                  std::to_string(sums[1] >> 20) + " MiB) this run wrote were removed";
+                  Progress::human_bytes(static_cast<double>(sums[1])) +
+                  ") this run wrote were removed";
         if (sums[2] != 0)
           what += "; " + std::to_string(sums[2]) + " could not be removed (the next backup will)";
         if (!result.fatal.empty()) result.fatal += " (" + what + ")";
@@ -761,8 +762,9 @@ io::Status validate(const BackupOptions& opts) {
   if (opts.chunk_bytes != 0 &&
       (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes ||
        opts.chunk_bytes % 4096 != 0))
-    return io::Error::plain("--chunk-size " + std::to_string(opts.chunk_bytes) +
-                            " bytes: must be a multiple of 4 KiB from 4 KiB to 1 GiB");
+    return io::Error::plain("--chunk-size " +
+                            Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
+                            ": must be a multiple of 4 KiB from 4 KiB to 1 GiB");
   if (opts.level < 1 || opts.level > 19)
     return io::Error::plain("--level " + std::to_string(opts.level) + ": must be 1..19");
   if (opts.memory_bytes == 0) return io::Error::plain("--memory must be more than 0");
@@ -819,7 +821,8 @@ void sweep_if_marked(const repo::Repository& r) {
   if (auto st = repo::clear_sweep(r.path()); !st) io::log_warn(st.error().message);
   if (swept->packs != 0)
     io::log_info("removed " + std::to_string(swept->packs) + " packs (" +
-                 std::to_string(swept->bytes >> 20) + " MiB) that a failed or killed run left");
+                 Progress::human_bytes(static_cast<double>(swept->bytes)) +
+                 ") that a failed or killed run left");
 }
 
 }  // namespace

@@ -291,8 +291,8 @@ RepairResult run_repair(const RepairOptions& opts) {
   };
   if (opts.chunk_bytes != 0 &&
       (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes))
-    return fatal("--chunk-size " + std::to_string(opts.chunk_bytes) +
-                 " bytes: must be from 4 KiB to 1 GiB");
+    return fatal("--chunk-size " + Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
+                 ": must be from 4 KiB to 1 GiB");
   std::string path = opts.repo;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   struct stat st;

@@ -516,14 +516,12 @@ io::Result<RepoLock> RepoLock::acquire(const std::string& repo_path, const std::
       if (!*broken) ::usleep(5000);  // another run is removing it
       continue;
     }
-    std::string who = (h.command.empty() ? std::string("another run") : "barge " + h.command);
-    if (h.host == me)
-      return io::Error::plain(repo_path + ": locked by " + who + " (pid " + std::to_string(h.pid) +
-                              " on this host, since " + since_text(h.since) +
-                              "); wait for it to finish");
-    return io::Error::plain(repo_path + ": locked by " + who + " on " + h.host + " (pid " +
+    // A live holder, or one on another host that cannot be checked from here: named, never
+    // offered for removal.
+    return io::Error::plain(repo_path + ": locked by barge " + h.command + " on " + h.host +
+                            (h.host == me ? " (this host)" : "") + ", pid " +
                             std::to_string(h.pid) + ", since " + since_text(h.since) +
-                            "); wait for it to finish");
+                            "; wait for it to finish");
   }
   return io::Error::plain(repo_path + ": could not take the lock " + path +
                           " (other runs keep taking it)");
