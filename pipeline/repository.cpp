@@ -498,6 +498,7 @@ io::Result<RepoLock> RepoLock::acquire(const std::string& repo_path, const std::
     if (::link(mine.path.c_str(), path.c_str()) == 0) {
       RepoLock lock;
       lock.path_ = path;
+      lock.line_ = line.str();
       return lock;
     }
     if (errno != EEXIST) return io::Error::from_errno(errno, "create " + path);
@@ -531,13 +532,17 @@ RepoLock& RepoLock::operator=(RepoLock&& o) noexcept {
   if (this != &o) {
     release();
     path_ = std::move(o.path_);
+    line_ = std::move(o.line_);
     o.path_.clear();
   }
   return *this;
 }
 
 void RepoLock::release() {
-  if (!path_.empty()) ::unlink(path_.c_str());
+  if (!path_.empty()) {
+    auto held = read_lock(path_);
+    if (held && *held && (*held)->text == line_) ::unlink(path_.c_str());
+  }
   path_.clear();
 }
 
@@ -638,9 +643,12 @@ PackWriter::Discarded PackWriter::discard() {
   for (Pack& p : packs_) {
     p.fd.reset();
     std::string path = repo_.pack_path(p.name);
+    struct stat st;
+    // The space it holds (p.size counts reservations whose write failed).
+    uint64_t used = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
     if (::unlink(path.c_str()) == 0 || errno == ENOENT) {
       ++out.packs;
-      out.bytes += p.size;
+      out.bytes += used;
     } else {
       ++out.failed;
     }

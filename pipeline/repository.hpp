@@ -103,15 +103,19 @@ class RepoLock {
  public:
   static io::Result<RepoLock> acquire(const std::string& repo_path, const std::string& command);
   RepoLock() = default;
-  RepoLock(RepoLock&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  RepoLock(RepoLock&& o) noexcept : path_(std::move(o.path_)), line_(std::move(o.line_)) {
+    o.path_.clear();
+  }
   RepoLock& operator=(RepoLock&& o) noexcept;
   RepoLock(const RepoLock&) = delete;
   RepoLock& operator=(const RepoLock&) = delete;
   ~RepoLock() { release(); }
+  // Removes REPO/lock if it is still this run's (same line).
   void release();
 
  private:
   std::string path_;
+  std::string line_;  // what this run wrote
 };
 
 // Appends blobs to packs of one writer (a rank). Thread-safe: append() reserves its range

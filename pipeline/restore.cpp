@@ -573,7 +573,7 @@ io::Status check_destination(const RestoreOptions& opts, const repo::Repository&
                             "): name it " + where.path +
                             "/ to restore into the directory it points to");
   }
-  const std::string dst = canonical_or_parent(where.follow ? where.path + "/" : where.path);
+  const std::string dst = canonical_or_parent(where.path);  // resolves a DST/ symlink too
   const std::string repo = canonical_or_parent(r.path());
   if (is_inside(dst, repo))
     return io::Error::plain("destination " + opts.destination + " lies inside the repository " +

@@ -5,9 +5,9 @@
 #               with no full left becomes full and says so, even with -q;
 #  bad_options  a bad --chunk-size (3, 1, 5000, 2G) is refused, exit 2, one line naming it,
 #               and nothing is created;
-#  enospc       a backup that fills the repository's file system (a 64 MiB tmpfs) removes the
-#               packs it wrote and says what to do; grown to hold the data but not the data
-#               twice, the rerun succeeds and the repository verifies;
+#  enospc       a backup that fills the repository's file system (a 64 MiB tmpfs), alone and
+#               under mpirun -np 2, removes the packs it wrote and says what to do; grown to
+#               hold the data but not the data twice, the rerun succeeds and verifies;
 #  killed       the packs of a backup killed with SIGKILL are removed by the next backup;
 #  overlap      REPO inside SRC (unless excluded), SRC inside REPO, DST inside REPO, and a DST
 #               holding REPO where the snapshot writes: exit 2, nothing created;
@@ -26,6 +26,7 @@
 #               place and never nest.
 # Usage: repo_faults_test.sh BARGE [CASE...]   (exit 77 + "SKIP: reason" without root)
 set -euo pipefail
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 here=$(cd "$(dirname "$0")" && pwd)
 barge=$(readlink -f "${1:-build/barge}")
 shift || true
@@ -103,6 +104,12 @@ t_enospc() {
     || fail "ENOSPC message: $(cat "$work/en.err")"
   [ -z "$(find "$mnt/repo/packs" -name '*.pack')" ] || fail "the failed backup left packs: $(du -sh "$mnt/repo/packs")"
   [ -z "$(snap_ids "$mnt/repo")" ] || fail "the failed backup left a snapshot"
+  # under mpirun every rank removes its own packs
+  set +e
+  mpirun -np 2 --oversubscribe --bind-to none "$barge" backup -q "$s" "$mnt/repo" > "$work/en.out" 2> "$work/en.err"; rc=$?
+  set -e
+  [ "$rc" != 0 ] && grep -q "packs (.*) this run wrote were removed" "$work/en.err" || fail "np=2 on a full file system: exit $rc: $(cat "$work/en.err")"
+  [ -z "$(find "$mnt/repo/packs" -name '*.pack')" ] || fail "the failed np=2 backup left packs: $(du -sh "$mnt/repo/packs")"
   # room for the data, not for the data and what the failed run wrote
   mount -o remount,size=150m "$mnt"
   run "$work/en.err" backup -q "$s" "$mnt/repo"
