@@ -36,6 +36,14 @@ struct BlobKey {
   }
 };
 
+// Fills a forget's or repair's result with the error that ended it.
+template <class Result>
+Result fatal_result(Result& out, std::string why) {
+  out.fatal = std::move(why);
+  out.exit_code = kExitFatal;
+  return out;
+}
+
 }  // namespace
 
 io::Result<std::vector<SnapshotListing>> list_snapshots(const std::string& repo_path) {
@@ -228,11 +236,7 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
 
 ForgetResult run_forget(const ForgetOptions& opts) {
   ForgetResult out;
-  auto fatal = [&](std::string why) {
-    out.fatal = std::move(why);
-    out.exit_code = kExitFatal;
-    return out;
-  };
+  auto fatal = [&](std::string why) { return fatal_result(out, std::move(why)); };
   auto r = repo::Repository::open(opts.repo, false);
   if (!r) return fatal(r.error().message);
   auto lock = repo::RepoLock::acquire(r->path(), "forget");
@@ -284,11 +288,7 @@ io::Result<uint32_t> chunk_bytes_of(const std::vector<repo::Snapshot>& snaps) {
 
 RepairResult run_repair(const RepairOptions& opts) {
   RepairResult out;
-  auto fatal = [&](std::string why) {
-    out.fatal = std::move(why);
-    out.exit_code = kExitFatal;
-    return out;
-  };
+  auto fatal = [&](std::string why) { return fatal_result(out, std::move(why)); };
   if (opts.chunk_bytes != 0 &&
       (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes))
     return fatal("--chunk-size " + Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
