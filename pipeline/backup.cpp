@@ -258,26 +258,7 @@ class BackupRun {
         }
       }
     }
-    // No snapshot: every rank removes the packs it wrote, so that they neither fill the
-    // repository nor make the next run fail for want of the space they hold.
-    uint64_t written = comm_.rank() == 0 && !out.snapshot.id.empty() ? 1 : 0;
-    comm_.allreduce_max(std::span<uint64_t>(&written, 1));
-    if (!written) {
-      repo::PackWriter::Discarded d = packs_->discard();
-      uint64_t sums[3] = {d.packs, d.bytes, d.failed};
-      comm_.allreduce_sum(sums);
-      if (comm_.rank() == 0) {
-        if (sums[2] != 0) (void)repo::mark_sweep(repo_.path());  // the next backup retries
-        std::string what = "no snapshot written";
-        if (sums[0] != 0)
-          what += "; the " + std::to_string(sums[0]) + " packs (" +
-                  Progress::human_bytes(static_cast<double>(sums[1])) +
-                  ") this run wrote were removed";
-        if (sums[2] != 0)
-          what += "; " + std::to_string(sums[2]) + " could not be removed (the next backup will)";
-        if (!result.fatal.empty()) result.fatal += " (" + what + ")";
-      }
-    }
+    discard_if_unsaved(out);
     if (comm_.rank() == 0) {
       result.seconds = since(t0);
       result.resumable = signalled != 0;
@@ -292,6 +273,31 @@ class BackupRun {
   }
 
  private:
+  // No snapshot: every rank removes the packs it wrote, so that they neither fill the
+  // repository nor make the next run fail for want of the space they hold. Collective.
+  void discard_if_unsaved(BackupResult& out) {
+    uint64_t written = comm_.rank() == 0 && !out.snapshot.id.empty() ? 1 : 0;
+    comm_.allreduce_max(std::span<uint64_t>(&written, 1));
+    if (written) return;
+    repo::PackWriter::Discarded d = packs_->discard();
+    uint64_t sums[3] = {d.packs, d.bytes, d.failed};
+    comm_.allreduce_sum(sums);
+    if (comm_.rank() != 0) return;
+    std::string what = "no snapshot written";
+    if (sums[0] != 0)
+      what += "; the " + std::to_string(sums[0]) + " packs (" +
+              Progress::human_bytes(static_cast<double>(sums[1])) + ") this run wrote were removed";
+    if (sums[2] != 0) {
+      // The next backup removes them (REPO/sweep), or forget does.
+      auto st = repo::mark_sweep(repo_.path());
+      what += "; " + std::to_string(sums[2]) + " could not be removed (" +
+              (st ? std::string("the next backup will") : st.error().message + "; run barge forget") +
+              ")";
+    }
+    std::string& fatal = out.run.fatal;
+    if (!fatal.empty()) fatal += " (" + what + ")";
+  }
+
   void ctx_fatal(const std::string& why) {
     std::lock_guard lock(mu_);
     if (fatal_.empty()) fatal_ = why;
