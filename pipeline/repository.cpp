@@ -9,11 +9,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <ctime>
-#include <optional>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "pipeline/compress.hpp"
@@ -381,6 +381,7 @@ struct LockHolder {
   std::string host, command;
   long long pid = 0, since = 0;
   ino_t inode = 0;
+  time_t mtime = 0;
   bool well_formed = false;
 };
 
@@ -395,6 +396,7 @@ io::Result<std::optional<LockHolder>> read_lock(const std::string& path) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return io::Error::from_errno(errno, "stat " + path);
   h.inode = st.st_ino;
+  h.mtime = st.st_mtime;
   char buf[1024];
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
@@ -507,6 +509,11 @@ io::Result<RepoLock> RepoLock::acquire(const std::string& repo_path, const std::
     if (!*held) continue;  // released meanwhile: try again
     const LockHolder& h = **held;
     if (!h.well_formed) {
+      // Earlier versions wrote the lock in place: give one still being written a moment.
+      if (std::time(nullptr) - h.mtime < 3) {
+        ::usleep(20000);
+        continue;
+      }
       return io::Error::plain(path + " holds no barge lock line (\"" +
                               h.text.substr(0, std::min<size_t>(h.text.find('\n'), 60)) +
                               "\"); if no barge run uses " + repo_path + ", remove it");

@@ -331,6 +331,14 @@ TEST(Repository, ALockHeldOnAnotherHostIsNamedAndNeverOfferedForRemoval) {
   EXPECT_NE(m.find("locked by barge backup on node17, pid 4242, since"), std::string::npos) << m;
   EXPECT_EQ(m.find("remove"), std::string::npos) << m;
   EXPECT_TRUE(std::ifstream(r->path() + "/lock").good()) << "a foreign lock was removed";
+  // an empty lock (an earlier version's, never finished): named, once it is not being written
+  { std::ofstream(r->path() + "/lock", std::ios::trunc); }
+  struct timespec old_times[2] = {{1700000000, 0}, {1700000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (r->path() + "/lock").c_str(), old_times, 0), 0);
+  auto empty = RepoLock::acquire(r->path(), "backup");
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message.find("holds no barge lock line"), std::string::npos)
+      << empty.error().message;
 }
 
 TEST(Repository, ANewRepositoryKeepsACopyOfItsConfig) {
