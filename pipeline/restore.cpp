@@ -232,7 +232,8 @@ class RestoreRun {
     if (comm_.rank() == 0 && ::mkdir(where.path.c_str(), 0700) != 0 && errno != EEXIST)
       fatal_ = io::Error::from_errno(errno, "create destination " + opts_.destination).message;
     comm_.barrier();
-    root_.reset(::open(where.follow ? (where.path + "/").c_str() : where.path.c_str(),
+    const std::string root_path = where.follow ? where.path + "/" : where.path;
+    root_.reset(::open(root_path.c_str(),
                        O_RDONLY | O_DIRECTORY | O_CLOEXEC | (where.follow ? 0 : O_NOFOLLOW)));
     if (!root_.valid() && fatal_.empty())
       fatal_ = io::Error::from_errno(errno, "open destination " + opts_.destination).message;
