@@ -93,10 +93,13 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
   cli.restore_cmd = app.add_subcommand(
       "restore", "rebuild in DST the tree a snapshot holds (DST/x is what SRC/x was)");
   cli.restore_cmd->add_option("repo", r.repo, "repository directory")->required();
-  cli.restore_cmd->add_option("destination", r.destination, "directory to restore into")
+  cli.restore_cmd
+      ->add_option("destination", r.destination,
+                   "directory to restore into (a symlink is followed only when named DST/)")
       ->required();
-  cli.restore_cmd->add_option("--snapshot", r.snapshot,
-                              "snapshot id (or a unique prefix) or latest");
+  cli.restore_cmd->add_option(
+      "--snapshot", r.snapshot,
+      "latest (default), a snapshot id, or a unique prefix of the id or of its short id");
   cli.restore_cmd->add_option("--path", r.paths,
                               "restore only this path of the snapshot and what is below it "
                               "(repeatable)");
