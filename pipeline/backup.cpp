@@ -149,7 +149,8 @@ class BackupRun {
     // More threads than cores: reads block in the kernel while others compress.
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();
-    // parent snapshot: every rank reads it (it is on the repository's shared file system)
+    // parent snapshot: rank 0 read it in decide, the others read it now (it is on the
+    // repository's shared file system)
     if (!decision_.parent.empty()) {
       std::string error;
       if (!parent_) {

@@ -282,7 +282,7 @@ t_short_id() {
   "$barge" restore -q --snapshot "$short" "$r" "$work/si-out" || fail "restore --snapshot $short (the short id) exit $?"
   [ -e "$work/si-out/b" ] && [ ! -e "$work/si-out/c" ] || fail "restore --snapshot $short restored the wrong snapshot"
   "$barge" verify -q --snapshot "$short" "$r" || fail "verify --snapshot $short exit $?"
-  "$barge" restore -q --snapshot "${ids[0]:0:17}" "$r" "$work/si-out0" || fail "restore with a unique time prefix"
+  "$barge" restore -q --snapshot "${ids[0]:0:20}" "$r" "$work/si-out0" || fail "restore with a unique time prefix"
   run "$work/si.err" restore -q --snapshot "${ids[0]:0:4}" "$r" "$work/si-amb"
   [ "$rc" = 2 ] && grep -q "ambiguous, matches 3 snapshots" "$work/si.err" || fail "ambiguous prefix: exit $rc: $(cat "$work/si.err")"
   [ ! -e "$work/si-amb" ] || fail "an ambiguous prefix created DST"
