@@ -16,6 +16,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "io/buffer_pool.hpp"
@@ -73,38 +74,56 @@ class PackTable {
 
 struct Decision {
   SnapKind kind = SnapKind::kFull;
-  std::string parent, base_full, note;
+  std::string parent, base_full;
+  std::vector<std::string> notes;  // warnings: the backup is not what was asked, and why
 };
 
-// Rank 0: which kind this backup is and what it compares against.
-io::Result<Decision> decide(const repo::Repository& r, BackupMode mode) {
+// Rank 0: which kind this backup is and what it compares against. `parent` receives the
+// parent snapshot, read whole: a damaged snapshot is passed over (and said so), never used.
+io::Result<Decision> decide(const repo::Repository& r, BackupMode mode,
+                            std::optional<repo::Snapshot>& parent) {
   Decision d;
   auto ids = r.list_snapshots();
   if (!ids) return ids.error();
   if (mode == BackupMode::kFull) return d;
+  const bool differential = mode == BackupMode::kDifferential;
+  const std::string what = differential ? "differential" : "incremental";
   if (ids->empty()) {
-    if (mode != BackupMode::kAuto) d.note = "no earlier snapshot: this backup is a full one";
+    if (mode != BackupMode::kAuto)
+      d.notes.push_back("no earlier snapshot: this " + what + " backup is a full one");
     return d;
   }
-  // The latest full snapshot, and the latest of any kind.
-  std::string latest_full;
-  for (auto it = ids->rbegin(); it != ids->rend() && latest_full.empty(); ++it) {
-    auto k = r.snapshot_kind(*it);
-    if (!k) return k.error();
-    if (*k == SnapKind::kFull) latest_full = *it;
+  // Newest first: an incremental compares with the newest intact snapshot of any kind, a
+  // differential with the newest intact full one.
+  std::vector<std::string> damaged;
+  for (auto it = ids->rbegin(); it != ids->rend() && !parent; ++it) {
+    if (differential) {
+      auto k = r.snapshot_kind(*it);
+      if (k && *k != SnapKind::kFull) continue;
+    }
+    auto s = r.load_snapshot(*it);
+    if (!s) {
+      damaged.push_back(s.error().message);
+      continue;
+    }
+    if (!differential || s->kind == SnapKind::kFull) parent = std::move(s.value());
   }
-  if (latest_full.empty()) {
-    d.note = "no full snapshot in the repository: this backup is a full one";
+  std::string skipped;
+  for (const std::string& why : damaged) skipped += (skipped.empty() ? "" : "; ") + why;
+  if (!parent) {
+    d.notes.push_back(
+        (differential ? "no intact full snapshot in the repository"
+                      : "no intact snapshot in the repository") +
+        (damaged.empty() ? std::string() : " (damaged: " + skipped + ")") + ": this " +
+        (mode == BackupMode::kAuto ? std::string("backup") : what + " backup") + " is a full one");
     return d;
   }
-  d.base_full = latest_full;
-  if (mode == BackupMode::kDifferential) {
-    d.kind = SnapKind::kDifferential;
-    d.parent = latest_full;
-  } else {
-    d.kind = SnapKind::kIncremental;
-    d.parent = ids->back();
-  }
+  if (!damaged.empty())
+    d.notes.push_back("passing over damaged snapshots (" + skipped + "): this " + what +
+                      " backup compares with " + parent->id + " instead");
+  d.kind = differential ? SnapKind::kDifferential : SnapKind::kIncremental;
+  d.parent = parent->id;
+  d.base_full = parent->kind == SnapKind::kFull ? parent->id : parent->base_full;
   return d;
 }
 
@@ -116,9 +135,10 @@ struct FileWork {
 // One rank's share of a backup, phase by phase.
 class BackupRun {
  public:
+  // `parent`: the parent snapshot when this rank has read it already (rank 0, in decide).
   BackupRun(const BackupOptions& opts, transport::Comm& comm, const repo::Repository& repo,
-            const Decision& d)
-      : opts_(opts), comm_(comm), repo_(repo), decision_(d) {}
+            const Decision& d, std::optional<repo::Snapshot> parent)
+      : opts_(opts), comm_(comm), repo_(repo), decision_(d), parent_(std::move(parent)) {}
 
   void execute(BackupResult& out) {
     RunResult& result = out.run;
@@ -129,16 +149,24 @@ class BackupRun {
     // More threads than cores: reads block in the kernel while others compress.
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();
-    // parent snapshot: every rank reads it (it is on the repository's shared file system)
+    // parent snapshot: rank 0 read it in decide, the others read it now (it is on the
+    // repository's shared file system)
     if (!decision_.parent.empty()) {
-      auto p = repo_.load_snapshot(decision_.parent);
-      if (!comm_.agree(static_cast<bool>(p))) {
-        result.fatal =
-            p ? "a rank could not read the parent snapshot " + decision_.parent : p.error().message;
+      std::string error;
+      if (!parent_) {
+        auto p = repo_.load_snapshot(decision_.parent);
+        if (p)
+          parent_ = std::move(p.value());
+        else
+          error = p.error().message;
+      }
+      if (!comm_.agree(error.empty())) {
+        result.fatal = error.empty()
+                           ? "a rank could not read the parent snapshot " + decision_.parent
+                           : error;
         result.exit_code = kExitFatal;
         return;
       }
-      parent_ = std::move(p.value());
       parent_index_.reserve(parent_->entries.size());
       for (uint32_t i = 0; i < parent_->entries.size(); ++i)
         parent_index_.emplace(parent_->entries[i].path, i);
@@ -210,6 +238,7 @@ class BackupRun {
       out.bytes_read = result.bytes_transferred;
       if (all_ok) {
         repo::Snapshot snap = merge(blobs, stored_new);
+        snap.unreadable = result.errors.size();
         out.snapshot = snap;
         out.snapshot.entries.clear();
         result.files = snap.files;
@@ -224,9 +253,14 @@ class BackupRun {
         }
         if (auto st = repo_.save_snapshot(snap); !st) {
           result.fatal = st.error().message;
-          out.snapshot.id.clear();
+          // A failure after the rename (syncing the directory) leaves the snapshot in
+          // place: its packs must stay.
+          if (!repo_.snapshot_exists(snap.id)) out.snapshot.id.clear();
         }
       }
+    }
+    discard_if_unsaved(out);
+    if (comm_.rank() == 0) {
       result.seconds = since(t0);
       result.resumable = signalled != 0;
       result.exit_code = signalled                ? kExitResumable
@@ -240,6 +274,31 @@ class BackupRun {
   }
 
  private:
+  // No snapshot: every rank removes the packs it wrote, so that they neither fill the
+  // repository nor make the next run fail for want of the space they hold. Collective.
+  void discard_if_unsaved(BackupResult& out) {
+    uint64_t written = comm_.rank() == 0 && !out.snapshot.id.empty() ? 1 : 0;
+    comm_.allreduce_max(std::span<uint64_t>(&written, 1));
+    if (written) return;
+    repo::PackWriter::Discarded d = packs_->discard();
+    uint64_t sums[3] = {d.packs, d.bytes, d.failed};
+    comm_.allreduce_sum(sums);
+    if (comm_.rank() != 0) return;
+    std::string what = "no snapshot written";
+    if (sums[0] != 0)
+      what += "; the " + std::to_string(sums[0]) + " packs (" +
+              Progress::human_bytes(static_cast<double>(sums[1])) + ") this run wrote were removed";
+    if (sums[2] != 0) {
+      // The next backup removes them (REPO/sweep), or forget does.
+      auto st = repo::mark_sweep(repo_.path());
+      what += "; " + std::to_string(sums[2]) + " could not be removed (" +
+              (st ? std::string("the next backup will") : st.error().message + "; run barge forget") +
+              ")";
+    }
+    std::string& fatal = out.run.fatal;
+    if (!fatal.empty()) fatal += " (" + what + ")";
+  }
+
   void ctx_fatal(const std::string& why) {
     std::lock_guard lock(mu_);
     if (fatal_.empty()) fatal_ = why;
@@ -457,7 +516,12 @@ class BackupRun {
         repo::BlobHeader h{ref.codec, ref.raw_bytes, ref.stored_bytes, ref.hash};
         auto where = packs_->append(h, stored);
         if (!where) {
-          ctx_fatal(where.error().message);
+          const int err = where.error().errnum;
+          ctx_fatal(where.error().message +
+                    (err == ENOSPC || err == EDQUOT
+                         ? ": free space (or quota) on the repository's file system, then run "
+                           "the same backup again"
+                         : std::string()));
           return;
         }
         ref.pack = pack_table_.index(where->pack);
@@ -699,6 +763,77 @@ class BackupRun {
 
 }  // namespace
 
+io::Status validate(const BackupOptions& opts) {
+  if (opts.source.empty()) return io::Error::plain("backup: SRC is an empty path");
+  if (opts.repo.empty()) return io::Error::plain("backup: REPO is an empty path");
+  if (opts.chunk_bytes != 0 &&
+      (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes ||
+       opts.chunk_bytes % 4096 != 0))
+    return io::Error::plain("--chunk-size " +
+                            Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
+                            ": must be a multiple of 4 KiB from 4 KiB to 1 GiB");
+  if (opts.level < 1 || opts.level > 19)
+    return io::Error::plain("--level " + std::to_string(opts.level) + ": must be 1..19");
+  if (opts.memory_bytes == 0) return io::Error::plain("--memory must be more than 0");
+  if (opts.threads > 1024) return io::Error::plain("--threads must be at most 1024");
+  if (opts.pack_bytes == 0) return io::Error::plain("backup: pack size must be more than 0");
+  if (opts.progress_interval_s < 0)
+    return io::Error::plain("--progress-interval must not be negative");
+  return io::Status::success();
+}
+
+io::Status check_backup_paths(const BackupOptions& opts) {
+  const std::string src = canonical_or_parent(opts.source);
+  const std::string repo = canonical_or_parent(opts.repo);
+  if (src == repo)
+    return io::Error::plain("backup: source " + opts.source + " and repository " + opts.repo +
+                            " are the same directory");
+  if (is_inside(src, repo))
+    return io::Error::plain("backup: source " + opts.source + " lies inside the repository " +
+                            opts.repo + " (refusing to back up a repository into itself)");
+  if (!is_inside(repo, src)) return io::Status::success();
+  // REPO below SRC is fine only if the walk never enters it: it, or a directory above it,
+  // is left out by --exclude.
+  const std::string rel = repo.substr(src == "/" ? 1 : src.size() + 1);
+  PathFilter filter(opts.excludes, opts.includes);
+  for (size_t end = rel.find('/');; end = rel.find('/', end + 1)) {
+    if (filter.excluded(rel.substr(0, end), true)) return io::Status::success();
+    if (end == std::string::npos) break;
+  }
+  return io::Error::plain("backup: repository " + opts.repo + " lies inside the source " +
+                          opts.source +
+                          " (every snapshot would hold the repository itself); put it elsewhere "
+                          "or leave it out with --exclude /" +
+                          rel + "/");
+}
+
+namespace {
+
+// Rank 0, with the lock held: removes the packs that a failed or killed run left (REPO/sweep
+// says there may be some). Needs every snapshot readable: a pack is garbage only if no
+// snapshot references it.
+void sweep_if_marked(const repo::Repository& r) {
+  if (!repo::sweep_marked(r.path())) return;
+  auto ids = r.list_snapshots();
+  auto keep = ids ? repo::referenced_packs(r, *ids) : io::Result<std::set<std::string>>(ids.error());
+  if (!keep) {
+    io::log_warn("packs a failed or killed run left stay in place: " + keep.error().message);
+    return;
+  }
+  auto swept = repo::remove_packs_except(r, *keep, false);
+  if (!swept) {
+    io::log_warn("packs a failed or killed run left stay in place: " + swept.error().message);
+    return;
+  }
+  if (auto st = repo::clear_sweep(r.path()); !st) io::log_warn(st.error().message);
+  if (swept->packs != 0)
+    io::log_info("removed " + std::to_string(swept->packs) + " packs (" +
+                 Progress::human_bytes(static_cast<double>(swept->bytes)) +
+                 ") that a failed or killed run left");
+}
+
+}  // namespace
+
 BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
   BackupResult out;
   RunResult& result = out.run;
@@ -708,8 +843,11 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
     result.exit_code = kExitFatal;
     return out;
   };
+  // Same options on every rank (checked by main), so the same verdict: nothing is created.
+  if (auto st = validate(opts); !st) return fail_all(st.error().message);
 
-  // Source and repository: rank 0 opens (or creates) and locks; all agree before going on.
+  // Source and repository: rank 0 checks where they are, opens (or creates) and locks; all
+  // agree before going on.
   std::string setup_error;
   {
     struct stat st;
@@ -719,8 +857,12 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
       setup_error = "source " + opts.source + ": not a directory";
   }
   std::optional<repo::Repository> repository;
+  std::optional<repo::Snapshot> parent;
   repo::RepoLock lock;
   Decision decision;
+  if (rank0 && setup_error.empty()) {
+    if (auto st = check_backup_paths(opts); !st) setup_error = st.error().message;
+  }
   if (rank0 && setup_error.empty()) {
     uint32_t chunk = opts.chunk_bytes ? static_cast<uint32_t>(opts.chunk_bytes) : 4u << 20;
     auto r = repo::Repository::open(opts.repo, true, chunk);
@@ -733,7 +875,8 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
         setup_error = l.error().message;
       } else {
         lock = std::move(l.value());
-        auto d = decide(*repository, opts.mode);
+        sweep_if_marked(*repository);
+        auto d = decide(*repository, opts.mode, parent);
         if (!d)
           setup_error = d.error().message;
         else
@@ -765,8 +908,10 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
     decision.base_full = rd.str();
   }
   result.started = true;
-  if (rank0 && !decision.note.empty()) io::log_info(decision.note);
-  BackupRun run(opts, comm, *repository, decision);
+  // Warnings, not info: a backup other than the one asked for is said even with -q.
+  if (rank0)
+    for (const std::string& note : decision.notes) io::log_warn(note);
+  BackupRun run(opts, comm, *repository, decision, std::move(parent));
   run.execute(out);
   return out;
 }

@@ -18,10 +18,11 @@ namespace barge::pipeline {
 enum class BackupMode { kAuto, kFull, kIncremental, kDifferential };
 
 struct BackupOptions {
-  std::string source;  // a directory
+  std::string source;  // a directory, neither inside the repository nor holding it
   std::string repo;
-  // kAuto: incremental when the repository has a snapshot, else full. Incremental and
-  // differential without an earlier (full) snapshot become full, and say so.
+  // kAuto: incremental when the repository has a snapshot, else full. An incremental
+  // compares with the newest intact snapshot of any kind; a differential with the newest
+  // intact full one. Without one they become full, and say so (a warning, shown with -q).
   BackupMode mode = BackupMode::kAuto;
   int level = 3;  // zstd level
   std::string tag;
@@ -41,6 +42,13 @@ struct BackupResult {
   repo::Snapshot snapshot;  // summary (no entries); id empty when none was written
   uint64_t bytes_read = 0;  // file bytes read this run (unchanged files are not read)
 };
+// Every option checked before anything is created: an error names the option.
+io::Status validate(const BackupOptions& opts);
+// Refuses (before anything is created) a repository inside the source, unless an --exclude
+// leaves it out, and a source inside the repository. Paths are compared canonical.
+io::Status check_backup_paths(const BackupOptions& opts);
+// validate, check_backup_paths, then the backup. A run that writes no snapshot removes the
+// packs it wrote.
 BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm);
 
 struct RestoreOptions {
@@ -57,10 +65,19 @@ struct RestoreResult {
   RunResult run;
   std::string snapshot_id;
 };
+// DST is refused (exit 2, nothing written) when it lies inside the repository, when the
+// repository lies inside DST where the snapshot would write, and when it is a symlink not
+// named "DST/" (with the slash, the directory it points to is restored into).
 RestoreResult run_restore(const RestoreOptions& opts, transport::Comm& comm);
 
-// Every snapshot's summary (entries dropped), oldest first.
-io::Result<std::vector<repo::Snapshot>> list_snapshots(const std::string& repo_path);
+// One snapshot of the listing: its summary (entries dropped), or why it cannot be read.
+struct SnapshotListing {
+  std::string id;
+  repo::Snapshot summary;  // id empty when damaged
+  std::string damage;      // empty when intact
+};
+// Every snapshot, oldest first; a damaged one is listed with its damage, the rest as usual.
+io::Result<std::vector<SnapshotListing>> list_snapshots(const std::string& repo_path);
 
 struct RepoVerifyOptions {
   std::string repo;
@@ -88,5 +105,21 @@ struct ForgetResult {
   uint64_t bytes_freed = 0;
 };
 ForgetResult run_forget(const ForgetOptions& opts);
+
+// barge repair REPO: rebuilds a missing or damaged config (and its copy config.bak): from
+// the copy when it is intact, else derived from the snapshots (the chunk size is the length
+// of any chunk that does not end its file). Refuses when it cannot be sure: no intact copy
+// and no chunk size derivable (unless chunk_bytes is given), or a given chunk_bytes that
+// disagrees with the snapshots.
+struct RepairOptions {
+  std::string repo;
+  uint64_t chunk_bytes = 0;  // 0: derive it
+};
+struct RepairResult {
+  int exit_code = kExitOk;
+  std::string fatal;
+  std::vector<std::string> actions;  // what was rebuilt, and from what; empty: nothing to do
+};
+RepairResult run_repair(const RepairOptions& opts);
 
 }  // namespace barge::pipeline

@@ -49,8 +49,8 @@ std::string strip_trailing_slashes(std::string p) {
   return p;
 }
 
-// Canonical absolute path of an existing path, or of the nearest existing ancestor joined
-// with the rest (the destination may not exist yet).
+}  // namespace
+
 std::string canonical_or_parent(const std::string& path) {
   char buf[PATH_MAX];
   if (::realpath(path.c_str(), buf)) return buf;
@@ -67,8 +67,6 @@ bool is_inside(const std::string& inner, const std::string& outer) {
          (inner.size() > outer.size() && inner.compare(0, outer.size(), outer) == 0 &&
           inner[outer.size()] == '/');
 }
-
-}  // namespace
 
 io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
                                             const std::string& destination) {

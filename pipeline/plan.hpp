@@ -58,6 +58,12 @@ struct Plan {
 io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
                                             const std::string& destination);
 
+// Canonical absolute path of an existing path, or of the nearest existing ancestor joined
+// with the rest (a destination may not exist yet).
+std::string canonical_or_parent(const std::string& path);
+// `inner` is `outer` or below it (both canonical).
+bool is_inside(const std::string& inner, const std::string& outer);
+
 // --exclude / --include: an entry is left out when its path (relative to its root) matches
 // an exclude pattern and no include pattern. Patterns are fnmatch globs, as in rsync: one
 // without '/' matches the entry's name at any depth, one with '/' its whole relative path (a

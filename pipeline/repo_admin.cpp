@@ -36,20 +36,34 @@ struct BlobKey {
   }
 };
 
+// Fills a forget's or repair's result with the error that ended it.
+template <class Result>
+Result fatal_result(Result& out, std::string why) {
+  out.fatal = std::move(why);
+  out.exit_code = kExitFatal;
+  return out;
+}
+
 }  // namespace
 
-io::Result<std::vector<repo::Snapshot>> list_snapshots(const std::string& repo_path) {
+io::Result<std::vector<SnapshotListing>> list_snapshots(const std::string& repo_path) {
   auto r = repo::Repository::open(repo_path, false);
   if (!r) return r.error();
   auto ids = r->list_snapshots();
   if (!ids) return ids.error();
-  std::vector<repo::Snapshot> out;
+  std::vector<SnapshotListing> out;
   for (const std::string& id : *ids) {
+    SnapshotListing l;
+    l.id = id;
     auto s = r->load_snapshot(id);
-    if (!s) return s.error();
-    s->entries.clear();
-    s->entries.shrink_to_fit();
-    out.push_back(std::move(s.value()));
+    if (s) {
+      l.summary = std::move(s.value());
+      l.summary.entries.clear();
+      l.summary.entries.shrink_to_fit();
+    } else {
+      l.damage = s.error().message;
+    }
+    out.push_back(std::move(l));
   }
   return out;
 }
@@ -222,11 +236,7 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
 
 ForgetResult run_forget(const ForgetOptions& opts) {
   ForgetResult out;
-  auto fatal = [&](std::string why) {
-    out.fatal = std::move(why);
-    out.exit_code = kExitFatal;
-    return out;
-  };
+  auto fatal = [&](std::string why) { return fatal_result(out, std::move(why)); };
   auto r = repo::Repository::open(opts.repo, false);
   if (!r) return fatal(r.error().message);
   auto lock = repo::RepoLock::acquire(r->path(), "forget");
@@ -237,12 +247,8 @@ ForgetResult run_forget(const ForgetOptions& opts) {
   std::vector<std::string> keep(ids->begin() + static_cast<long>(drop), ids->end());
   // What the kept snapshots reference; a kept manifest that cannot be read stops the prune
   // (its packs cannot be told apart from garbage).
-  std::unordered_set<std::string> referenced;
-  for (const std::string& id : keep) {
-    auto s = r->load_snapshot(id);
-    if (!s) return fatal(s.error().message + " (nothing removed)");
-    for (const std::string& p : s->packs) referenced.insert(p);
-  }
+  auto referenced = repo::referenced_packs(*r, keep);
+  if (!referenced) return fatal(referenced.error().message + " (nothing removed)");
   for (size_t i = 0; i < drop; ++i) {
     out.removed_snapshots.push_back((*ids)[i]);
     if (!opts.dry_run) {
@@ -251,17 +257,116 @@ ForgetResult run_forget(const ForgetOptions& opts) {
   }
   // Packs no kept snapshot references: first the snapshots went (each removal atomic), so a
   // crash here leaves only unreferenced packs, which the next forget removes.
-  auto packs = r->list_packs();
-  if (!packs) return fatal(packs.error().message);
-  for (const std::string& p : *packs) {
-    if (referenced.count(p)) continue;
-    std::string path = r->pack_path(p);
-    struct stat st;
-    if (::stat(path.c_str(), &st) == 0) out.bytes_freed += static_cast<uint64_t>(st.st_size);
-    ++out.packs_removed;
-    if (!opts.dry_run && ::unlink(path.c_str()) != 0)
-      return fatal(io::Error::from_errno(errno, "remove " + path).message);
+  auto swept = repo::remove_packs_except(*r, *referenced, opts.dry_run);
+  if (!swept) return fatal(swept.error().message);
+  out.packs_removed = swept->packs;
+  out.bytes_freed = swept->bytes;
+  if (!opts.dry_run) {
+    if (auto st = repo::clear_sweep(r->path()); !st) return fatal(st.error().message);
   }
+  return out;
+}
+
+namespace {
+
+// The chunk size the snapshots were cut with: every chunk that does not end its file is one
+// chunk size long. 0 when no file spans more than one chunk.
+io::Result<uint32_t> chunk_bytes_of(const std::vector<repo::Snapshot>& snaps) {
+  std::set<uint32_t> seen;
+  for (const repo::Snapshot& s : snaps)
+    for (const repo::SnapEntry& e : s.entries)
+      for (const repo::BlobRef& c : e.chunks)
+        if (c.file_offset + c.raw_bytes < e.meta.size_bytes) seen.insert(c.raw_bytes);
+  if (seen.size() > 1)
+    return io::Error::plain("the snapshots disagree on the chunk size (" +
+                            std::to_string(*seen.begin()) + " and " +
+                            std::to_string(*seen.rbegin()) + " bytes)");
+  return seen.empty() ? 0u : *seen.begin();
+}
+
+}  // namespace
+
+RepairResult run_repair(const RepairOptions& opts) {
+  RepairResult out;
+  auto fatal = [&](std::string why) { return fatal_result(out, std::move(why)); };
+  if (opts.chunk_bytes != 0 &&
+      (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes))
+    return fatal("--chunk-size " + Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
+                 ": must be from 4 KiB to 1 GiB");
+  std::string path = opts.repo;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return fatal(io::Error::from_errno(errno, path).message);
+  if (!S_ISDIR(st.st_mode)) return fatal(path + ": not a directory");
+  if (!repo::looks_like_repository(path))
+    return fatal(path + ": not a barge repository (no snapshots/, packs/ or config.bak): "
+                        "nothing to repair");
+  auto lock = repo::RepoLock::acquire(path, "repair");
+  if (!lock) return fatal(lock.error().message);
+  const std::string config_path = path + "/" + repo::kConfigName;
+  const std::string copy_path = path + "/" + repo::kConfigCopyName;
+  auto load = [](const std::string& p) -> io::Result<repo::Config> {
+    auto bytes = repo::read_small_file(p);
+    if (!bytes) return bytes.error();
+    auto c = repo::decode_config(*bytes);
+    if (!c) return io::Error::plain(p + ": " + c.error().message);
+    return c;
+  };
+  auto config = load(config_path);
+  auto copy = load(copy_path);
+  auto write = [&](const char* name, const repo::Config& c) {
+    return repo::write_file_atomic(path, name, repo::encode_config(c));
+  };
+  if (config && copy) {
+    if (repo::encode_config(*config) != repo::encode_config(*copy))
+      return fatal(path + ": config and config.bak are both intact but differ (chunk size " +
+                   std::to_string(config->chunk_bytes) + " and " +
+                   std::to_string(copy->chunk_bytes) + "); refusing to choose one");
+    return out;  // nothing to do
+  }
+  if (config) {
+    if (auto s = write(repo::kConfigCopyName, *config); !s) return fatal(s.error().message);
+    out.actions.push_back("config.bak rewritten from config (" + copy.error().message + ")");
+    return out;
+  }
+  if (copy) {
+    if (auto s = write(repo::kConfigName, *copy); !s) return fatal(s.error().message);
+    out.actions.push_back("config rebuilt from config.bak (" + config.error().message + ")");
+    return out;
+  }
+  // Neither: derived from the snapshots, every one of which must be readable.
+  auto r = repo::Repository::open_without_config(path);
+  auto ids = r.list_snapshots();
+  if (!ids) return fatal(ids.error().message);
+  std::vector<repo::Snapshot> snaps;
+  for (const std::string& id : *ids) {
+    auto s = r.load_snapshot(id);
+    if (!s) return fatal(s.error().message + "; cannot derive the config without it");
+    snaps.push_back(std::move(s.value()));
+  }
+  auto derived = chunk_bytes_of(snaps);
+  if (!derived) return fatal(path + ": " + derived.error().message);
+  uint32_t chunk = *derived;
+  if (chunk != 0 && opts.chunk_bytes != 0 && opts.chunk_bytes != chunk)
+    return fatal(path + ": the snapshots were cut in chunks of " + std::to_string(chunk) +
+                 " bytes, not the --chunk-size given (" + std::to_string(opts.chunk_bytes) + ")");
+  if (chunk == 0) chunk = static_cast<uint32_t>(opts.chunk_bytes);
+  if (chunk == 0)
+    return fatal(path + ": no config, no intact config.bak, and no file in the snapshots spans "
+                        "two chunks to tell the chunk size: run `barge repair --chunk-size SIZE " +
+                 path + "` with the size the repository was made with (default 4M)");
+  repo::Config c;
+  c.repo_id = repo::random_hex128();
+  c.chunk_bytes = chunk;
+  c.created_ns = snaps.empty() ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count()
+                               : snaps.front().time_ns;
+  for (const char* name : {repo::kConfigName, repo::kConfigCopyName})
+    if (auto s = write(name, c); !s) return fatal(s.error().message);
+  out.actions.push_back("config and config.bak rebuilt from " + std::to_string(snaps.size()) +
+                        " snapshots (chunk size " + std::to_string(chunk) + " bytes; " +
+                        config.error().message + "; " + copy.error().message + ")");
   return out;
 }
 

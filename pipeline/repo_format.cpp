@@ -18,8 +18,7 @@ constexpr char kSnapMagic[8] = {'B', 'R', 'G', 'S', 'N', 'A', 'P', '\0'};
 constexpr char kConfigMagic[8] = {'B', 'R', 'G', 'R', 'E', 'P', 'O', '\0'};
 constexpr size_t kSnapHeaderBytes = 48;
 constexpr size_t kConfigBytes = 48;
-// Bounds a forged header cannot push past: chunks up to 1 GiB, manifests up to 64 GiB raw.
-constexpr uint32_t kMaxChunkBytes = 1u << 30;
+// Bounds a forged header cannot push past: manifests up to 64 GiB raw (chunks: kMaxChunkBytes).
 constexpr uint64_t kMaxManifestBytes = uint64_t{64} << 30;
 
 template <class T>
@@ -243,6 +242,7 @@ std::string encode_snapshot(const Snapshot& s) {
   w.u64(s.bytes_raw);
   w.u64(s.bytes_stored_new);
   w.u64(s.bytes_stored);
+  w.u64(s.unreadable);  // version 2
   w.u32(static_cast<uint32_t>(s.packs.size()));
   for (const std::string& p : s.packs) w.str(p);
   w.u64(s.entries.size());
@@ -267,7 +267,7 @@ std::string encode_snapshot(const Snapshot& s) {
   out.resize(kSnapHeaderBytes + n);
   auto* p = reinterpret_cast<std::byte*>(out.data());
   std::memcpy(p, kSnapMagic, 8);
-  put<uint32_t>(p + 8, kFormatVersion);
+  put<uint32_t>(p + 8, kSnapshotVersion);
   p[12] = static_cast<std::byte>(s.kind);  // readable without decompressing (backup's choice)
   put<uint64_t>(p + 16, raw.size());
   put<uint64_t>(p + 24, n);
@@ -282,9 +282,9 @@ io::Result<Snapshot> decode_snapshot(std::string_view bytes) {
   const std::byte* p = in.data();
   if (std::memcmp(p, kSnapMagic, 8) != 0) return bad("not a barge snapshot (bad magic)");
   if (get<uint64_t>(p + 40) != sum64(p, 40)) return bad("snapshot header checksum mismatch");
-  if (get<uint32_t>(p + 8) != kFormatVersion)
-    return bad("snapshot format version " + std::to_string(get<uint32_t>(p + 8)) +
-               " not supported");
+  const uint32_t version = get<uint32_t>(p + 8);
+  if (version != 1 && version != kSnapshotVersion)
+    return bad("snapshot format version " + std::to_string(version) + " not supported");
   uint64_t raw_len = get<uint64_t>(p + 16);
   uint64_t stored_len = get<uint64_t>(p + 24);
   if (stored_len != bytes.size() - kSnapHeaderBytes) return bad("snapshot truncated");
@@ -315,6 +315,7 @@ io::Result<Snapshot> decode_snapshot(std::string_view bytes) {
     s.bytes_raw = r.u64();
     s.bytes_stored_new = r.u64();
     s.bytes_stored = r.u64();
+    if (version >= 2) s.unreadable = r.u64();
     uint32_t npacks = r.u32();
     for (uint32_t i = 0; i < npacks; ++i) s.packs.push_back(r.str());
     uint64_t nentries = r.u64();
@@ -380,7 +381,7 @@ io::Result<Config> decode_config(std::string_view bytes) {
   c.chunk_bytes = get<uint32_t>(p + 12);
   c.repo_id = bytes_to_hex(p + 16, 16);
   c.created_ns = get<int64_t>(p + 32);
-  if (c.chunk_bytes < 4096 || c.chunk_bytes > kMaxChunkBytes)
+  if (c.chunk_bytes < kMinChunkBytes || c.chunk_bytes > kMaxChunkBytes)
     return bad("config: chunk size out of range");
   return c;
 }

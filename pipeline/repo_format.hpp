@@ -21,7 +21,15 @@
 
 namespace barge::pipeline::repo {
 
+// Version of the config and the packs.
 inline constexpr uint32_t kFormatVersion = 1;
+// Version of snapshot manifests written now; version 1 (no `unreadable` count) is still read.
+inline constexpr uint32_t kSnapshotVersion = 2;
+
+// A repository's chunk size: a multiple of 4 KiB for new repositories (decode_config accepts
+// any value in range, as older repositories may hold one).
+inline constexpr uint32_t kMinChunkBytes = 4096;
+inline constexpr uint32_t kMaxChunkBytes = 1u << 30;
 
 enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
 
@@ -96,6 +104,9 @@ struct Snapshot {
   uint64_t bytes_raw = 0;          // file bytes in the snapshot
   uint64_t bytes_stored_new = 0;   // pack bytes this snapshot added
   uint64_t bytes_stored = 0;       // pack bytes its entries reference
+  // Errors while it was taken (entries left out or stored without their xattrs): a snapshot
+  // with unreadable > 0 is not a complete image of the source. 0 in version 1 manifests.
+  uint64_t unreadable = 0;
   std::vector<std::string> packs;  // pack names
   std::vector<SnapEntry> entries;  // sorted by path; parents before children
 };
@@ -105,7 +116,7 @@ std::string new_snapshot_id(int64_t time_ns);
 bool is_snapshot_id(std::string_view id);
 
 // A snapshot file: 48-byte header, then zstd(payload).
-//   magic "BRGSNAP\0" | version u32 | kind u8 | 3 zero bytes | payload raw length u64 |
+//   magic "BRGSNAP\0" | version u32 (1 or 2) | kind u8 | 3 zero bytes | payload raw length u64 |
 //   stored length u64 | XXH3-64 of the stored bytes | XXH3-64 of the 40 bytes before it
 std::string encode_snapshot(const Snapshot& s);
 io::Result<Snapshot> decode_snapshot(std::string_view bytes);

@@ -1,17 +1,20 @@
 // A backup repository on disk (docs/FORMAT.md, "Backup repository"):
 //
 //   REPO/config                     magic, version, repository id, chunk size
-//   REPO/lock                       held by the one backup (or forget) writing the repository
+//   REPO/config.bak                 the same 48 bytes: `barge repair` rebuilds config from it
+//   REPO/lock                       held by the one backup, forget or repair writing the repository
 //   REPO/packs/<2 hex>/<32 hex>.pack  blobs, each pack written by one rank, then fsync'd
 //   REPO/snapshots/<id>.snap        manifests; one appears (rename) only once complete
 //
 // A crash at any point leaves the repository valid: packs are written and synced before the
 // snapshot that references them is renamed into place, so a half-written backup leaves only
-// unreferenced packs (reclaimed by `forget`).
+// unreferenced packs. A backup that fails removes the packs it wrote; those of a killed one
+// are removed by the next backup (it finds the dead run's lock) or by `forget`.
 #pragma once
 
 #include <cstdint>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,25 +25,39 @@
 
 namespace barge::pipeline::repo {
 
+inline constexpr const char* kConfigName = "config";
+inline constexpr const char* kConfigCopyName = "config.bak";
+
 class Repository {
  public:
-  // Opens REPO; create=true makes it (directories and config) when it does not exist yet.
+  // Opens REPO; create=true makes it (directories, config and its copy) when REPO is absent
+  // or empty. Several runs may create the same repository at once: the config is linked into
+  // place without replacing, so all of them end up with the first one's. A missing or damaged
+  // config is an error pointing at `barge repair` when REPO looks like a repository.
   static io::Result<Repository> open(const std::string& path, bool create,
                                      uint32_t chunk_bytes = 4u << 20);
+  // REPO without its config (config() is empty): for `barge repair`, which rebuilds the
+  // config from the snapshots.
+  static Repository open_without_config(const std::string& path);
   const std::string& path() const { return path_; }
   const Config& config() const { return config_; }
+  // Writes config.bak when it is missing (repositories made before it existed). Call with the
+  // lock held.
+  io::Status ensure_config_copy() const;
 
   // Snapshot ids, oldest first. Files that are not complete snapshots are ignored.
   io::Result<std::vector<std::string>> list_snapshots() const;
   io::Result<Snapshot> load_snapshot(const std::string& id) const;
   // Only the kind, from the manifest's header (48 bytes read).
   io::Result<SnapKind> snapshot_kind(const std::string& id) const;
-  // "latest", a full id, or a prefix matching exactly one id.
+  // "latest", a full id, or a prefix matching exactly one id: a prefix of the whole id
+  // ("20261122T05") or of its random part after the '-' (the short id `snapshots` shows).
   io::Result<std::string> resolve(const std::string& which) const;
   // Writes the manifest under a temporary name, syncs it, renames it into place and syncs
   // the directory: readers see the whole snapshot or none.
   io::Status save_snapshot(const Snapshot& s) const;
   io::Status remove_snapshot(const std::string& id) const;
+  bool snapshot_exists(const std::string& id) const;
 
   std::string pack_path(const std::string& name) const;
   // Every pack file present (names), for forget.
@@ -51,21 +68,54 @@ class Repository {
   Config config_;
 };
 
-// REPO/lock, taken with O_EXCL. A lock left by a process that is gone (same host, pid not
-// running) is stale and taken over; any other lock refuses with a message naming its owner.
+// A directory without a config that holds what a repository holds (config.bak, packs/ or
+// snapshots/): `barge repair` can rebuild its config.
+bool looks_like_repository(const std::string& path);
+
+// The pack names the given snapshots reference; an error when one cannot be read (its packs
+// cannot then be told apart from garbage).
+io::Result<std::set<std::string>> referenced_packs(const Repository& r,
+                                                   const std::vector<std::string>& ids);
+struct PackSweep {
+  uint64_t packs = 0;
+  uint64_t bytes = 0;
+};
+// Removes (or with dry_run only counts) every pack not in `keep`. Call with the lock held:
+// only a lock holder writes packs, so an unreferenced pack then belongs to no live run.
+io::Result<PackSweep> remove_packs_except(const Repository& r, const std::set<std::string>& keep,
+                                          bool dry_run);
+
+// REPO/sweep: present when a failed or killed run may have left packs that no snapshot
+// references. Made before a dead run's lock is removed and by a backup that fails before it
+// has removed its packs; the next lock holder that can read every snapshot removes the
+// unreferenced packs, then the mark.
+inline constexpr const char* kSweepName = "sweep";
+io::Status mark_sweep(const std::string& repo_path);
+bool sweep_marked(const std::string& repo_path);
+io::Status clear_sweep(const std::string& repo_path);
+
+// REPO/lock: a line "host pid start-time command", written to a temporary file and linked into
+// place (never replacing), so a reader sees a complete lock or none. A lock whose holder is
+// gone (same host, pid not running) is stale: it is removed under REPO/lock.break, after
+// checking it is still the same file (REPO/sweep is made first), and taken over. Any other lock refuses with a message
+// naming its holder.
 class RepoLock {
  public:
   static io::Result<RepoLock> acquire(const std::string& repo_path, const std::string& command);
   RepoLock() = default;
-  RepoLock(RepoLock&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  RepoLock(RepoLock&& o) noexcept : path_(std::move(o.path_)), line_(std::move(o.line_)) {
+    o.path_.clear();
+  }
   RepoLock& operator=(RepoLock&& o) noexcept;
   RepoLock(const RepoLock&) = delete;
   RepoLock& operator=(const RepoLock&) = delete;
   ~RepoLock() { release(); }
+  // Removes REPO/lock if it is still this run's (same line).
   void release();
 
  private:
   std::string path_;
+  std::string line_;  // what this run wrote
 };
 
 // Appends blobs to packs of one writer (a rank). Thread-safe: append() reserves its range
@@ -85,6 +135,11 @@ class PackWriter {
   io::Result<Stored> append(const BlobHeader& h, std::span<const std::byte> stored);
   // fdatasync every pack and its directory; after this the blobs are durable.
   io::Status finish();
+  // Removes every pack this writer created (a run that writes no snapshot).
+  struct Discarded {
+    uint64_t packs = 0, bytes = 0, failed = 0;  // failed: packs that could not be removed
+  };
+  Discarded discard();
   uint64_t bytes_written() const;
 
  private:
@@ -101,6 +156,12 @@ class PackWriter {
   std::vector<Pack> packs_;  // the last one takes new blobs
   uint64_t bytes_written_ = 0;
 };
+
+// Whole small files (config, lock): read, and written through a temporary file that is
+// fsync'd and renamed into place (the directory fsync'd too).
+io::Result<std::string> read_small_file(const std::string& path);
+io::Status write_file_atomic(const std::string& dir, const std::string& name,
+                             const std::string& bytes);
 
 // Reads one blob back: header checked against the reference, stored bytes decompressed,
 // raw bytes' XXH3-128 checked. `out` must hold ref.raw_bytes. Thread-safe (pread).

@@ -26,10 +26,12 @@
 #include <unordered_set>
 
 #include "io/metadata.hpp"
+#include "io/path_ops.hpp"
 #include "io/unique_fd.hpp"
 #include "io/xattr.hpp"
 #include "pipeline/backup.hpp"
 #include "pipeline/copy_internal.hpp"
+#include "pipeline/plan.hpp"
 #include "pipeline/repository.hpp"
 #include "pipeline/wire.hpp"
 
@@ -134,6 +136,32 @@ std::vector<std::pair<size_t, size_t>> write_ranges(std::span<const std::byte> r
   return out;
 }
 
+// DST as given, trailing slashes removed; follow: named "DST/", so a symlink there is
+// followed to the directory it points to.
+struct Destination {
+  std::string path;
+  bool follow = false;
+};
+Destination destination_of(const std::string& given) {
+  Destination d{given, false};
+  while (d.path.size() > 1 && d.path.back() == '/') {
+    d.path.pop_back();
+    d.follow = true;
+  }
+  return d;
+}
+
+// --path, normalized: no leading or trailing slashes.
+std::vector<std::string> wanted_paths(const std::vector<std::string>& given) {
+  std::vector<std::string> wanted;
+  for (std::string p : given) {
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    while (!p.empty() && p.front() == '/') p.erase(0, 1);
+    wanted.push_back(p);
+  }
+  return wanted;
+}
+
 bool selected_by(const std::string& path, const std::vector<std::string>& wanted) {
   if (wanted.empty()) return true;
   for (const std::string& w : wanted) {
@@ -163,12 +191,7 @@ class RestoreRun {
     raise_fd_limit();
     apply_owner_ = io::can_chown();
     // select
-    std::vector<std::string> wanted;
-    for (std::string p : opts_.paths) {
-      while (!p.empty() && p.back() == '/') p.pop_back();
-      while (!p.empty() && p.front() == '/') p.erase(0, 1);
-      wanted.push_back(p);
-    }
+    const std::vector<std::string> wanted = wanted_paths(opts_.paths);
     std::vector<uint32_t> chosen;
     for (uint32_t i = 0; i < snap_.entries.size(); ++i)
       if (selected_by(snap_.entries[i].path, wanted)) chosen.push_back(i);
@@ -203,11 +226,15 @@ class RestoreRun {
           link_of_[i] = it->second;
       }
     }
-    // destination
-    if (comm_.rank() == 0 && ::mkdir(opts_.destination.c_str(), 0700) != 0 && errno != EEXIST)
+    // destination: a symlink is followed only when named "DST/" (checked in run_restore;
+    // O_NOFOLLOW keeps it so should DST be swapped for a symlink meanwhile)
+    const Destination where = destination_of(opts_.destination);
+    if (comm_.rank() == 0 && ::mkdir(where.path.c_str(), 0700) != 0 && errno != EEXIST)
       fatal_ = io::Error::from_errno(errno, "create destination " + opts_.destination).message;
     comm_.barrier();
-    root_.reset(::open(opts_.destination.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    const std::string root_path = where.follow ? where.path + "/" : where.path;
+    root_.reset(::open(root_path.c_str(),
+                       O_RDONLY | O_DIRECTORY | O_CLOEXEC | (where.follow ? 0 : O_NOFOLLOW)));
     if (!root_.valid() && fatal_.empty())
       fatal_ = io::Error::from_errno(errno, "open destination " + opts_.destination).message;
     if (!comm_.agree(fatal_.empty())) {
@@ -361,7 +388,8 @@ class RestoreRun {
 
  private:
   std::string dst(const SnapEntry& e) const {
-    return e.path.empty() ? opts_.destination : opts_.destination + "/" + e.path;
+    const std::string root = destination_of(opts_.destination).path;
+    return e.path.empty() ? root : io::join_path(root, e.path);
   }
   void fail(uint32_t i, std::string why) {
     {
@@ -470,6 +498,7 @@ class RestoreRun {
     }
     std::string name = name_of(e.path);
     std::string tmp = ".barge-tmp.link." + std::to_string(i);
+    ::unlinkat(pfd, tmp.c_str(), 0);  // left by a killed run
     if (::linkat(lp.get(), name_of(leader.path).c_str(), pfd, tmp.c_str(), 0) != 0 ||
         ::renameat(pfd, tmp.c_str(), pfd, name.c_str()) != 0) {
       int err = errno;
@@ -488,6 +517,7 @@ class RestoreRun {
       return;
     }
     std::string tmp = ".barge-tmp.special." + std::to_string(i);
+    ::unlinkat(pfd, tmp.c_str(), 0);  // left by a killed run
     int rc;
     if (e.meta.type == io::FileType::kSymlink) {
       rc = ::symlinkat(e.link_target.c_str(), pfd, tmp.c_str());
@@ -529,6 +559,43 @@ class RestoreRun {
   LiveStats stats_;
 };
 
+// Rank 0, before anything is written: DST is not a symlink unless named "DST/", does not lie
+// inside the repository, and does not hold the repository where the snapshot writes.
+io::Status check_destination(const RestoreOptions& opts, const repo::Repository& r,
+                             const repo::Snapshot& snap) {
+  const Destination where = destination_of(opts.destination);
+  if (where.path.empty()) return io::Error::plain("restore: DST is an empty path");
+  struct stat st;
+  if (::lstat(where.path.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && !where.follow) {
+    char target[4096];
+    ssize_t n = ::readlink(where.path.c_str(), target, sizeof target - 1);
+    target[n < 0 ? 0 : n] = '\0';
+    return io::Error::plain("destination " + where.path + " is a symlink (to " + target +
+                            "): name it " + where.path +
+                            "/ to restore into the directory it points to");
+  }
+  const std::string dst = canonical_or_parent(where.path);  // resolves a DST/ symlink too
+  const std::string repo = canonical_or_parent(r.path());
+  if (is_inside(dst, repo))
+    return io::Error::plain("destination " + opts.destination + " lies inside the repository " +
+                            opts.repo + " (refusing to restore into it)");
+  if (is_inside(repo, dst)) {
+    // REPO below DST: refused only where this restore would write, at or below REPO.
+    const std::string rel = repo.substr(dst == "/" ? 1 : dst.size() + 1);
+    const std::vector<std::string> wanted = wanted_paths(opts.paths);
+    for (const SnapEntry& e : snap.entries) {
+      bool at_or_below = e.path == rel || (e.path.size() > rel.size() &&
+                                           e.path.compare(0, rel.size(), rel) == 0 &&
+                                           e.path[rel.size()] == '/');
+      if (at_or_below && selected_by(e.path, wanted))
+        return io::Error::plain("destination " + opts.destination + " holds the repository " +
+                                opts.repo + " at " + rel + ", where snapshot " + snap.id +
+                                " would write (restore elsewhere)");
+    }
+  }
+  return io::Status::success();
+}
+
 }  // namespace
 
 RestoreResult run_restore(const RestoreOptions& opts, transport::Comm& comm) {
@@ -556,7 +623,19 @@ RestoreResult run_restore(const RestoreOptions& opts, transport::Comm& comm) {
   }
   auto snap = r->load_snapshot(id);
   if (!comm.agree(static_cast<bool>(snap))) {
-    out.run.fatal = snap ? "snapshot not readable on every rank" : snap.error().message;
+    out.run.fatal = snap ? "snapshot not readable on every rank"
+                         : snap.error().message +
+                               " (restore another one with --snapshot; barge snapshots lists them)";
+    out.run.exit_code = kExitFatal;
+    return out;
+  }
+  std::string where_error;
+  if (comm.rank() == 0) {
+    if (auto st = check_destination(opts, *r, *snap); !st) where_error = st.error().message;
+  }
+  where_error = comm.broadcast(where_error, 0);
+  if (!where_error.empty()) {
+    out.run.fatal = where_error;
     out.run.exit_code = kExitFatal;
     return out;
   }

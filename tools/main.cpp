@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   gen_cmd->add_flag("-q,--quiet", quiet, "no summary line");
 
-  // barge backup, restore, snapshots, forget
+  // barge backup, restore, snapshots, forget, repair
   tools::RepoCli repo_cli;
   tools::add_repo_commands(app, repo_cli, quiet);
 
@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
                    "tree whose files the manifest lists, or the repository to check")
       ->required();
   verify_cmd->add_option("--snapshot", repo_cli.verify.snapshot,
-                         "repository: check only this snapshot (default: all)");
+                         "repository: check only this snapshot (id, unique prefix or short "
+                         "id; default: all)");
   verify_cmd->add_option("--threads", verify.threads, "hashing threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
   verify_cmd->add_flag(

@@ -32,7 +32,16 @@ nlohmann::json snapshot_json(const pipeline::repo::Snapshot& s) {
           {"files", s.files},
           {"bytes_raw", s.bytes_raw},
           {"bytes_stored_new", s.bytes_stored_new},
-          {"bytes_stored", s.bytes_stored}};
+          {"bytes_stored", s.bytes_stored},
+          {"incomplete", s.unreadable != 0},
+          {"unreadable", s.unreadable}};
+}
+
+// The table's STATUS column: a damaged snapshot cannot be read; an incomplete one lacks what
+// could not be read when it was taken.
+const char* status_of(const pipeline::SnapshotListing& l) {
+  if (!l.damage.empty()) return "DAMAGED";
+  return l.summary.unreadable != 0 ? "incomplete" : "ok";
 }
 
 }  // namespace
@@ -84,10 +93,13 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
   cli.restore_cmd = app.add_subcommand(
       "restore", "rebuild in DST the tree a snapshot holds (DST/x is what SRC/x was)");
   cli.restore_cmd->add_option("repo", r.repo, "repository directory")->required();
-  cli.restore_cmd->add_option("destination", r.destination, "directory to restore into")
+  cli.restore_cmd
+      ->add_option("destination", r.destination,
+                   "directory to restore into (a symlink is followed only when named DST/)")
       ->required();
-  cli.restore_cmd->add_option("--snapshot", r.snapshot,
-                              "snapshot id (or a unique prefix) or latest");
+  cli.restore_cmd->add_option(
+      "--snapshot", r.snapshot,
+      "latest (default), a snapshot id, or a unique prefix of the id or of its short id");
   cli.restore_cmd->add_option("--path", r.paths,
                               "restore only this path of the snapshot and what is below it "
                               "(repeatable)");
@@ -108,6 +120,17 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
       ->check(CLI::Range(1u, 1000000u));
   cli.forget_cmd->add_flag("-n,--dry-run", f.dry_run, "only list what would be removed");
   cli.forget_cmd->add_flag("-q,--quiet", quiet, "no summary");
+
+  pipeline::RepairOptions& p = cli.repair;
+  cli.repair_cmd = app.add_subcommand(
+      "repair", "rebuild a missing or damaged config (from config.bak, or from the snapshots)");
+  cli.repair_cmd->add_option("repo", p.repo, "repository directory")->required();
+  cli.repair_cmd
+      ->add_option("--chunk-size", p.chunk_bytes,
+                   "the repository's chunk size, when neither config.bak nor the snapshots "
+                   "tell it")
+      ->transform(size_validator());
+  cli.repair_cmd->add_flag("-q,--quiet", quiet, "no summary");
 }
 
 int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
@@ -122,8 +145,13 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
     pipeline::BackupResult r = pipeline::run_backup(b, comm);
     if (!rank0) return r.run.exit_code;
     print_summary(r.run, "backup", true);
+    const auto& s = r.snapshot;
+    if (!s.id.empty() && s.unreadable != 0) {
+      // Said even with -q: this snapshot is not a complete image of SRC.
+      io::log_warn("snapshot " + s.id + " is incomplete: " + std::to_string(s.unreadable) +
+                   " entries could not be read (named above)");
+    }
     if (!quiet && r.run.started) {
-      const auto& s = r.snapshot;
       if (!s.id.empty()) {
         std::fprintf(stderr,
                      "barge: backup: snapshot %s (%s%s%s): %llu files, %.1f MiB; read %.1f MiB, "
@@ -135,7 +163,8 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
                      mib(r.bytes_read) / std::max(r.run.seconds, 1e-9),
                      r.run.errors.empty()
                          ? ""
-                         : (", " + std::to_string(r.run.errors.size()) + " errors").c_str());
+                         : (", " + std::to_string(r.run.errors.size()) + " errors, INCOMPLETE")
+                               .c_str());
       } else {
         std::fprintf(stderr, "barge: backup: no snapshot written\n");
       }
@@ -166,22 +195,44 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
       io::log_error(list.error().message);
       return pipeline::kExitFatal;
     }
+    // A damaged snapshot is listed (marked) and named on stderr; the listing then exits 1.
+    size_t damaged = 0;
+    for (const auto& l : *list) {
+      if (l.damage.empty()) continue;
+      ++damaged;
+      io::log_error("snapshot " + l.id + " is damaged: " + l.damage);
+    }
     if (cli.json) {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& s : *list) a.push_back(snapshot_json(s));
+      for (const auto& l : *list) {
+        if (l.damage.empty()) {
+          nlohmann::json j = snapshot_json(l.summary);
+          j["damaged"] = false;
+          a.push_back(std::move(j));
+        } else {
+          a.push_back({{"id", l.id}, {"damaged", true}, {"error", l.damage}});
+        }
+      }
       std::printf("%s\n", a.dump(2).c_str());
-      return pipeline::kExitOk;
+    } else {
+      std::printf("%-29s  %-12s  %-8s  %-19s  %10s  %12s  %12s  %-10s  %s\n", "ID", "KIND",
+                  "PARENT", "TIME", "FILES", "RAW MiB", "STORED MiB", "STATUS", "TAG");
+      for (const auto& l : *list) {
+        const auto& s = l.summary;
+        if (!l.damage.empty()) {
+          std::printf("%-29s  %-12s  %-8s  %-19s  %10s  %12s  %12s  %-10s  %s\n", l.id.c_str(),
+                      "?", "?", "?", "?", "?", "?", status_of(l), "");
+          continue;
+        }
+        std::printf("%-29s  %-12s  %-8s  %-19s  %10llu  %12.1f  %12.1f  %-10s  %s\n",
+                    s.id.c_str(), pipeline::repo::kind_name(s.kind),
+                    s.parent.empty() ? "-" : s.parent.substr(21).c_str(),
+                    local_time(s.time_ns).c_str(), static_cast<unsigned long long>(s.files),
+                    mib(s.bytes_raw), mib(s.bytes_stored_new), status_of(l), s.tag.c_str());
+      }
     }
-    std::printf("%-29s  %-12s  %-8s  %-19s  %10s  %12s  %12s  %s\n", "ID", "KIND", "PARENT", "TIME",
-                "FILES", "RAW MiB", "STORED MiB", "TAG");
-    for (const auto& s : *list) {
-      std::printf("%-29s  %-12s  %-8s  %-19s  %10llu  %12.1f  %12.1f  %s\n", s.id.c_str(),
-                  pipeline::repo::kind_name(s.kind),
-                  s.parent.empty() ? "-" : s.parent.substr(21).c_str(),
-                  local_time(s.time_ns).c_str(), static_cast<unsigned long long>(s.files),
-                  mib(s.bytes_raw), mib(s.bytes_stored_new), s.tag.c_str());
-    }
-    return pipeline::kExitOk;
+    std::fflush(stdout);
+    return damaged ? pipeline::kExitPartial : pipeline::kExitOk;
   }
   if (*cli.forget_cmd) {
     if (!rank0) return pipeline::kExitOk;
@@ -196,6 +247,21 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
       std::fprintf(stderr, "barge: forget: %zu snapshots, %llu packs (%.1f MiB) %s\n",
                    r.removed_snapshots.size(), static_cast<unsigned long long>(r.packs_removed),
                    mib(r.bytes_freed), cli.forget.dry_run ? "would be removed" : "removed");
+    }
+    return r.exit_code;
+  }
+  if (*cli.repair_cmd) {
+    if (!rank0) return pipeline::kExitOk;
+    pipeline::RepairResult r = pipeline::run_repair(cli.repair);
+    if (!r.fatal.empty()) {
+      io::log_error(r.fatal);
+      return r.exit_code;
+    }
+    if (!quiet) {
+      if (r.actions.empty())
+        std::fprintf(stderr, "barge: repair: %s: config and config.bak intact, nothing to do\n",
+                     cli.repair.repo.c_str());
+      for (const auto& a : r.actions) std::fprintf(stderr, "barge: repair: %s\n", a.c_str());
     }
     return r.exit_code;
   }

@@ -1,4 +1,4 @@
-// The repository commands of the CLI: backup, restore, snapshots, forget, and verify of a
+// The repository commands of the CLI: backup, restore, snapshots, forget, repair, and verify of a
 // repository (verify of a tree against a checksum manifest stays in main.cpp).
 #pragma once
 
@@ -15,6 +15,7 @@ struct RepoCli {
   pipeline::RestoreOptions restore;
   pipeline::ForgetOptions forget;
   pipeline::RepoVerifyOptions verify;
+  pipeline::RepairOptions repair;
   std::string mode = "auto";
   std::string backup_report, restore_report, verify_report;
   std::string progress = "auto";
@@ -24,6 +25,7 @@ struct RepoCli {
   CLI::App* restore_cmd = nullptr;
   CLI::App* snapshots_cmd = nullptr;
   CLI::App* forget_cmd = nullptr;
+  CLI::App* repair_cmd = nullptr;
 };
 
 void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet);

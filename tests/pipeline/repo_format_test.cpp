@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "pipeline/repository.hpp"
 #include "tests/test_tmpdir.hpp"
@@ -91,6 +92,34 @@ TEST(RepoFormat, SnapshotRoundTrip) {
   EXPECT_EQ(f.xattrs[0].second, std::string("v\0w", 3));
   EXPECT_EQ(back->entries[3].link_to, 2u);
   EXPECT_EQ(back->entries[4].link_target, "../../etc/passwd");
+}
+
+TEST(RepoFormat, UnreadableCountRoundTripsInVersion2) {
+  Snapshot s = sample();
+  s.unreadable = 3;
+  std::string bytes = encode_snapshot(s);
+  uint32_t version;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  EXPECT_EQ(version, kSnapshotVersion);
+  auto back = decode_snapshot(bytes);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->unreadable, 3u);
+}
+
+// A manifest written by version 1 (no unreadable count) is still read, as complete.
+TEST(RepoFormat, Version1ManifestsAreStillRead) {
+  std::ifstream in(std::string(BARGE_SOURCE_DIR) + "/tests/fuzz/corpus/snapshot/seed1",
+                   std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), kSnapshotHeaderBytes);
+  ASSERT_EQ(bytes[8], 1) << "the fixture is not a version 1 manifest";
+  auto s = decode_snapshot(bytes);
+  ASSERT_TRUE(s) << s.error().message;
+  EXPECT_EQ(s->unreadable, 0u);
+  EXPECT_FALSE(s->entries.empty());
+  auto again = decode_snapshot(encode_snapshot(*s));  // rewritten as version 2
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->entries.size(), s->entries.size());
 }
 
 TEST(RepoFormat, EveryFlippedByteAndEveryTruncationIsRefused) {
@@ -259,6 +288,78 @@ TEST(Repository, LockRefusesASecondWriterAndTakesOverAStaleOne) {
   { std::ofstream(r->path() + "/lock") << host << ' ' << child << " 1 backup\n"; }
   auto taken = RepoLock::acquire(r->path(), "backup");
   EXPECT_TRUE(taken) << (taken ? "" : taken.error().message);
+}
+
+TEST(Repository, ResolveTakesUniquePrefixesOfTheIdOrOfItsShortId) {
+  test::TempDir tmp;
+  auto r = Repository::open(tmp.path() + "/repo", true);
+  ASSERT_TRUE(r);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    Snapshot s;
+    s.id = new_snapshot_id(1700000000000000000 + i * 1000000000LL);
+    s.entries.push_back(dir(""));
+    ASSERT_TRUE(r->save_snapshot(s));
+    ids.push_back(s.id);
+  }
+  for (const std::string& id : ids) {
+    auto whole = r->resolve(id);
+    ASSERT_TRUE(whole) << whole.error().message;
+    EXPECT_EQ(*whole, id);
+    auto short_id = r->resolve(id.substr(21));  // what the PARENT column shows
+    ASSERT_TRUE(short_id) << short_id.error().message;
+    EXPECT_EQ(*short_id, id);
+  }
+  auto latest = r->resolve("latest");
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(*latest, ids.back());
+  auto ambiguous = r->resolve("2023");
+  ASSERT_FALSE(ambiguous);
+  EXPECT_NE(ambiguous.error().message.find("ambiguous, matches 3 snapshots"), std::string::npos)
+      << ambiguous.error().message;
+  EXPECT_FALSE(r->resolve("zz"));
+}
+
+TEST(Repository, ALockHeldOnAnotherHostIsNamedAndNeverOfferedForRemoval) {
+  test::TempDir tmp;
+  auto r = Repository::open(tmp.path() + "/repo", true);
+  ASSERT_TRUE(r);
+  { std::ofstream(r->path() + "/lock") << "node17 4242 1700000000 backup\n"; }
+  auto l = RepoLock::acquire(r->path(), "backup");
+  ASSERT_FALSE(l);
+  const std::string& m = l.error().message;
+  EXPECT_NE(m.find("locked by barge backup on node17, pid 4242, since"), std::string::npos) << m;
+  EXPECT_EQ(m.find("remove"), std::string::npos) << m;
+  EXPECT_TRUE(std::ifstream(r->path() + "/lock").good()) << "a foreign lock was removed";
+  // an empty lock (an earlier version's, never finished): named, once it is not being written
+  { std::ofstream(r->path() + "/lock", std::ios::trunc); }
+  struct timespec old_times[2] = {{1700000000, 0}, {1700000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (r->path() + "/lock").c_str(), old_times, 0), 0);
+  auto empty = RepoLock::acquire(r->path(), "backup");
+  ASSERT_FALSE(empty);
+  EXPECT_NE(empty.error().message.find("holds no barge lock line"), std::string::npos)
+      << empty.error().message;
+}
+
+TEST(Repository, ANewRepositoryKeepsACopyOfItsConfig) {
+  test::TempDir tmp;
+  auto r = Repository::open(tmp.path() + "/repo", true, 64 << 10);
+  ASSERT_TRUE(r);
+  std::ifstream a(r->path() + "/config", std::ios::binary), b(r->path() + "/config.bak",
+                                                               std::ios::binary);
+  std::string config((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
+  std::string copy((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(config.size(), 48u);
+  EXPECT_EQ(config, copy);
+  // without a config, the error points at `barge repair`
+  ASSERT_EQ(::unlink((r->path() + "/config").c_str()), 0);
+  auto again = Repository::open(r->path(), false);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().message.find("barge repair"), std::string::npos)
+      << again.error().message;
+  auto create = Repository::open(r->path(), true);  // nor is it created over
+  ASSERT_FALSE(create);
+  EXPECT_NE(create.error().message.find("barge repair"), std::string::npos);
 }
 
 TEST(Repository, ANonRepositoryIsNeverTakenOver) {
