@@ -67,4 +67,18 @@ bool can_chown();
 // Direct-I/O alignment of an open file (statx STATX_DIOALIGN), 0 when unsupported.
 uint32_t dio_alignment(int fd);
 
+// Sets the process umask for a scope and puts the old one back however the scope is left
+// (the engine creates files with their final permission bits under umask 0). Not
+// thread-safe: the umask is per process; one command's main thread owns it.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+  ScopedUmask(const ScopedUmask&) = delete;
+  ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+ private:
+  mode_t old_;
+};
+
 }  // namespace barge::io

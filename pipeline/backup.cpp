@@ -263,10 +263,8 @@ class BackupRun {
     if (comm_.rank() == 0) {
       result.seconds = since(t0);
       result.resumable = signalled != 0;
-      result.exit_code = signalled                ? kExitResumable
-                         : !result.fatal.empty()  ? kExitFatal
-                         : !result.errors.empty() ? kExitPartial
-                                                  : kExitOk;
+      result.exit_code =
+          exit_code_for(signalled != 0, !result.fatal.empty(), !result.errors.empty());
     }
     uint64_t code = static_cast<uint64_t>(result.exit_code);
     comm_.allreduce_max(std::span<uint64_t>(&code, 1));
@@ -536,14 +534,13 @@ class BackupRun {
   }
 
   void transfer(unsigned threads) {
-    size_t max_buffers = std::max<size_t>(2, opts_.memory_bytes / buffer_bytes());
-    size_t units = 0;
-    {
-      UnitCutter counter(plan_, chunk_bytes(), buffer_bytes(), 128, &include_);
-      std::vector<Extent> scratch;
-      while (units < max_buffers && counter.next(scratch)) ++units;
-    }
-    io::BufferPool pool(buffer_bytes(), std::max<size_t>(2, std::min(max_buffers, units)));
+    io::BufferPool pool(buffer_bytes(),
+                        pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
+                                                  .chunk_bytes = chunk_bytes(),
+                                                  .buffer_bytes = buffer_bytes(),
+                                                  .files_per_unit = 128,
+                                                  .include = &include_,
+                                                  .min_buffers = 2}));
     BackendSet backends(io::BackendOptions{io::BackendKind::kAuto, 64, &pool});
     BackendSource backend = backends.source();
     UnitCutter cutter(plan_, chunk_bytes(), buffer_bytes(), 128, &include_);

@@ -552,15 +552,11 @@ RunResult run_copy(const CopyOptions& opts) {
 
   // The pool never needs more buffers than the data has units: small runs stay small (and
   // register, pin and touch less memory).
-  size_t max_buffers = static_cast<size_t>(opts.memory_bytes / opts.chunk_bytes);
-  size_t units = 0;
-  {
-    UnitCutter counter(plan, opts.chunk_bytes, opts.chunk_bytes, opts.max_files_per_unit);
-    std::vector<Extent> scratch;
-    while (units < max_buffers && counter.next(scratch)) ++units;
-  }
-  size_t buffer_count = std::max<size_t>(1, std::min(max_buffers, units));
-  io::BufferPool pool(opts.chunk_bytes, buffer_count);
+  io::BufferPool pool(opts.chunk_bytes,
+                     pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
+                                              .chunk_bytes = opts.chunk_bytes,
+                                              .buffer_bytes = opts.chunk_bytes,
+                                              .files_per_unit = opts.max_files_per_unit}));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());
@@ -588,7 +584,7 @@ RunResult run_copy(const CopyOptions& opts) {
   }
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
-    mode_t old_umask = ::umask(0);
+    io::ScopedUmask umask0(0);
     Progress progress(stats, opts.progress, "copy", opts.progress_interval_s);
     create_entries(ctx, result);
     std::vector<uint8_t> include = ctx.parent_ok;
@@ -632,7 +628,6 @@ RunResult run_copy(const CopyOptions& opts) {
         false);
     finalize_dirs(ctx);
     progress.stop();
-    ::umask(old_umask);
   }
   if (ctx.manifest && ctx.fatal().empty()) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
@@ -652,10 +647,8 @@ RunResult run_copy(const CopyOptions& opts) {
   result.seconds = since(t0);
   result.peak_rss_bytes = peak_rss_bytes();
   result.resumable = ctx.resumable.load();
-  result.exit_code = result.resumable         ? kExitResumable
-                     : !result.fatal.empty()  ? kExitFatal
-                     : !result.errors.empty() ? kExitPartial
-                                              : kExitOk;
+  result.exit_code =
+      exit_code_for(result.resumable, !result.fatal.empty(), !result.errors.empty());
   if (result.exit_code == kExitOk) Journal::remove(Journal::dir_for(opts.destination));
   return result;
 }

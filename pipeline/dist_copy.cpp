@@ -14,6 +14,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -508,15 +509,16 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
 
   // As alone: no more buffers than this rank's small-file units plus every large chunk (a
   // sync that changes little registers, pins and touches little memory).
-  size_t max_buffers = static_cast<size_t>(opts.memory_bytes / opts.chunk_bytes);
-  size_t units = 0;
-  {
-    UnitCutter counter(plan, opts.chunk_bytes, buffer_bytes, opts.max_files_per_unit, &include);
-    std::vector<Extent> scratch;
-    while (units < max_buffers && counter.next(scratch)) ++units;
-    for (uint32_t c : chunk_counts) units += c;
-  }
-  io::BufferPool pool(opts.chunk_bytes, std::max<size_t>(2, std::min(max_buffers, units)));
+  size_t large_units = 0;
+  for (uint32_t c : chunk_counts) large_units += c;
+  io::BufferPool pool(opts.chunk_bytes,
+                      pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
+                                               .chunk_bytes = opts.chunk_bytes,
+                                               .buffer_bytes = opts.chunk_bytes,
+                                               .files_per_unit = opts.max_files_per_unit,
+                                               .include = &include,
+                                               .extra_units = large_units,
+                                               .min_buffers = 2}));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());
@@ -606,7 +608,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   }
 
   std::atomic<bool> stopped_by_peer{false};  // this rank stopped because another did
-  mode_t old_umask = ::umask(0);
+  std::optional<io::ScopedUmask> umask0(std::in_place, 0);
   // create: symlinks and special files by their finder; large-file temporaries by owners
   {
     DirFdCache dirs;
@@ -864,7 +866,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
         fd ? io::apply_meta_fd(fd->get(), e.meta, ctx.apply_owner, plan.dst_path(e)) : fd.error();
     if (!st) ctx.errors.add(st.error().message);
   }
-  ::umask(old_umask);
+  umask0.reset();
 
   // report
   RankStats me;
@@ -969,10 +971,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   uint64_t rss = peak_rss_bytes();
   comm.allreduce_max(std::span<uint64_t>(&rss, 1));
   total.peak_rss_bytes = rss;
-  uint64_t code = ctx.resumable.load()    ? kExitResumable
-                  : !total.fatal.empty()  ? kExitFatal
-                  : !total.errors.empty() ? kExitPartial
-                                          : kExitOk;
+  uint64_t code = static_cast<uint64_t>(
+      exit_code_for(ctx.resumable.load(), !total.fatal.empty(), !total.errors.empty()));
   comm.allreduce_max(std::span<uint64_t>(&code, 1));
   total.exit_code = static_cast<int>(code);
   total.resumable = code == kExitResumable;

@@ -380,4 +380,14 @@ bool UnitCutter::next(std::vector<Extent>& out) {
   return !out.empty();
 }
 
+size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
+  const size_t max_buffers = static_cast<size_t>(sizing.memory_bytes / sizing.buffer_bytes);
+  size_t units = sizing.extra_units;
+  UnitCutter counter(plan, sizing.chunk_bytes, sizing.buffer_bytes, sizing.files_per_unit,
+                     sizing.include);
+  std::vector<Extent> scratch;
+  while (units < max_buffers && counter.next(scratch)) ++units;
+  return std::max(sizing.min_buffers, std::min(max_buffers, units));
+}
+
 }  // namespace barge::pipeline

@@ -122,4 +122,19 @@ class UnitCutter {
 
 uint32_t chunk_count_for(uint64_t size_bytes, uint64_t chunk_bytes, uint64_t buffer_bytes);
 
+// The one pool-sizing rule: as many buffers of `buffer_bytes` as `memory_bytes` holds, but
+// never more than the work has units (the units UnitCutter cuts from the included files,
+// plus `extra_units` cut elsewhere), so a small run registers, pins and touches little
+// memory; at least `min_buffers`.
+struct PoolSizing {
+  uint64_t memory_bytes = 0;
+  uint64_t chunk_bytes = 0;
+  uint64_t buffer_bytes = 0;
+  uint32_t files_per_unit = 0;
+  const std::vector<uint8_t>* include = nullptr;
+  size_t extra_units = 0;
+  size_t min_buffers = 1;
+};
+size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing);
+
 }  // namespace barge::pipeline

@@ -243,7 +243,9 @@ class RestoreRun {
       return;
     }
     result.started = true;
-    ::umask(0);
+    // Files are created with their final permission bits; the caller's umask comes back
+    // when execute returns, however it returns.
+    io::ScopedUmask umask0(0);
     // directories (rank 0), parents first
     if (comm_.rank() == 0) {
       ParentCache parents(root_.get());
@@ -377,9 +379,8 @@ class RestoreRun {
       result.files += links_made_;
       result.seconds = since(t0);
       result.resumable = false;
-      result.exit_code = signalled                ? kExitResumable
-                         : !result.errors.empty() ? kExitPartial
-                                                  : kExitOk;
+      result.exit_code =
+          exit_code_for(signalled != 0, !result.fatal.empty(), !result.errors.empty());
     }
     uint64_t code = static_cast<uint64_t>(result.exit_code);
     comm_.allreduce_max(std::span<uint64_t>(&code, 1));

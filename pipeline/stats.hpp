@@ -17,6 +17,12 @@ inline constexpr int kExitPartial = 1;     // some entries failed, each named on
 inline constexpr int kExitFatal = 2;       // usage or fatal error
 inline constexpr int kExitResumable = 75;  // stopped by SIGTERM/SIGUSR1/SIGINT: rerun with --resume
 
+// The one exit-code rule: a stop by a signal (resumable) before a fatal error before
+// per-entry failures. Across ranks the highest code wins (agreed_exit_code).
+constexpr int exit_code_for(bool resumable, bool fatal, bool entry_errors) {
+  return resumable ? kExitResumable : fatal ? kExitFatal : entry_errors ? kExitPartial : kExitOk;
+}
+
 // Set (to the signal number) by the CLI's handler for SIGTERM, SIGUSR1 and SIGINT; a run
 // that sees it stops taking new work, finishes what is in flight, flushes its journal and
 // returns kExitResumable.
