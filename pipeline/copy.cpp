@@ -520,7 +520,8 @@ RunResult run_copy(const CopyOptions& opts) {
       placed ? io::Result<std::vector<Root>>(placed->roots) : placed.error();
   if (opts.resume) {
     // The placement of the run being resumed, when its sources are these.
-    if (auto saved = Journal::resume_roots(journal_dir, opts.sources)) roots = *saved;
+    if (auto saved = Journal::resume_roots(journal_dir, opts.sources, opts.destination))
+      roots = *saved;
   }
   if (!roots) {
     result.exit_code = kExitFatal;

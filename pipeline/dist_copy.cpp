@@ -348,7 +348,8 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   auto roots = resolve_agreed(opts, comm, false);
   std::string journal_dir = Journal::dir_for(opts.destination);
   if (roots && opts.resume) {
-    if (auto saved = Journal::resume_roots(journal_dir, opts.sources)) roots = *saved;
+    if (auto saved = Journal::resume_roots(journal_dir, opts.sources, opts.destination))
+      roots = *saved;
   }
   if (roots && comm.rank() == 0) {
     if (!opts.resume) Journal::remove(journal_dir);

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 
 #include "io/path_ops.hpp"
@@ -69,25 +68,6 @@ io::Status Journal::flush() {
   return io::Status::success();
 }
 
-JournalState Journal::parse(std::string_view text, JournalState state) {
-  while (!text.empty()) {
-    size_t nl = text.find('\n');
-    if (nl == std::string_view::npos) break;  // a torn last line: ignored
-    std::string_view line = text.substr(0, nl);
-    text.remove_prefix(nl + 1);
-    size_t sp = line.rfind(' ');
-    if (sp == std::string_view::npos || sp == 0 ||
-        line.substr(0, sp).find_first_of("/\0 ", 0, 3) != std::string_view::npos) {
-      continue;
-    }
-    uint32_t chunk = 0;
-    std::string_view num = line.substr(sp + 1);
-    auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), chunk);
-    if (ec != std::errc() || p != num.data() + num.size() || num.empty()) continue;
-    state[std::string(line.substr(0, sp))].insert(chunk);
-  }
-  return state;
-}
 
 JournalState Journal::load(const std::string& dir) {
   JournalState state;
@@ -153,27 +133,24 @@ std::optional<std::vector<Root>> Journal::load_roots(const std::string& dir) {
   ssize_t n;
   while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
   ::close(fd);
-  std::vector<std::string> fields;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\0', pos);
-    if (end == std::string::npos) return std::nullopt;  // torn: not trusted
-    fields.push_back(text.substr(pos, end - pos));
-    pos = end + 1;
-  }
-  if (fields.empty() || fields.size() % 3 != 0) return std::nullopt;
-  std::vector<Root> roots;
-  for (size_t i = 0; i < fields.size(); i += 3)
-    roots.push_back(Root{fields[i], fields[i + 1], fields[i + 2]});
-  return roots;
+  return parse_roots(text);
 }
 
+
 std::optional<std::vector<Root>> Journal::resume_roots(const std::string& dir,
-                                                       const std::vector<std::string>& sources) {
+                                                       const std::vector<std::string>& sources,
+                                                       const std::string& destination) {
   auto saved = load_roots(dir);
   if (!saved || saved->size() != sources.size()) return std::nullopt;
+  std::string dst = destination;
+  while (dst.size() > 1 && dst.back() == '/') dst.pop_back();
   for (size_t i = 0; i < saved->size(); ++i) {
-    if (io::base_name((*saved)[i].src) != io::base_name(sources[i])) return std::nullopt;
+    const Root& r = (*saved)[i];
+    if (io::base_name(r.src) != io::base_name(sources[i])) return std::nullopt;
+    const std::string_view name = io::base_name(r.dst);
+    const bool in_dst = r.dst == dst || (io::parent_of(r.dst) == dst && name != "." &&
+                                         name != ".." && !name.empty());
+    if (!in_dst) return std::nullopt;
   }
   return saved;
 }

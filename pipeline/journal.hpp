@@ -50,9 +50,14 @@ class Journal {
   // by then DST exists, and cp's rules would otherwise nest SRC inside it.
   static io::Status save_roots(const std::string& dir, const std::vector<Root>& roots);
   static std::optional<std::vector<Root>> load_roots(const std::string& dir);
-  // The saved placement when it was made for these sources (same count, same names).
+  // The roots file's bytes (untrusted) → the placement, or nullopt unless well formed.
+  static std::optional<std::vector<Root>> parse_roots(std::string_view text);
+  // The saved placement when it was made for these sources (same count, same names) and
+  // puts each of them where cp's rules could for `destination` (DST itself or a name in it):
+  // a roots file that says otherwise is not followed, so it can never send writes elsewhere.
   static std::optional<std::vector<Root>> resume_roots(const std::string& dir,
-                                                       const std::vector<std::string>& sources);
+                                                       const std::vector<std::string>& sources,
+                                                       const std::string& destination);
 
  private:
   Journal(std::string dir, io::UniqueFd log) : dir_(std::move(dir)), log_(std::move(log)) {}

@@ -14,8 +14,6 @@
 namespace barge::pipeline {
 namespace {
 
-constexpr std::string_view kMagic{"barge-placement 1\0", 18};
-
 std::string strip_trailing_slashes(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
@@ -36,13 +34,9 @@ RecordState read_record(const std::string& path, std::string& src) {
   while ((n = ::read(fd, buf, sizeof buf)) > 0 && text.size() < 2 * PATH_MAX)
     text.append(buf, static_cast<size_t>(n));
   ::close(fd);
-  if (n < 0 || text.size() <= kMagic.size() || text.compare(0, kMagic.size(), kMagic) != 0 ||
-      text.back() != '\0') {
-    return RecordState::kGarbled;
-  }
-  src = text.substr(kMagic.size(), text.size() - kMagic.size() - 1);
-  if (src.empty() || src[0] != '/' || src.find('\0') != std::string::npos)
-    return RecordState::kGarbled;
+  auto parsed = n < 0 ? std::nullopt : parse_placement_record(text);
+  if (!parsed) return RecordState::kGarbled;
+  src = std::move(*parsed);
   return RecordState::kValid;
 }
 
@@ -53,6 +47,8 @@ std::optional<std::string> canonical(const std::string& path) {
 }
 
 }  // namespace
+
+
 
 std::optional<std::string> load_placement_record(const std::string& destination) {
   std::string src;
@@ -139,9 +135,7 @@ io::Status apply_placement_record(const Placement& placement, const std::string&
   std::string dir = Journal::dir_for(destination);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return io::Error::from_errno(errno, "create " + dir + " (placement record)");
-  std::string text(kMagic);
-  text += placement.record_src;
-  text += '\0';
+  std::string text = format_placement_record(placement.record_src);
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return io::Error::from_errno(errno, "write placement record " + tmp);

@@ -41,4 +41,9 @@ io::Status apply_placement_record(const Placement& placement, const std::string&
 // The canonical SRC the record beside `destination` names, if there is a readable one.
 std::optional<std::string> load_placement_record(const std::string& destination);
 
+// The record's bytes (untrusted: anything may be in that file) → the absolute source path it
+// names, or nullopt when they are not exactly one well-formed record.
+std::optional<std::string> parse_placement_record(std::string_view bytes);
+std::string format_placement_record(const std::string& canonical_src);
+
 }  // namespace barge::pipeline
