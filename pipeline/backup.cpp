@@ -349,14 +349,8 @@ class BackupRun {
     include_.assign(n, 0);
     dropped_ = std::vector<std::atomic<uint8_t>>(n);
     follower_.assign(n, 0);
-    // Hard links seen by this rank: the member with the smallest path holds the data.
-    std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
-    for (uint32_t f : plan_.files) {
-      const io::FileMeta& m = plan_.entries[f].meta;
-      if (m.nlink < 2) continue;
-      auto [it, fresh] = leader.try_emplace({m.device, m.inode}, f);
-      if (!fresh && plan_.entries[f].rel < plan_.entries[it->second].rel) it->second = f;
-    }
+    // Hard links seen by this rank: the leader holds the data.
+    const std::vector<uint32_t> leader = hard_link_leaders(plan_);
     for (uint32_t i = 0; i < n; ++i) {
       const Entry& e = plan_.entries[i];
       SnapEntry& s = entries_[i];
@@ -373,7 +367,7 @@ class BackupRun {
     }
     for (uint32_t f : plan_.files) {
       const Entry& e = plan_.entries[f];
-      if (e.meta.nlink > 1 && leader.at({e.meta.device, e.meta.inode}) != f) {
+      if (leader[f] != kLeadsItself) {
         follower_[f] = 1;  // linked to its leader when the snapshot is merged
         continue;
       }
@@ -706,7 +700,8 @@ class BackupRun {
       sorted_follower.push_back(follower[i]);
     }
     snap.entries = std::move(sorted);
-    // Hard links across ranks: the first member by path holds the data, the rest link to it.
+    // Hard links across ranks: entries are sorted by path, so the first member of a group is
+    // the one leads_link_group picks (pipeline/plan.hpp); the rest link to it.
     std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
     for (uint32_t i = 0; i < snap.entries.size(); ++i) {
       SnapEntry& e = snap.entries[i];

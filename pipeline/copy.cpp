@@ -568,21 +568,11 @@ RunResult run_copy(const CopyOptions& opts) {
 
   stats.bytes_total = plan.total_file_bytes;
   stats.files_total = plan.files.size();
-  // Hard-link groups: the first member in walk order is copied, the others linked to it.
-  std::vector<uint32_t> leader(plan.entries.size(), kNotAFollower);
+  // Hard-link groups: the leader is copied, the others linked to it afterwards.
+  const std::vector<uint32_t> leader = hard_link_leaders(plan);
   std::vector<uint32_t> followers;
-  {
-    std::map<std::pair<uint64_t, uint64_t>, uint32_t> first;
-    for (uint32_t f : plan.files) {
-      const io::FileMeta& m = plan.entries[f].meta;
-      if (m.nlink < 2) continue;
-      auto [it, fresh] = first.emplace(std::make_pair(m.device, m.inode), f);
-      if (!fresh) {
-        leader[f] = it->second;
-        followers.push_back(f);
-      }
-    }
-  }
+  for (uint32_t f : plan.files)
+    if (leader[f] != kLeadsItself) followers.push_back(f);
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
     io::ScopedUmask umask0(0);

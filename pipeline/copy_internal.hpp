@@ -43,10 +43,8 @@ class BackendSet {
   std::string name_;
 };
 
-// Hard links: every regular file with more than one link is a member of the group of its
-// (device, inode); the member with the smallest (root, path) is the leader, whose bytes are
+// Hard links (the rule: hard_link_leaders in pipeline/plan.hpp): the leader's bytes are
 // copied; the others are linked to the leader's copy afterwards.
-inline constexpr uint32_t kNotAFollower = UINT32_MAX;
 
 // Links `name` in dirfd to the existing file at `target_path`, replacing whatever is there
 // atomically (via a temporary name and rename).

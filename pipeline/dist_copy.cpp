@@ -469,7 +469,7 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
         std::string rel = r.str();
         auto key = std::make_pair(dev, ino);
         auto it = leaders.find(key);
-        if (it == leaders.end() || std::make_pair(root, rel) < it->second)
+        if (it == leaders.end() || leads_link_group(root, rel, it->second.first, it->second.second))
           leaders[key] = {root, rel};
       }
     }

@@ -11,6 +11,7 @@
 #include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -388,6 +389,25 @@ size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
   std::vector<Extent> scratch;
   while (units < max_buffers && counter.next(scratch)) ++units;
   return std::max(sizing.min_buffers, std::min(max_buffers, units));
+}
+
+std::vector<uint32_t> hard_link_leaders(const Plan& plan) {
+  std::vector<uint32_t> leader(plan.entries.size(), kLeadsItself);
+  std::map<std::pair<uint64_t, uint64_t>, uint32_t> group;  // (device, inode) -> leader
+  for (uint32_t f : plan.files) {
+    const Entry& e = plan.entries[f];
+    if (e.meta.nlink < 2) continue;
+    auto [it, fresh] = group.try_emplace({e.meta.device, e.meta.inode}, f);
+    const Entry& lead = plan.entries[it->second];
+    if (!fresh && leads_link_group(e.root, e.rel, lead.root, lead.rel)) it->second = f;
+  }
+  for (uint32_t f : plan.files) {
+    const Entry& e = plan.entries[f];
+    if (e.meta.nlink < 2) continue;
+    uint32_t lead = group.at({e.meta.device, e.meta.inode});
+    if (lead != f) leader[f] = lead;
+  }
+  return leader;
 }
 
 }  // namespace barge::pipeline

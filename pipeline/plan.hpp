@@ -122,6 +122,18 @@ class UnitCutter {
 
 uint32_t chunk_count_for(uint64_t size_bytes, uint64_t chunk_bytes, uint64_t buffer_bytes);
 
+// The one hard-link rule: among the paths that share an inode (device, inode), the one with
+// the smallest (root, path) holds the data; the others are linked to it. Alone, in backups
+// and across ranks (where each rank knows only part of a group) the same member leads.
+inline bool leads_link_group(uint32_t root_a, std::string_view rel_a, uint32_t root_b,
+                             std::string_view rel_b) {
+  return root_a != root_b ? root_a < root_b : rel_a < rel_b;
+}
+inline constexpr uint32_t kLeadsItself = UINT32_MAX;
+// Per entry of the plan: the index of its hard-link group's leader among the plan's files,
+// or kLeadsItself (a leader, a single-link file, anything not a regular file).
+std::vector<uint32_t> hard_link_leaders(const Plan& plan);
+
 // The one pool-sizing rule: as many buffers of `buffer_bytes` as `memory_bytes` holds, but
 // never more than the work has units (the units UnitCutter cuts from the included files,
 // plus `extra_units` cut elsewhere), so a small run registers, pins and touches little
