@@ -518,7 +518,7 @@ RunResult run_copy(const CopyOptions& opts) {
   auto placed = resolve_placement(opts.sources, opts.destination);
   io::Result<std::vector<Root>> roots =
       placed ? io::Result<std::vector<Root>>(placed->roots) : placed.error();
-  if (opts.resume) {
+  if (roots && opts.resume) {
     // The placement of the run being resumed, when its sources are these.
     if (auto saved = Journal::resume_roots(journal_dir, opts.sources, opts.destination))
       roots = *saved;
@@ -624,7 +624,8 @@ RunResult run_copy(const CopyOptions& opts) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
   }
 
-  if (!ctx.fatal().empty()) result.files_not_copied = plan.files.size() - stats.files_done.load();
+  if (!ctx.fatal().empty())
+    result.files_not_copied = plan.files.size() - stats.files_done.load() - result.skipped_files;
   result.fatal = ctx.fatal();
   result.errors = ctx.errors.take();
   result.stopped_entries = ctx.stopped_errors.take();

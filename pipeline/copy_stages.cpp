@@ -77,17 +77,18 @@ void CopyContext::fail_file(uint32_t file, std::string message) {
 
 bool CopyContext::is_consequence_of_stop(const std::string& message) const {
   if (!stop.load()) return false;
-  static constexpr std::string_view kStopped = "(run stopped)";
-  if (message.size() >= kStopped.size() &&
-      message.compare(message.size() - kStopped.size(), kStopped.size(), kStopped) == 0)
-    return true;
-  std::lock_guard lock(mu_);
-  // "<operation> <path>: <strerror>": the same error as the one that stopped the run.
-  size_t cause = fatal_.rfind(": ");
-  if (fatal_.empty() || cause == std::string::npos) return false;
-  std::string_view why = std::string_view(fatal_).substr(cause);
-  return message.size() > why.size() &&
-         message.compare(message.size() - why.size(), why.size(), why) == 0;
+  auto ends_with = [&](std::string_view tail) {
+    return message.size() >= tail.size() &&
+           message.compare(message.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (ends_with("(run stopped)")) return true;
+  // "<operation> <path>: <strerror>" of a destination that cannot take more data, on this
+  // rank or (the stop came from a peer) another. Not EIO: a source's read error says the
+  // same, and must stay named.
+  for (int err : {ENOSPC, EDQUOT, EROFS, EFBIG}) {
+    if (ends_with(std::string(": ") + std::strerror(err))) return true;
+  }
+  return false;
 }
 
 bool CopyContext::needs_chown(const Entry& e) const {
@@ -567,9 +568,10 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     return;
   }
   auto fail = [&](int err, const std::string& what) {
-    ctx_.fail_file(file, io::Error::from_errno(err, what + " " + final_path).message);
+    // The stop first: this file is then one of its consequences, the cause said once.
     if (is_fatal_write_error(err))
       ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
+    ctx_.fail_file(file, io::Error::from_errno(err, what + " " + final_path).message);
     drop_temp();
   };
   // O_DIRECT padding is cut off, and a sparse file's trailing hole gets its length.

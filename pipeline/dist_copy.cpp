@@ -535,6 +535,8 @@ RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
   for (uint32_t g = 0; g < global_count; ++g) ctx.temp_ids[local_count + g] = g;
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
+  // A follower in place is listed once, through its leader's checksum (link_followers).
+  std::erase_if(in_place_files, [&](uint32_t f) { return leader_of.count(f) > 0; });
   hash_in_place_for_manifest(ctx, in_place_files);
   for (auto& e : walk_errors.take()) ctx.errors.add(std::move(e));
   if (walked && walked->stats) {

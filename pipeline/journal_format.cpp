@@ -2,8 +2,8 @@
 // have written (a torn line after a crash, another program, a hostile user), kept apart from
 // the file I/O so that the fuzz target (tests/fuzz/journal_fuzz.cpp) and the corrupt-input
 // tests exercise exactly what a run reads.
-#include <climits>
 #include <charconv>
+#include <climits>
 
 #include "pipeline/journal.hpp"
 #include "pipeline/placement.hpp"
@@ -51,19 +51,40 @@ std::optional<std::vector<Root>> Journal::parse_roots(std::string_view text) {
   return roots;
 }
 
-std::optional<std::string> parse_placement_record(std::string_view bytes) {
-  if (bytes.size() <= kMagic.size() + 1 || bytes.size() > kMagic.size() + PATH_MAX + 1 ||
-      bytes.substr(0, kMagic.size()) != kMagic || bytes.back() != '\0')
+std::optional<PlacementRecord> parse_placement_record(std::string_view bytes) {
+  if (bytes.size() <= kMagic.size() + 1 || bytes.substr(0, kMagic.size()) != kMagic)
     return std::nullopt;
-  std::string_view src = bytes.substr(kMagic.size(), bytes.size() - kMagic.size() - 1);
-  if (src[0] != '/' || src.find('\0') != std::string_view::npos) return std::nullopt;
-  return std::string(src);
+  bytes.remove_prefix(kMagic.size());
+  const size_t end = bytes.find('\0');
+  if (end == std::string_view::npos || end == 0 || end > PATH_MAX || bytes[0] != '/')
+    return std::nullopt;
+  PlacementRecord r;
+  r.src = std::string(bytes.substr(0, end));
+  std::string_view rest = bytes.substr(end + 1);
+  if (rest.empty()) return r;
+  // "<device>:<inode>" and a NUL, decimal, nothing after.
+  if (rest.back() != '\0') return std::nullopt;
+  rest.remove_suffix(1);
+  const size_t colon = rest.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  auto number = [](std::string_view s, uint64_t& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+  };
+  if (!number(rest.substr(0, colon), r.dst_device) || !number(rest.substr(colon + 1), r.dst_inode))
+    return std::nullopt;
+  r.has_dst = true;
+  return r;
 }
 
-std::string format_placement_record(const std::string& canonical_src) {
+std::string format_placement_record(const PlacementRecord& record) {
   std::string text(kMagic);
-  text += canonical_src;
+  text += record.src;
   text += '\0';
+  if (record.has_dst) {
+    text += std::to_string(record.dst_device) + ':' + std::to_string(record.dst_inode);
+    text += '\0';
+  }
   return text;
 }
 

@@ -25,7 +25,7 @@ std::string record_path(const std::string& destination) {
 
 enum class RecordState { kNone, kValid, kGarbled };
 
-RecordState read_record(const std::string& path, std::string& src) {
+RecordState read_record(const std::string& path, PlacementRecord& record) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return errno == ENOENT ? RecordState::kNone : RecordState::kGarbled;
   std::string text;
@@ -36,7 +36,7 @@ RecordState read_record(const std::string& path, std::string& src) {
   ::close(fd);
   auto parsed = n < 0 ? std::nullopt : parse_placement_record(text);
   if (!parsed) return RecordState::kGarbled;
-  src = std::move(*parsed);
+  record = std::move(*parsed);
   return RecordState::kValid;
 }
 
@@ -50,10 +50,43 @@ std::optional<std::string> canonical(const std::string& path) {
 
 
 
-std::optional<std::string> load_placement_record(const std::string& destination) {
-  std::string src;
-  if (read_record(record_path(destination), src) != RecordState::kValid) return std::nullopt;
-  return src;
+namespace {
+
+// Writes `text` to `path` durably (temporary, fdatasync, rename, then the directory and its
+// parent synced): a crash leaves the old record or the new one.
+io::Status write_record(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io::Error::from_errno(errno, "write placement record " + tmp);
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
+  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    return io::Error::from_errno(err, "write placement record " + path);
+  }
+  std::string dir(io::parent_of(path));
+  std::string parent(io::parent_of(dir));
+  for (const std::string& d : {dir, parent.empty() ? std::string(".") : parent}) {
+    int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || ::fsync(dfd) != 0) {
+      int e = errno;
+      if (dfd >= 0) ::close(dfd);
+      return io::Error::from_errno(e, "sync " + d + " (placement record)");
+    }
+    ::close(dfd);
+  }
+  return io::Status::success();
+}
+
+}  // namespace
+
+std::optional<PlacementRecord> load_placement_record(const std::string& destination) {
+  PlacementRecord r;
+  if (read_record(record_path(destination), r) != RecordState::kValid) return std::nullopt;
+  return r;
 }
 
 io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
@@ -65,18 +98,29 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
   if (sources.size() == 1 && !sources[0].empty()) {
     src = strip_trailing_slashes(sources[0]);
     std::string_view base = io::base_name(src);
+    // As resolve_roots: a symlink is the link itself, unless named "LINK/".
     struct stat st;
+    const bool follow = sources[0].back() == '/';
     one_named_dir = base != "." && base != ".." && base != "/" &&
-                    ::stat(sources[0].c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+                    (follow ? ::stat(sources[0].c_str(), &st) : ::lstat(src.c_str(), &st)) == 0 &&
+                    S_ISDIR(st.st_mode);
   }
   std::string dst = strip_trailing_slashes(destination);
   struct stat dst_st;
   bool dst_exists = !dst.empty() && ::lstat(dst.c_str(), &dst_st) == 0;
 
   if (one_named_dir && dst_exists && S_ISDIR(dst_st.st_mode)) {
-    std::string recorded;
+    PlacementRecord rec;
     std::string path = record_path(destination);
-    RecordState state = read_record(path, recorded);
+    RecordState state = read_record(path, rec);
+    const std::string& recorded = rec.src;
+    if (state == RecordState::kValid && rec.has_dst &&
+        (rec.dst_device != static_cast<uint64_t>(dst_st.st_dev) ||
+         rec.dst_inode != static_cast<uint64_t>(dst_st.st_ino))) {
+      // The record is of a DST that was removed; this one was made otherwise: cp's rule.
+      state = RecordState::kNone;
+      p.record = Placement::Record::kDrop;
+    }
     if (state == RecordState::kGarbled) {
       return io::Error::plain("placement record " + path +
                               " is unreadable, so whether " + dst + " is the copy of " + src +
@@ -87,10 +131,10 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
     if (state == RecordState::kValid) {
       auto csrc = canonical(src);
       if (csrc && *csrc == recorded) {
-        // The copy this record describes: resolve it as SRC/. (contents into DST itself).
+        // The copy this record describes: resolve it as SRC/. (contents into DST itself;
+        // "SRC/." also keeps a LINK/ source followed).
         auto roots = resolve_roots({src + "/."}, destination);
         if (!roots) return roots.error();
-        for (Root& r : roots.value()) r.src = src;
         p.roots = std::move(roots.value());
         p.honoured = true;
         p.note = dst + " was created by an earlier run as the copy of " + src +
@@ -135,31 +179,21 @@ io::Status apply_placement_record(const Placement& placement, const std::string&
   std::string dir = Journal::dir_for(destination);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return io::Error::from_errno(errno, "create " + dir + " (placement record)");
-  std::string text = format_placement_record(placement.record_src);
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return io::Error::from_errno(errno, "write placement record " + tmp);
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int err = n == static_cast<ssize_t>(text.size()) ? 0 : (n < 0 ? errno : EIO);
-  if (err == 0 && ::fdatasync(fd) != 0) err = errno;
-  ::close(fd);
-  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    return io::Error::from_errno(err, "write placement record " + path);
-  }
-  // The record must be on disk before DST is: a crash in between must not lose it.
-  std::string parent(io::parent_of(dir));
-  for (const std::string& d : {dir, parent.empty() ? std::string(".") : parent}) {
-    int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || ::fsync(dfd) != 0) {
-      int e = errno;
-      if (dfd >= 0) ::close(dfd);
-      return io::Error::from_errno(e, "sync " + d + " (placement record)");
-    }
-    ::close(dfd);
-  }
-  return io::Status::success();
+  // Record, then DST (so a crash in between still leaves a record), then the record with
+  // DST's identity (so a DST made again by hand later is not taken for this one).
+  PlacementRecord rec{placement.record_src};
+  if (auto st = write_record(path, format_placement_record(rec)); !st) return st;
+  std::string dst = destination;
+  while (dst.size() > 1 && dst.back() == '/') dst.pop_back();
+  if (::mkdir(dst.c_str(), 0700) != 0 && errno != EEXIST)
+    return io::Error::from_errno(errno, "create destination " + dst);
+  struct stat st;
+  if (::lstat(dst.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return io::Error::plain("destination " + dst + ": not a directory after creating it");
+  rec.has_dst = true;
+  rec.dst_device = static_cast<uint64_t>(st.st_dev);
+  rec.dst_inode = static_cast<uint64_t>(st.st_ino);
+  return write_record(path, format_placement_record(rec));
 }
 
 }  // namespace barge::pipeline

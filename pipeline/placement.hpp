@@ -38,12 +38,24 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
 // rank before DST is created; an error means the run must not start.
 io::Status apply_placement_record(const Placement& placement, const std::string& destination);
 
-// The canonical SRC the record beside `destination` names, if there is a readable one.
-std::optional<std::string> load_placement_record(const std::string& destination);
+// What the record says: the canonical SRC, and which directory DST was when the run made it
+// (device and inode: a DST deleted and made again by hand is another directory, for which
+// the record says nothing). The identity is missing only if the run died between writing
+// the record and creating DST.
+struct PlacementRecord {
+  std::string src;
+  bool has_dst = false;
+  uint64_t dst_device = 0;
+  uint64_t dst_inode = 0;
+  bool operator==(const PlacementRecord&) const = default;
+};
 
-// The record's bytes (untrusted: anything may be in that file) → the absolute source path it
-// names, or nullopt when they are not exactly one well-formed record.
-std::optional<std::string> parse_placement_record(std::string_view bytes);
-std::string format_placement_record(const std::string& canonical_src);
+// The record beside `destination`, if there is a readable one.
+std::optional<PlacementRecord> load_placement_record(const std::string& destination);
+
+// The record's bytes (untrusted: anything may be in that file) → what it says, or nullopt
+// when they are not exactly one well-formed record.
+std::optional<PlacementRecord> parse_placement_record(std::string_view bytes);
+std::string format_placement_record(const PlacementRecord& record);
 
 }  // namespace barge::pipeline

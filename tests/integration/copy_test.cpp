@@ -1048,6 +1048,30 @@ TEST_P(CopyFullTest, PlacementRecordOfAnotherSourceIsNotGuessed) {
   EXPECT_EQ(read_file(t / "mine/data/f"), "one");
 }
 
+// The record belongs to the DST the run created: one deleted and made again by hand is a new
+// directory, and cp's rule holds for it. A "LINK/" source stays followed on reruns.
+TEST_P(CopyFullTest, PlacementRecordKnowsItsDestinationAndFollowsLinkSlash) {
+  TempDir t;
+  make_dir(t / "src");
+  write_file(t / "src/f", "one");
+  auto r = copy_with(GetParam(), {"-q", t / "src", t / "dst"});
+  SKIP_IF_URING_MISSING(r);
+  ASSERT_EQ(r.rc, 0) << describe(r);
+  remove_tree_at(AT_FDCWD, t / "dst");
+  make_dir(t / "dst");
+  auto again = copy_with(GetParam(), {"-q", t / "src", t / "dst"});
+  ASSERT_EQ(again.rc, 0) << describe(again);
+  EXPECT_EQ(read_file(t / "dst/src/f"), "one") << "a DST made by hand receives SRC inside it";
+
+  make_symlink(t / "src", t / "link");
+  for (int run = 0; run < 2; ++run) {
+    auto viaslash = copy_with(GetParam(), {"-q", (t / "link") + "/", t / "dst2"});
+    ASSERT_EQ(viaslash.rc, 0) << "run " << run << ": " << describe(viaslash);
+    EXPECT_FALSE(exists(t / "dst2/link")) << "run " << run << " nested the link";
+    EXPECT_EQ(read_file(t / "dst2/f"), "one") << "run " << run;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CopyFullTest, testing::Values(kUring, kSyncFlag), backend_name);
 
 // ---------------------------------------------------------------------------------------

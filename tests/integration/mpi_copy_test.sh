@@ -65,6 +65,10 @@ if n > 1:
 PY
   echo "np=$np: identical to the single-process copy"
 done
+# --resume over a complete copy lists every file once (hard-link followers in place too).
+mpirun_n 2 "$barge" copy -q --resume --chunk-size 1M --checksum-manifest "$work/m-resume" \
+  "$work/src" "$work/np2" || fail "--resume over a complete copy, with a manifest: exit $?"
+cmp -s "$work/m1" "$work/m-resume" || fail "--resume's manifest differs from the copy's"
 
 # Skewed tree: one file of 64 chunks and 2000 small files; every rank must get chunks.
 mkdir -p "$work/skew"

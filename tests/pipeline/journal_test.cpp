@@ -60,15 +60,24 @@ TEST(JournalParse, ResumeNeverFollowsARootsFileOutsideTheDestination) {
 }
 
 TEST(PlacementRecord, RoundTripAndCorruptRecords) {
-  const std::string rec = format_placement_record("/scratch/run42");
-  EXPECT_EQ(parse_placement_record(rec), std::optional<std::string>("/scratch/run42"));
+  const PlacementRecord no_dst{"/scratch/run42"};
+  const std::string rec = format_placement_record(no_dst);
+  EXPECT_EQ(parse_placement_record(rec), no_dst);
+  const PlacementRecord with_dst{"/scratch/run42", true, 2049, 123456789};
+  const std::string rec2 = format_placement_record(with_dst);
+  EXPECT_EQ(parse_placement_record(rec2), with_dst);
   EXPECT_FALSE(parse_placement_record(""));
   EXPECT_FALSE(parse_placement_record(rec.substr(0, rec.size() - 1))) << "torn: no final NUL";
-  EXPECT_FALSE(parse_placement_record(format_placement_record("relative/path")));
-  EXPECT_FALSE(parse_placement_record(format_placement_record("")));
+  EXPECT_FALSE(parse_placement_record(rec2.substr(0, rec2.size() - 1))) << "torn identity";
+  EXPECT_FALSE(parse_placement_record(format_placement_record({"relative/path"})));
+  EXPECT_FALSE(parse_placement_record(format_placement_record({""})));
   EXPECT_FALSE(parse_placement_record("barge-placement 2\0/x\0"s)) << "another version";
-  EXPECT_FALSE(parse_placement_record(rec + "/y"s + '\0')) << "two records";
-  EXPECT_FALSE(parse_placement_record(format_placement_record("/" + std::string(5000, 'a'))));
+  EXPECT_FALSE(parse_placement_record(rec + "/y"s + '\0')) << "a second path";
+  EXPECT_FALSE(parse_placement_record(rec + "12:x"s + '\0')) << "a bad identity";
+  EXPECT_FALSE(parse_placement_record(rec + "12:34"s + '\0' + "more"s)) << "bytes after it";
+  EXPECT_FALSE(parse_placement_record(rec + ":34"s + '\0'));
+  EXPECT_FALSE(parse_placement_record(rec + "99999999999999999999999:1"s + '\0')) << "overflow";
+  EXPECT_FALSE(parse_placement_record(format_placement_record({"/" + std::string(5000, 'a')})));
 }
 
 // A record that cannot be read is said, never guessed past: the copy refuses, exit 2.
