@@ -904,7 +904,14 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
   if (rank0)
     for (const std::string& note : decision.notes) io::log_warn(note);
   BackupRun run(opts, comm, *repository, decision, std::move(parent));
-  run.execute(out);
+  try {
+    run.execute(out);
+  } catch (...) {
+    // Whatever packs this run wrote are referenced by no snapshot: the next backup removes
+    // them (REPO/sweep), as after a killed run. Then the failure goes on to main.
+    if (auto st = repo::mark_sweep(repository->path()); !st) io::log_warn(st.error().message);
+    throw;
+  }
   return out;
 }
 

@@ -526,10 +526,16 @@ io::Result<RepoLock> RepoLock::acquire(const std::string& repo_path, const std::
     }
     // A live holder, or one on another host that cannot be checked from here: named, never
     // offered for removal.
-    return io::Error::plain(repo_path + ": locked by barge " + h.command + " on " + h.host +
-                            (h.host == me ? " (this host)" : "") + ", pid " +
-                            std::to_string(h.pid) + ", since " + since_text(h.since) +
-                            "; wait for it to finish");
+    // On another host (a requeued job's old node, say) it may be gone: say how to tell,
+    // never invite removing it.
+    return io::Error::plain(
+        repo_path + ": locked by barge " + h.command + " on " + h.host +
+        (h.host == me ? " (this host)" : "") + ", pid " + std::to_string(h.pid) + ", since " +
+        since_text(h.since) +
+        (h.host == me ? "; wait for it to finish"
+                      : "; wait for it to finish (it runs on another host, so whether it is "
+                        "still alive cannot be checked from here: `kill -0 " +
+                            std::to_string(h.pid) + "` on " + h.host + " tells)"));
   }
   return io::Error::plain(repo_path + ": could not take the lock " + path +
                           " (other runs keep taking it)");
