@@ -876,9 +876,14 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
       }
     }
   }
-  setup_error = comm.broadcast(setup_error, 0);
-  if (!comm.agree(setup_error.empty())) {
-    return fail_all(setup_error.empty() ? "source not readable on every rank" : setup_error);
+  // Every rank's verdict (rank 0's: repository, lock, decision; each rank's: its view of
+  // SRC), the same on all: the first failure, naming its rank, fails them all.
+  {
+    std::vector<std::string> verdicts = comm.allgather(setup_error);
+    for (size_t r = 0; r < verdicts.size(); ++r) {
+      if (verdicts[r].empty()) continue;
+      return fail_all(r == 0 ? verdicts[r] : "rank " + std::to_string(r) + ": " + verdicts[r]);
+    }
   }
   if (!rank0) {
     auto r = repo::Repository::open(opts.repo, false);

@@ -9,14 +9,28 @@
 set -euo pipefail
 barge=$(readlink -f "${1:-build/barge}")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-if ldd "$barge" | grep -q libasan; then
-  echo "SKIP: ulimit -v cannot cap an AddressSanitizer binary (its shadow memory needs terabytes of address space)"
-  exit 77
-fi
 work=$(mktemp -d /var/tmp/barge-rankfail-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-"$barge" gen "$work/src" --profile mixed --size 60M --seed 9 -q
+"$barge" gen "$work/in/src" --profile mixed --size 60M --seed 9 -q
+
+# A rank that cannot see SRC (its own mount namespace hides it) fails the backup on every
+# rank, exit 2, naming that rank; no snapshot is written. (It used to take rank 0's verdict,
+# go ahead, and write a snapshot with exit 1.)
+rc=0
+mpirun -np 1 --bind-to none "$barge" backup -q "$work/in/src" "$work/repo-hidden" : \
+  -np 1 --bind-to none unshare -m sh -c 'mount -t tmpfs tmpfs "$0" && exec "$1" backup -q "$2" "$3"' \
+  "$work/in" "$barge" "$work/in/src" "$work/repo-hidden" >"$work/hidden.log" 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "a rank without SRC: backup exit $rc, want 2: $(grep barge "$work/hidden.log")"
+grep -q "barge: error: rank 1: source .*: No such file or directory" "$work/hidden.log" || fail "a rank without SRC is not named: $(grep barge "$work/hidden.log")"
+[ -z "$(ls -A "$work/repo-hidden/snapshots" 2>/dev/null)" ] || fail "a rank without SRC: a snapshot was written"
+echo "backup with a rank that cannot see SRC: exit 2, rank 1 named, no snapshot"
+
+if ldd "$barge" | grep -q libasan; then
+  echo "SKIP (the rest): ulimit -v cannot cap an AddressSanitizer binary (its shadow memory needs terabytes of address space)"
+  exit 77
+fi
+mv "$work/in/src" "$work/src"
 "$barge" backup -q "$work/src" "$work/repo"
 
 # check NAME ARGS...: ranks 0 and 1 normal, rank 2 capped at 250 MB of address space.
