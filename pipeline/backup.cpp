@@ -161,9 +161,8 @@ class BackupRun {
           error = p.error().message;
       }
       if (!comm_.agree(error.empty())) {
-        result.fatal = error.empty()
-                           ? "a rank could not read the parent snapshot " + decision_.parent
-                           : error;
+        result.fatal =
+            error.empty() ? "a rank could not read the parent snapshot " + decision_.parent : error;
         result.exit_code = kExitFatal;
         return;
       }
@@ -289,9 +288,10 @@ class BackupRun {
     if (sums[2] != 0) {
       // The next backup removes them (REPO/sweep), or forget does.
       auto st = repo::mark_sweep(repo_.path());
-      what += "; " + std::to_string(sums[2]) + " could not be removed (" +
-              (st ? std::string("the next backup will") : st.error().message + "; run barge forget") +
-              ")";
+      what +=
+          "; " + std::to_string(sums[2]) + " could not be removed (" +
+          (st ? std::string("the next backup will") : st.error().message + "; run barge forget") +
+          ")";
     }
     std::string& fatal = out.run.fatal;
     if (!fatal.empty()) fatal += " (" + what + ")";
@@ -807,7 +807,8 @@ namespace {
 void sweep_if_marked(const repo::Repository& r) {
   if (!repo::sweep_marked(r.path())) return;
   auto ids = r.list_snapshots();
-  auto keep = ids ? repo::referenced_packs(r, *ids) : io::Result<std::set<std::string>>(ids.error());
+  auto keep =
+      ids ? repo::referenced_packs(r, *ids) : io::Result<std::set<std::string>>(ids.error());
   if (!keep) {
     io::log_warn("packs a failed or killed run left stay in place: " + keep.error().message);
     return;

@@ -554,10 +554,10 @@ RunResult run_copy(const CopyOptions& opts) {
   // The pool never needs more buffers than the data has units: small runs stay small (and
   // register, pin and touch less memory).
   io::BufferPool pool(opts.chunk_bytes,
-                     pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
-                                              .chunk_bytes = opts.chunk_bytes,
-                                              .buffer_bytes = opts.chunk_bytes,
-                                              .files_per_unit = opts.max_files_per_unit}));
+                      pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
+                                               .chunk_bytes = opts.chunk_bytes,
+                                               .buffer_bytes = opts.chunk_bytes,
+                                               .files_per_unit = opts.max_files_per_unit}));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());
@@ -639,8 +639,7 @@ RunResult run_copy(const CopyOptions& opts) {
   result.seconds = since(t0);
   result.peak_rss_bytes = peak_rss_bytes();
   result.resumable = ctx.resumable.load();
-  result.exit_code =
-      exit_code_for(result.resumable, !result.fatal.empty(), !result.errors.empty());
+  result.exit_code = exit_code_for(result.resumable, !result.fatal.empty(), !result.errors.empty());
   if (result.exit_code == kExitOk) Journal::remove(Journal::dir_for(opts.destination));
   return result;
 }

@@ -68,7 +68,6 @@ io::Status Journal::flush() {
   return io::Status::success();
 }
 
-
 JournalState Journal::load(const std::string& dir) {
   JournalState state;
   DIR* d = ::opendir(dir.c_str());
@@ -135,7 +134,6 @@ std::optional<std::vector<Root>> Journal::load_roots(const std::string& dir) {
   ::close(fd);
   return parse_roots(text);
 }
-
 
 std::optional<std::vector<Root>> Journal::resume_roots(const std::string& dir,
                                                        const std::vector<std::string>& sources,

@@ -48,8 +48,6 @@ std::optional<std::string> canonical(const std::string& path) {
 
 }  // namespace
 
-
-
 namespace {
 
 // Writes `text` to `path` durably (temporary, fdatasync, rename, then the directory and its
@@ -122,10 +120,11 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
       p.record = Placement::Record::kDrop;
     }
     if (state == RecordState::kGarbled) {
-      return io::Error::plain("placement record " + path +
-                              " is unreadable, so whether " + dst + " is the copy of " + src +
+      return io::Error::plain("placement record " + path + " is unreadable, so whether " + dst +
+                              " is the copy of " + src +
                               " or should receive it cannot be told; remove the record to copy "
-                              "into " + dst + " (cp's rule), or name " + src +
+                              "into " +
+                              dst + " (cp's rule), or name " + src +
                               "/. to complete the copy in place");
     }
     if (state == RecordState::kValid) {
@@ -146,8 +145,7 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
             dst + " was created by an earlier run as the copy of " + recorded + ", not of " +
             (csrc ? *csrc : src) + "; cannot tell whether to complete it or copy into it: name " +
             src + "/. to copy the contents into " + dst + ", or " +
-            io::join_path(dst, io::base_name(src)) + " to copy it inside (record: " + path +
-            ")");
+            io::join_path(dst, io::base_name(src)) + " to copy it inside (record: " + path + ")");
       }
     }
   }

@@ -299,8 +299,9 @@ RepairResult run_repair(const RepairOptions& opts) {
   if (::stat(path.c_str(), &st) != 0) return fatal(io::Error::from_errno(errno, path).message);
   if (!S_ISDIR(st.st_mode)) return fatal(path + ": not a directory");
   if (!repo::looks_like_repository(path))
-    return fatal(path + ": not a barge repository (no snapshots/, packs/ or config.bak): "
-                        "nothing to repair");
+    return fatal(path +
+                 ": not a barge repository (no snapshots/, packs/ or config.bak): "
+                 "nothing to repair");
   auto lock = repo::RepoLock::acquire(path, "repair");
   if (!lock) return fatal(lock.error().message);
   const std::string config_path = path + "/" + repo::kConfigName;
@@ -352,8 +353,9 @@ RepairResult run_repair(const RepairOptions& opts) {
                  " bytes, not the --chunk-size given (" + std::to_string(opts.chunk_bytes) + ")");
   if (chunk == 0) chunk = static_cast<uint32_t>(opts.chunk_bytes);
   if (chunk == 0)
-    return fatal(path + ": no config, no intact config.bak, and no file in the snapshots spans "
-                        "two chunks to tell the chunk size: run `barge repair --chunk-size SIZE " +
+    return fatal(path +
+                 ": no config, no intact config.bak, and no file in the snapshots spans "
+                 "two chunks to tell the chunk size: run `barge repair --chunk-size SIZE " +
                  path + "` with the size the repository was made with (default 4M)");
   repo::Config c;
   c.repo_id = repo::random_hex128();

@@ -101,9 +101,9 @@ struct Snapshot {
   std::string tag;
   uint32_t level = 3;  // zstd level
   uint64_t files = 0;
-  uint64_t bytes_raw = 0;          // file bytes in the snapshot
-  uint64_t bytes_stored_new = 0;   // pack bytes this snapshot added
-  uint64_t bytes_stored = 0;       // pack bytes its entries reference
+  uint64_t bytes_raw = 0;         // file bytes in the snapshot
+  uint64_t bytes_stored_new = 0;  // pack bytes this snapshot added
+  uint64_t bytes_stored = 0;      // pack bytes its entries reference
   // Errors while it was taken (entries left out or stored without their xattrs): a snapshot
   // with unreadable > 0 is not a complete image of the source. 0 in version 1 manifests.
   uint64_t unreadable = 0;

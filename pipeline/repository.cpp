@@ -449,7 +449,8 @@ bool sweep_marked(const std::string& repo_path) {
 
 io::Status clear_sweep(const std::string& repo_path) {
   std::string p = repo_path + "/" + kSweepName;
-  if (::unlink(p.c_str()) != 0 && errno != ENOENT) return io::Error::from_errno(errno, "remove " + p);
+  if (::unlink(p.c_str()) != 0 && errno != ENOENT)
+    return io::Error::from_errno(errno, "remove " + p);
   return io::Status::success();
 }
 

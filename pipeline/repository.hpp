@@ -97,8 +97,8 @@ io::Status clear_sweep(const std::string& repo_path);
 // REPO/lock: a line "host pid start-time command", written to a temporary file and linked into
 // place (never replacing), so a reader sees a complete lock or none. A lock whose holder is
 // gone (same host, pid not running) is stale: it is removed under REPO/lock.break, after
-// checking it is still the same file (REPO/sweep is made first), and taken over. Any other lock refuses with a message
-// naming its holder.
+// checking it is still the same file (REPO/sweep is made first), and taken over. Any other lock
+// refuses with a message naming its holder.
 class RepoLock {
  public:
   static io::Result<RepoLock> acquire(const std::string& repo_path, const std::string& command);
