@@ -62,16 +62,18 @@ std::optional<PlacementRecord> parse_placement_record(std::string_view bytes) {
   r.src = std::string(bytes.substr(0, end));
   std::string_view rest = bytes.substr(end + 1);
   if (rest.empty()) return r;
-  // "<device>:<inode>" and a NUL, decimal, nothing after.
+  // "<device>:<inode>:<birth ns>" and a NUL, decimal, nothing after.
   if (rest.back() != '\0') return std::nullopt;
   rest.remove_suffix(1);
-  const size_t colon = rest.find(':');
-  if (colon == std::string_view::npos) return std::nullopt;
   auto number = [](std::string_view s, uint64_t& out) {
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
     return !s.empty() && ec == std::errc() && p == s.data() + s.size();
   };
-  if (!number(rest.substr(0, colon), r.dst_device) || !number(rest.substr(colon + 1), r.dst_inode))
+  const size_t c1 = rest.find(':');
+  const size_t c2 = c1 == std::string_view::npos ? c1 : rest.find(':', c1 + 1);
+  if (c2 == std::string_view::npos || !number(rest.substr(0, c1), r.dst_device) ||
+      !number(rest.substr(c1 + 1, c2 - c1 - 1), r.dst_inode) ||
+      !number(rest.substr(c2 + 1), r.dst_birth_ns))
     return std::nullopt;
   r.has_dst = true;
   return r;
@@ -82,7 +84,8 @@ std::string format_placement_record(const PlacementRecord& record) {
   text += record.src;
   text += '\0';
   if (record.has_dst) {
-    text += std::to_string(record.dst_device) + ':' + std::to_string(record.dst_inode);
+    text += std::to_string(record.dst_device) + ':' + std::to_string(record.dst_inode) + ':' +
+            std::to_string(record.dst_birth_ns);
     text += '\0';
   }
   return text;

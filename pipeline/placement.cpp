@@ -40,6 +40,15 @@ RecordState read_record(const std::string& path, PlacementRecord& record) {
   return RecordState::kValid;
 }
 
+// Birth time of `path` in ns, 0 where the file system keeps none.
+uint64_t birth_ns(const std::string& path) {
+  struct statx sx;
+  if (::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) != 0 ||
+      !(sx.stx_mask & STATX_BTIME))
+    return 0;
+  return static_cast<uint64_t>(sx.stx_btime.tv_sec) * 1000000000u + sx.stx_btime.tv_nsec;
+}
+
 std::optional<std::string> canonical(const std::string& path) {
   char buf[PATH_MAX];
   if (!::realpath(path.c_str(), buf)) return std::nullopt;
@@ -114,7 +123,8 @@ io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
     const std::string& recorded = rec.src;
     if (state == RecordState::kValid && rec.has_dst &&
         (rec.dst_device != static_cast<uint64_t>(dst_st.st_dev) ||
-         rec.dst_inode != static_cast<uint64_t>(dst_st.st_ino))) {
+         rec.dst_inode != static_cast<uint64_t>(dst_st.st_ino) ||
+         rec.dst_birth_ns != birth_ns(dst))) {
       // The record is of a DST that was removed; this one was made otherwise: cp's rule.
       state = RecordState::kNone;
       p.record = Placement::Record::kDrop;
@@ -191,6 +201,7 @@ io::Status apply_placement_record(const Placement& placement, const std::string&
   rec.has_dst = true;
   rec.dst_device = static_cast<uint64_t>(st.st_dev);
   rec.dst_inode = static_cast<uint64_t>(st.st_ino);
+  rec.dst_birth_ns = birth_ns(dst);
   return write_record(path, format_placement_record(rec));
 }
 

@@ -47,6 +47,9 @@ struct PlacementRecord {
   bool has_dst = false;
   uint64_t dst_device = 0;
   uint64_t dst_inode = 0;
+  // Birth time in ns (statx btime; 0 where the file system keeps none): an inode number is
+  // reused at once after a delete, a birth time is not.
+  uint64_t dst_birth_ns = 0;
   bool operator==(const PlacementRecord&) const = default;
 };
 

@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string as_path(bytes);
   if (!as_path.empty() && as_path[0] == '/' && as_path.find('\0') == std::string::npos &&
       as_path.size() <= 4096) {
-    barge::pipeline::PlacementRecord r{as_path, true, size, as_path.size()};
+    barge::pipeline::PlacementRecord r{as_path, true, size, as_path.size(), size * 7};
     auto back =
         barge::pipeline::parse_placement_record(barge::pipeline::format_placement_record(r));
     if (!back || *back != r) fail();

@@ -63,7 +63,7 @@ TEST(PlacementRecord, RoundTripAndCorruptRecords) {
   const PlacementRecord no_dst{"/scratch/run42"};
   const std::string rec = format_placement_record(no_dst);
   EXPECT_EQ(parse_placement_record(rec), no_dst);
-  const PlacementRecord with_dst{"/scratch/run42", true, 2049, 123456789};
+  const PlacementRecord with_dst{"/scratch/run42", true, 2049, 123456789, 1764633600123456789};
   const std::string rec2 = format_placement_record(with_dst);
   EXPECT_EQ(parse_placement_record(rec2), with_dst);
   EXPECT_FALSE(parse_placement_record(""));
@@ -73,10 +73,12 @@ TEST(PlacementRecord, RoundTripAndCorruptRecords) {
   EXPECT_FALSE(parse_placement_record(format_placement_record({""})));
   EXPECT_FALSE(parse_placement_record("barge-placement 2\0/x\0"s)) << "another version";
   EXPECT_FALSE(parse_placement_record(rec + "/y"s + '\0')) << "a second path";
-  EXPECT_FALSE(parse_placement_record(rec + "12:x"s + '\0')) << "a bad identity";
-  EXPECT_FALSE(parse_placement_record(rec + "12:34"s + '\0' + "more"s)) << "bytes after it";
-  EXPECT_FALSE(parse_placement_record(rec + ":34"s + '\0'));
-  EXPECT_FALSE(parse_placement_record(rec + "99999999999999999999999:1"s + '\0')) << "overflow";
+  EXPECT_FALSE(parse_placement_record(rec + "12:x:5"s + '\0')) << "a bad identity";
+  EXPECT_FALSE(parse_placement_record(rec + "12:34"s + '\0')) << "no birth time";
+  EXPECT_FALSE(parse_placement_record(rec + "12:34:5"s + '\0' + "more"s)) << "bytes after it";
+  EXPECT_FALSE(parse_placement_record(rec + ":34:5"s + '\0'));
+  EXPECT_FALSE(parse_placement_record(rec + "1:2:3:4"s + '\0'));
+  EXPECT_FALSE(parse_placement_record(rec + "99999999999999999999999:1:0"s + '\0')) << "overflow";
   EXPECT_FALSE(parse_placement_record(format_placement_record({"/" + std::string(5000, 'a')})));
 }
 
