@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <oneapi/tbb/enumerable_thread_specific.h>
-#include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
@@ -27,6 +26,7 @@
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/copy_stages.hpp"
 #include "pipeline/dir_pass.hpp"
+#include "pipeline/graph.hpp"
 #include "pipeline/manifest.hpp"
 #include "pipeline/placement.hpp"
 
@@ -37,25 +37,6 @@ using Clock = std::chrono::steady_clock;
 
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Runs a stage body and charges its wall time to the stage's busy counter. An exception
-// (a broken ring, no memory) must not escape the node: it stops the run, and the unit's
-// files are abandoned so the commit stage cleans them up.
-template <class F>
-void timed(LiveStats& stats, int stage, F&& body, CopyContext& ctx, WorkUnit& unit) {
-  auto t0 = Clock::now();
-  try {
-    body();
-  } catch (const std::exception& ex) {
-    ctx.set_fatal(std::string(stage_name(stage)) + ": " + ex.what());
-    for (Item& it : unit.items) {
-      it.failed = true;
-      ctx.abandon_file(it.ext.file);
-    }
-  }
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-  stats.stage_busy_ns[stage].fetch_add(static_cast<uint64_t>(ns), std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -211,117 +192,62 @@ unsigned default_threads() {
   return std::max(4u, 2 * cores);
 }
 
-namespace {}  // namespace
+namespace {
 
-void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
-              const UnitSource& next_unit) {
-  LiveStats& stats = ctx.stats;
-  tbb::task_arena arena(static_cast<int>(threads));
-  arena.execute([&] {
-    using namespace tbb::flow;
-    graph g;
-    std::vector<Extent> extents;
-    ReadStage read_stage(ctx);
-    HashStage hash_stage;
-    WriteStage write_stage(ctx);
-    CommitStage commit_stage(ctx);
-
-    input_node<WorkUnit*> source(g, [&](tbb::flow_control& fc) -> WorkUnit* {
+// copy = read → hash → write(+verify) → commit, over the units next_unit cuts.
+struct CopyAssembly {
+  CopyAssembly(CopyContext& ctx, const UnitSource& next_unit) : read(ctx), write(ctx), commit(ctx) {
+    a.next = [&next_unit, this](WorkUnit& u) {
+      if (!next_unit(extents)) return false;
+      u.items.reserve(extents.size());
+      for (const Extent& x : extents) u.items.emplace_back().ext = x;
+      return true;
+    };
+    a.stopping = [&ctx] {
       if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load()) {
         ctx.resumable = true;
         ctx.set_fatal("stopped by signal " + std::to_string(sig) +
                       "; rerun with --resume to finish");
       }
-      if (ctx.stop.load() || !next_unit(extents)) {
-        fc.stop();
-        return nullptr;
+      return ctx.stop.load();
+    };
+    a.stages = {{kStageRead, StageKind::kIo, [this](WorkUnit& u) { read(u); }},
+                {kStageHash, StageKind::kCpu, [this](WorkUnit& u) { hash(u); }},
+                {kStageWrite, StageKind::kIo, [this](WorkUnit& u) { write(u); }}};
+    a.last = [this](WorkUnit* u, const Emit& emit) { commit(u, emit); };
+    a.drain = [this] { return commit.abandon_unfinished(); };
+    a.on_throw = [&ctx](WorkUnit& u, const std::string& why) {
+      ctx.set_fatal(why);
+      for (Item& it : u.items) {
+        it.failed = true;
+        ctx.abandon_file(it.ext.file);
       }
-      auto* u = new WorkUnit;
-      u->items.reserve(extents.size());
-      for (const Extent& x : extents) u->items.emplace_back().ext = x;
-      return u;
-    });
-    // One token per pool buffer: at most buffer_count units are in flight.
-    limiter_node<WorkUnit*> limiter(g, pool.buffer_count());
-    const size_t io_conc = threads;
-    function_node<WorkUnit*, WorkUnit*> read(g, io_conc, [&](WorkUnit* u) {
-      u->buffer = pool.acquire();  // never waits long: the limiter matches the pool size
-      if (ctx.stop.load()) {
-        for (Item& it : u->items) {
-          it.failed = true;
-          ctx.abandon_file(it.ext.file);
-        }
-        return u;
-      }
-      timed(
-          stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
-      return u;
-    });
-    function_node<WorkUnit*, WorkUnit*> hash(g, unlimited, [&](WorkUnit* u) {
-      timed(
-          stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
-      return u;
-    });
-    function_node<WorkUnit*, WorkUnit*> write(g, io_conc, [&](WorkUnit* u) {
-      timed(
-          stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
-      return u;
-    });
-    using CommitNode = multifunction_node<WorkUnit*, std::tuple<WorkUnit*>>;
-    CommitNode commit(g, io_conc, [&](WorkUnit* u, CommitNode::output_ports_type& ports) {
-      timed(
-          stats, kStageCommit,
-          [&] { commit_stage(u, [&](WorkUnit* done) { std::get<0>(ports).try_put(done); }); }, ctx,
-          *u);
-    });
-    function_node<WorkUnit*, continue_msg> sink(g, unlimited, [&](WorkUnit* u) {
-      delete u;  // returns the buffer to the pool
-      return continue_msg();
-    });
-    make_edge(source, limiter);
-    make_edge(limiter, read);
-    make_edge(read, hash);
-    make_edge(hash, write);
-    make_edge(write, commit);
-    make_edge(output_port<0>(commit), sink);
-    make_edge(sink, limiter.decrementer());
-    source.activate();
-    g.wait_for_all();
-    if (ctx.shared_large) commit_stage.close_shared();
-    for (WorkUnit* u : commit_stage.abandon_unfinished()) delete u;
-  });
+    };
+  }
+  ReadStage read;
+  HashStage hash;
+  WriteStage write;
+  CommitStage commit;
+  std::vector<Extent> extents;
+  Assembly a;
+};
+
+}  // namespace
+
+void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+              const UnitSource& next_unit) {
+  CopyAssembly copy(ctx, next_unit);
+  auto drain = std::move(copy.a.drain);
+  copy.a.drain = {};
+  run_graph(copy.a, pool, ctx.stats, threads);
+  // Shared large files are closed before the unfinished ones are abandoned.
+  if (ctx.shared_large) copy.commit.close_shared();
+  for (WorkUnit* u : drain()) delete u;
 }
 
 void transfer_serial(CopyContext& ctx, io::BufferPool& pool, const UnitSource& next_unit) {
-  LiveStats& stats = ctx.stats;
-  ReadStage read_stage(ctx);
-  HashStage hash_stage;
-  WriteStage write_stage(ctx);
-  CommitStage commit_stage(ctx);
-  std::vector<Extent> extents;
-  for (;;) {
-    if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load()) {
-      ctx.resumable = true;
-      ctx.set_fatal("stopped by signal " + std::to_string(sig) + "; rerun with --resume to finish");
-    }
-    if (ctx.stop.load() || !next_unit(extents)) break;
-    auto u = std::make_unique<WorkUnit>();
-    u->items.reserve(extents.size());
-    for (const Extent& x : extents) u->items.emplace_back().ext = x;
-    u->buffer = pool.acquire();
-    timed(
-        stats, kStageRead, [&] { read_stage(*u); }, ctx, *u);
-    timed(
-        stats, kStageHash, [&] { hash_stage(*u); }, ctx, *u);
-    timed(
-        stats, kStageWrite, [&] { write_stage(*u); }, ctx, *u);
-    // A unit commit parks (chunks of a large file ahead of their turn) is released later.
-    WorkUnit* raw = u.release();
-    timed(
-        stats, kStageCommit, [&] { commit_stage(raw, [](WorkUnit* done) { delete done; }); }, ctx,
-        *raw);
-  }
-  for (WorkUnit* u : commit_stage.abandon_unfinished()) delete u;
+  CopyAssembly copy(ctx, next_unit);
+  run_serial(copy.a, pool, ctx.stats);
 }
 
 io::Status link_into_place_path(const std::string& target_path, int dirfd, const std::string& name,

@@ -14,7 +14,10 @@ std::atomic<int>& stop_signal() {
 }
 
 const char* stage_name(int stage) {
-  static constexpr const char* kNames[] = {"read", "hash", "write", "verify", "commit"};
+  static constexpr const char* kNames[] = {"read",        "hash",       "write",
+                                           "verify",      "commit",     "compress",
+                                           "pack_append", "pack_fetch", "decompress"};
+  static_assert(std::size(kNames) == kStageCount);
   return stage >= 0 && stage < kStageCount ? kNames[stage] : "?";
 }
 

@@ -28,7 +28,18 @@ constexpr int exit_code_for(bool resumable, bool fatal, bool entry_errors) {
 // returns kExitResumable.
 std::atomic<int>& stop_signal();
 
-enum Stage { kStageRead, kStageHash, kStageWrite, kStageVerify, kStageCommit, kStageCount };
+enum Stage {
+  kStageRead,
+  kStageHash,
+  kStageWrite,
+  kStageVerify,
+  kStageCommit,
+  kStageCompress,
+  kStagePackAppend,
+  kStagePackFetch,
+  kStageDecompress,
+  kStageCount
+};
 const char* stage_name(int stage);
 
 // Live counters, updated by stages with relaxed atomics and sampled by progress.
