@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "io/io_backend.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/repo_format.hpp"
 #include "pipeline/stats.hpp"
@@ -58,6 +59,9 @@ struct RestoreOptions {
   std::vector<std::string> paths;  // --path: restore only these (and what is below them)
   bool xattrs = true;              // restore the xattrs the snapshot holds
   unsigned threads = 0;
+  uint64_t memory_bytes = 256ull << 20;  // bound on payload buffers per rank (two per unit)
+  unsigned queue_depth = 64;
+  io::BackendKind io_backend = io::BackendKind::kAuto;
   ProgressMode progress = ProgressMode::kAuto;
   double progress_interval_s = 0;
 };

@@ -29,9 +29,6 @@
 
 namespace barge::pipeline {
 
-// Returns the calling thread's I/O backend (one ring per thread).
-using BackendSource = std::function<io::IoBackend&()>;
-
 // Per-file state of a file cut into several chunks, alive from its first chunk's write
 // until it is committed.
 struct LargeFile {

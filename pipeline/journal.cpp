@@ -1,5 +1,7 @@
 #include "pipeline/journal.hpp"
 
+#include "io/full_io.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -55,15 +57,10 @@ io::Status Journal::flush() {
     if (::fdatasync(fd) != 0 && errno != EBADF && errno != EINVAL)
       return io::Error::from_errno(errno, "sync part file");
   }
-  size_t done = 0;
-  while (done < lines.size()) {
-    ssize_t n = ::write(log_.get(), lines.data() + done, lines.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io::Error::from_errno(errno, "write journal in " + dir_);
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (auto st = io::write_full(log_.get(), lines.data(), lines.size(), io::kAtPosition,
+                               "write journal in " + dir_);
+      !st)
+    return st;
   if (::fdatasync(log_.get()) != 0) return io::Error::from_errno(errno, "sync journal in " + dir_);
   return io::Status::success();
 }

@@ -13,9 +13,11 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 
+#include "io/full_io.hpp"
 #include "pipeline/compress.hpp"
 
 namespace barge::pipeline::repo {
@@ -54,17 +56,9 @@ io::Result<std::string> read_small_file(const std::string& path) {
 
 namespace {
 
-io::Status write_all(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return io::Error::from_errno(errno, "write " + path);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return io::Status::success();
+io::Status write_all(int fd, const void* p, size_t n, const std::string& path,
+                     int64_t offset = io::kAtPosition) {
+  return io::write_full(fd, p, n, offset, "write " + path);
 }
 
 io::Status fsync_dir(const std::string& dir) {
@@ -585,51 +579,34 @@ io::Status PackWriter::open_new_pack() {
   return io::Status::success();
 }
 
+io::Result<PackWriter::Slot> PackWriter::reserve(uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  if (packs_.empty() || packs_.back().size >= target_bytes_) {
+    // Start writing the full pack back now, so that finish() has little left to wait for.
+    if (!packs_.empty()) ::sync_file_range(packs_.back().fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (auto st = open_new_pack(); !st) return st.error();
+  }
+  Pack& p = packs_.back();
+  Slot slot{p.name, p.fd.get(), p.size};
+  p.size += bytes;
+  bytes_written_ += bytes;
+  return slot;
+}
+
 io::Result<PackWriter::Stored> PackWriter::append(const BlobHeader& h,
                                                   std::span<const std::byte> stored) {
   std::byte header[kBlobHeaderBytes];
   encode_blob_header(h, std::span<std::byte, kBlobHeaderBytes>(header));
-  int fd = -1;
-  Stored where;
-  {
-    std::lock_guard lock(mu_);
-    if (packs_.empty() || packs_.back().size >= target_bytes_) {
-      // Start writing the full pack back now, so that finish() has little left to wait for.
-      if (!packs_.empty()) ::sync_file_range(packs_.back().fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);
-      if (auto st = open_new_pack(); !st) return st.error();
-    }
-    Pack& p = packs_.back();
-    fd = p.fd.get();
-    where.pack = p.name;
-    where.pack_offset = p.size;
-    p.size += kBlobHeaderBytes + stored.size();
-    bytes_written_ += kBlobHeaderBytes + stored.size();
-  }
-  iovec iov[2] = {{header, kBlobHeaderBytes},
-                  {const_cast<std::byte*>(stored.data()), stored.size()}};
-  size_t want = kBlobHeaderBytes + stored.size();
-  size_t done = 0;
-  while (done < want) {
-    // pwritev at the reserved offset; a short write continues where it stopped.
-    iovec rest[2];
-    int n = 0;
-    size_t skip = done;
-    for (const iovec& v : iov) {
-      if (skip >= v.iov_len) {
-        skip -= v.iov_len;
-        continue;
-      }
-      rest[n++] = {static_cast<char*>(v.iov_base) + skip, v.iov_len - skip};
-      skip = 0;
-    }
-    ssize_t w = ::pwritev(fd, rest, n, static_cast<off_t>(where.pack_offset + done));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return io::Error::from_errno(errno, "write " + repo_.pack_path(where.pack));
-    }
-    done += static_cast<size_t>(w);
-  }
-  return where;
+  auto slot = reserve(kBlobHeaderBytes + stored.size());
+  if (!slot) return slot.error();
+  const std::string path = repo_.pack_path(slot->pack);
+  if (auto st = write_all(slot->fd, header, kBlobHeaderBytes, path, slot->pack_offset); !st)
+    return st.error();
+  if (auto st = write_all(slot->fd, stored.data(), stored.size(), path,
+                          slot->pack_offset + kBlobHeaderBytes);
+      !st)
+    return st.error();
+  return Stored{slot->pack, slot->pack_offset};
 }
 
 io::Status PackWriter::finish() {
@@ -671,26 +648,121 @@ PackWriter::Discarded PackWriter::discard() {
   return out;
 }
 
+std::string PackWriter::pack_path(const std::string& pack) const { return repo_.pack_path(pack); }
+
 uint64_t PackWriter::bytes_written() const {
   std::lock_guard lock(mu_);
   return bytes_written_;
+}
+
+void PackAppendStage::operator()(WorkUnit& unit) const {
+  std::vector<io::IoOp> ops;
+  std::vector<size_t> op_item;
+  std::vector<std::string> where(unit.items.size());
+  for (size_t k = 0; k < unit.items.size(); ++k) {
+    Item& it = unit.items[k];
+    if (it.failed || !it.stored.present) continue;
+    std::byte* header = unit.aux.data() + it.stored.aux_offset_bytes - kBlobHeaderBytes;
+    BlobHeader h{it.stored.compressed ? Codec::kZstd : Codec::kRaw,
+                 static_cast<uint32_t>(it.ext.length_bytes), it.stored.stored_bytes, it.hash};
+    encode_blob_header(h, std::span<std::byte, kBlobHeaderBytes>(header, kBlobHeaderBytes));
+    auto slot = packs_.reserve(kBlobHeaderBytes + it.stored.stored_bytes);
+    if (!slot) {
+      fail_(it, slot.error());
+      continue;
+    }
+    where[k] = packs_.pack_path(slot->pack);
+    it.stored.pack = pack_index_(slot->pack);
+    it.stored.pack_offset = slot->pack_offset;
+    const int aux = unit.aux.index(), buf = unit.buffer.index();
+    if (it.stored.compressed) {
+      ops.push_back({io::IoKind::kWrite, slot->fd, header,
+                     kBlobHeaderBytes + it.stored.stored_bytes, slot->pack_offset, aux});
+      op_item.push_back(k);
+    } else {
+      ops.push_back(
+          {io::IoKind::kWrite, slot->fd, header, kBlobHeaderBytes, slot->pack_offset, aux});
+      op_item.push_back(k);
+      ops.push_back({io::IoKind::kWrite, slot->fd, unit.bytes(it).data(), it.ext.length_bytes,
+                     slot->pack_offset + kBlobHeaderBytes, buf});
+      op_item.push_back(k);
+    }
+  }
+  backend_().run(ops);
+  for (size_t n = 0; n < ops.size(); ++n) {
+    Item& it = unit.items[op_item[n]];
+    if (it.failed) continue;
+    const std::string& path = where[op_item[n]];
+    if (ops[n].error != 0)
+      fail_(it, io::Error::from_errno(ops[n].error, "write " + path));
+    else if (ops[n].done_bytes != ops[n].length_bytes)
+      fail_(it, io::Error::plain("write " + path + ": short write"));
+  }
+}
+
+size_t PackFetchStage::place(Item& it, size_t cursor) {
+  it.stored.aux_offset_bytes = cursor + kBlobSlotBytes;
+  return it.stored.compressed ? (it.stored.aux_offset_bytes + it.stored.stored_bytes + 7) / 8 * 8
+                              : it.stored.aux_offset_bytes;
+}
+
+void PackFetchStage::operator()(WorkUnit& unit) const {
+  std::vector<io::IoOp> ops;
+  std::vector<size_t> op_item;
+  for (size_t k = 0; k < unit.items.size(); ++k) {
+    Item& it = unit.items[k];
+    if (it.failed || !it.stored.present) continue;
+    std::string err;
+    int fd = pack_fd_(it.stored.pack, &err);
+    if (fd < 0) {
+      fail_(it, io::Error::plain(err));
+      continue;
+    }
+    std::byte* header = unit.aux.data() + it.stored.aux_offset_bytes - kBlobHeaderBytes;
+    const int aux = unit.aux.index(), buf = unit.buffer.index();
+    if (it.stored.compressed) {
+      ops.push_back({io::IoKind::kRead, fd, header, kBlobHeaderBytes + it.stored.stored_bytes,
+                     it.stored.pack_offset, aux});
+      op_item.push_back(k);
+    } else {
+      ops.push_back({io::IoKind::kRead, fd, header, kBlobHeaderBytes, it.stored.pack_offset, aux});
+      op_item.push_back(k);
+      ops.push_back({io::IoKind::kRead, fd, unit.bytes(it).data(), it.ext.length_bytes,
+                     it.stored.pack_offset + kBlobHeaderBytes, buf});
+      op_item.push_back(k);
+    }
+  }
+  backend_().run(ops);
+  for (size_t n = 0; n < ops.size(); ++n) {
+    Item& it = unit.items[op_item[n]];
+    if (it.failed) continue;
+    if (ops[n].error != 0) {
+      fail_(it, io::Error::from_errno(ops[n].error, "read"));
+    } else if (ops[n].done_bytes != ops[n].length_bytes) {
+      fail_(it, io::Error::plain("pack truncated"));
+    }
+  }
+  for (Item& it : unit.items) {
+    if (it.failed || !it.stored.present) continue;
+    auto h = decode_blob_header(std::span<const std::byte>(
+        unit.aux.data() + it.stored.aux_offset_bytes - kBlobHeaderBytes, kBlobHeaderBytes));
+    if (!h) {
+      fail_(it, h.error());
+    } else if (h->raw_bytes != it.ext.length_bytes || h->stored_bytes != it.stored.stored_bytes ||
+               h->codec != (it.stored.compressed ? Codec::kZstd : Codec::kRaw) ||
+               !(h->hash == it.hash)) {
+      fail_(it, io::Error::plain("blob header does not match the manifest"));
+    }
+  }
 }
 
 io::Status read_blob(int pack_fd, const BlobRef& ref, std::span<std::byte> out,
                      std::vector<std::byte>& scratch) {
   size_t want = kBlobHeaderBytes + ref.stored_bytes;
   scratch.resize(want);
-  size_t done = 0;
-  while (done < want) {
-    ssize_t n = ::pread(pack_fd, scratch.data() + done, want - done,
-                        static_cast<off_t>(ref.pack_offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io::Error::from_errno(errno, "read");
-    }
-    if (n == 0) return io::Error::plain("pack truncated");
-    done += static_cast<size_t>(n);
-  }
+  auto got = io::read_full(pack_fd, scratch.data(), want, ref.pack_offset, "read");
+  if (!got) return got.error();
+  if (*got < want) return io::Error::plain("pack truncated");
   auto h = decode_blob_header(std::span<const std::byte>(scratch.data(), kBlobHeaderBytes));
   if (!h) return h.error();
   if (h->raw_bytes != ref.raw_bytes || h->stored_bytes != ref.stored_bytes ||

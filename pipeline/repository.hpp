@@ -22,6 +22,7 @@
 #include "io/result.hpp"
 #include "io/unique_fd.hpp"
 #include "pipeline/repo_format.hpp"
+#include "pipeline/work_unit.hpp"
 
 namespace barge::pipeline::repo {
 
@@ -133,6 +134,14 @@ class PackWriter {
     uint64_t pack_offset = 0;
   };
   io::Result<Stored> append(const BlobHeader& h, std::span<const std::byte> stored);
+  // Reserves `bytes` at the end of the current pack (a new one past the target size) for the
+  // caller to write through its own ring.
+  struct Slot {
+    std::string pack;
+    int fd = -1;  // valid until finish() or discard()
+    uint64_t pack_offset = 0;
+  };
+  io::Result<Slot> reserve(uint64_t bytes);
   // fdatasync every pack and its directory; after this the blobs are durable.
   io::Status finish();
   // Removes every pack this writer created (a run that writes no snapshot).
@@ -141,6 +150,7 @@ class PackWriter {
   };
   Discarded discard();
   uint64_t bytes_written() const;
+  std::string pack_path(const std::string& pack) const;
 
  private:
   struct Pack {
@@ -155,6 +165,55 @@ class PackWriter {
   mutable std::mutex mu_;
   std::vector<Pack> packs_;  // the last one takes new blobs
   uint64_t bytes_written_ = 0;
+};
+
+// The repository's stages of the graph. A blob is its 40-byte header, then its stored form;
+// in a unit, the header sits in aux just before item.stored.aux_offset_bytes (kBlobSlotBytes
+// are left for it), and the stored form follows it when compressed, or is the item's raw
+// bytes in the main buffer.
+inline constexpr size_t kBlobSlotBytes = (kBlobHeaderBytes + 7) / 8 * 8;
+using StageFail = std::function<void(Item&, const io::Error&)>;
+
+// pack-append (backup): every item with a stored form is appended to `packs` as a blob, in
+// one batch of writes through the calling thread's ring; stored.pack is set to
+// pack_index(pack name) and stored.pack_offset to where its header lies.
+class PackAppendStage {
+ public:
+  PackAppendStage(PackWriter& packs, BackendSource backend,
+                  std::function<uint32_t(const std::string&)> pack_index, StageFail fail)
+      : packs_(packs),
+        backend_(std::move(backend)),
+        pack_index_(std::move(pack_index)),
+        fail_(std::move(fail)) {}
+  void operator()(WorkUnit& unit) const;
+
+ private:
+  PackWriter& packs_;
+  BackendSource backend_;
+  std::function<uint32_t(const std::string&)> pack_index_;
+  StageFail fail_;
+};
+
+// pack-fetch (restore, verify REPO): reads each item's blob (stored.pack, stored.pack_offset,
+// stored_bytes, compressed; raw length ext.length_bytes, checksum it.hash) through the ring:
+// the header into aux, the stored form into aux when compressed or straight into the main
+// buffer when raw, and checks the header against the item. Decompressing and checking the
+// bytes is the next stage's job (DecompressCheckStage).
+class PackFetchStage {
+ public:
+  // pack_fd(pack, error): an open descriptor of the pack, or -1 with *error set.
+  using PackFd = std::function<int(uint32_t, std::string*)>;
+  PackFetchStage(PackFd pack_fd, BackendSource backend, StageFail fail)
+      : pack_fd_(std::move(pack_fd)), backend_(std::move(backend)), fail_(std::move(fail)) {}
+  void operator()(WorkUnit& unit) const;
+  // Lays item `it` out in aux after `cursor` bytes; returns the new cursor (the unit's aux
+  // needs at least that much).
+  static size_t place(Item& it, size_t cursor);
+
+ private:
+  PackFd pack_fd_;
+  BackendSource backend_;
+  StageFail fail_;
 };
 
 // Whole small files (config, lock): read, and written through a temporary file that is

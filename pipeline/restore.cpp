@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <algorithm>
 #include <atomic>
@@ -30,7 +29,9 @@
 #include "io/unique_fd.hpp"
 #include "io/xattr.hpp"
 #include "pipeline/backup.hpp"
+#include "pipeline/compress.hpp"
 #include "pipeline/copy_internal.hpp"
+#include "pipeline/graph.hpp"
 #include "pipeline/plan.hpp"
 #include "pipeline/repository.hpp"
 #include "pipeline/wire.hpp"
@@ -40,6 +41,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using repo::SnapEntry;
+
+constexpr uint64_t kMinBufferBytes = 1 << 20;  // small files are batched up to this
+constexpr size_t kFilesPerUnit = 128;
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -291,12 +297,7 @@ class RestoreRun {
       Progress::Across share{across.get(), comm_.size(), {}, {}};
       Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "restore",
                         opts_.progress_interval_s, std::move(share));
-      tbb::task_arena arena(static_cast<int>(threads));
-      arena.execute([&] {
-        tbb::parallel_for(size_t{0}, mine.size(), [&](size_t k) {
-          if (stop_signal().load() == 0) restore_file(mine[k]);
-        });
-      });
+      transfer(mine, threads, result);
     }
     double busy = since(tb);
     comm_.barrier();
@@ -400,88 +401,206 @@ class RestoreRun {
     errors_.add(std::move(why));
   }
 
-  void restore_file(uint32_t i) {
-    const SnapEntry& e = snap_.entries[i];
-    thread_local std::unique_ptr<ParentCache> parents;
-    thread_local int parents_root = -1;
-    if (!parents || parents_root != root_.get()) {
-      parents = std::make_unique<ParentCache>(root_.get());
-      parents_root = root_.get();
-    }
-    int pfd = parents->get(parent_of(e.path));
-    if (pfd < 0) {
-      fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
-      return;
-    }
-    std::string name = name_of(e.path);
-    io::UniqueFd fd(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
-    if (!fd.valid()) {
-      fail(i, io::Error::from_errno(errno, "create " + dst(e)).message);
-      return;
-    }
-    if (::ftruncate(fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
-      fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
-      return;
-    }
-    std::atomic<bool> ok{true};
-    const bool sparse = io::is_sparse(e.meta);
-    const std::vector<repo::BlobRef>& chunks = snap_.entries[data_of_[i]].chunks;
-    auto one_chunk = [&](size_t c) {
-      if (!ok.load()) return;
-      const repo::BlobRef& ref = chunks[c];
-      thread_local std::vector<std::byte> raw, scratch;
-      raw.resize(ref.raw_bytes);
-      std::string err;
-      int pack_fd = packs_.get(ref.pack, &err);
-      io::Status st = pack_fd < 0 ? io::Status(io::Error::plain(err))
-                                  : repo::read_blob(pack_fd, ref, raw, scratch);
-      if (!st) {
-        if (!ok.exchange(false)) return;
-        fail(i, dst(e) + ": not restored: chunk at offset " + std::to_string(ref.file_offset) +
-                    " in pack " + snap_.packs[ref.pack] + ": " + st.error().message);
-        return;
+  // One file being restored: its unnamed inode, open from its first chunk's write until its
+  // last chunk is committed.
+  struct OpenFile {
+    std::mutex mu;
+    io::UniqueFd fd;
+    bool tried = false;
+    std::atomic<uint32_t> left{0};
+    std::atomic<bool> failed{false};
+  };
+
+  // restore = pack-fetch → decompress+check → write → commit, over the chunks of `mine`'s
+  // files (Extent::file is the position in `mine`), small files batched into one unit.
+  void transfer(const std::vector<uint32_t>& mine, unsigned threads, RunResult& result) {
+    mine_ = &mine;
+    open_ = std::make_unique<OpenFile[]>(mine.size());
+    uint64_t max_raw = 0, max_stored = 0, units = 1;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const auto& chunks = chunks_of(k);
+      open_[k].left.store(std::max<uint32_t>(1, static_cast<uint32_t>(chunks.size())));
+      units += std::max<size_t>(1, chunks.size());
+      for (const repo::BlobRef& c : chunks) {
+        max_raw = std::max<uint64_t>(max_raw, c.raw_bytes);
+        max_stored = std::max<uint64_t>(max_stored, c.stored_bytes);
       }
-      // A sparse file stays sparse: its zero blocks are left as holes (the file was sized
-      // with ftruncate, so they read back as zeros).
-      for (auto [begin, end] :
-           write_ranges(std::span<const std::byte>(raw.data(), ref.raw_bytes), sparse)) {
-        while (begin < end) {
-          ssize_t n = ::pwrite(fd.get(), raw.data() + begin, end - begin,
-                               static_cast<off_t>(ref.file_offset + begin));
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) {
-            if (ok.exchange(false))
-              fail(i, io::Error::from_errno(errno, "write " + dst(e)).message);
-            return;
-          }
-          begin += static_cast<size_t>(n);
-        }
-      }
-      stats_.bytes_done += ref.raw_bytes;
+    }
+    // Buffers hold the largest chunk (and aux its stored form and header); a unit takes two.
+    const uint64_t buffer_bytes =
+        round_up(std::max({max_raw, max_stored + 2 * repo::kBlobSlotBytes, kMinBufferBytes}),
+                 io::BufferPool::kAlignment);
+    const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
+        opts_.memory_bytes / buffer_bytes, 4, std::max<uint64_t>(4, 2 * units)));
+    io::BufferPool pool(buffer_bytes, count);
+    BackendSet backends(io::BackendOptions{opts_.io_backend, opts_.queue_depth, &pool});
+    const BackendSource backend = backends.source();
+    auto fail_item = [this](Item& it, const io::Error& e) {
+      it.failed = true;
+      const repo::BlobRef& ref = chunks_of(it.ext.file)[it.ext.chunk];
+      fail_file(it.ext.file, dst(entry_of(it.ext.file)) + ": not restored: chunk at offset " +
+                                 std::to_string(ref.file_offset) + " in pack " +
+                                 snap_.packs[ref.pack] + ": " + e.message);
     };
-    if (chunks.size() > 1) {
-      // Isolated: while it waits for the chunks, this thread must not pick up another file's
-      // restore_file, which would move its thread-local parent directory under our feet.
-      tbb::this_task_arena::isolate(
-          [&] { tbb::parallel_for(size_t{0}, chunks.size(), one_chunk); });
-    } else if (!chunks.empty()) {
-      one_chunk(0);
+    repo::PackFetchStage fetch(
+        [this](uint32_t pack, std::string* err) { return packs_.get(pack, err); }, backend,
+        fail_item);
+    DecompressCheckStage check(
+        [&](Item& it, const std::string& why) { fail_item(it, io::Error::plain(why)); });
+    size_t next_file = 0, next_chunk = 0;
+    Assembly a;
+    a.buffers_per_unit = 2;
+    a.next = [&](WorkUnit& u) { return cut(u, buffer_bytes, next_file, next_chunk); };
+    a.stopping = [] { return stop_signal().load() != 0; };
+    a.stages = {{kStagePackFetch, StageKind::kIo, [&](WorkUnit& u) { fetch(u); }},
+                {kStageDecompress, StageKind::kCpu, [&](WorkUnit& u) { check(u); }},
+                {kStageWrite, StageKind::kIo, [&](WorkUnit& u) { write_unit(u, backend()); }}};
+    a.last = [&](WorkUnit* u, const Emit& emit) {
+      commit_unit(*u);
+      emit(u);
+    };
+    a.on_throw = [&](WorkUnit& u, const std::string& why) {
+      for (Item& it : u.items) fail_item(it, io::Error::plain(why));
+    };
+    run_graph(a, pool, stats_, threads);
+    // Files a stop left unfinished: their unnamed inodes go away with their descriptors.
+    open_.reset();
+    result.io_backend = backends.name();
+    result.buffers_registered = backends.registered();
+  }
+
+  const SnapEntry& entry_of(uint32_t k) const { return snap_.entries[(*mine_)[k]]; }
+  const std::vector<repo::BlobRef>& chunks_of(uint32_t k) const {
+    return snap_.entries[data_of_[(*mine_)[k]]].chunks;
+  }
+  void fail_file(uint32_t k, std::string why) {
+    if (!open_[k].failed.exchange(true)) fail((*mine_)[k], std::move(why));
+  }
+
+  // Fills `u` with the next chunks: as many as fit one buffer (and their stored forms the
+  // aux buffer), at most kFilesPerUnit; a file without data gets one empty item.
+  bool cut(WorkUnit& u, uint64_t cap, size_t& k, size_t& c) const {
+    uint64_t buf = 0, aux = 0;
+    while (k < mine_->size() && u.items.size() < kFilesPerUnit) {
+      const auto& chunks = chunks_of(static_cast<uint32_t>(k));
+      Item it;
+      it.ext.file = static_cast<uint32_t>(k);
+      it.ext.buf_offset_bytes = buf;
+      if (chunks.empty()) {
+        u.items.push_back(std::move(it));
+        ++k;
+        continue;
+      }
+      const repo::BlobRef& ref = chunks[c];
+      it.ext.chunk = static_cast<uint32_t>(c);
+      it.ext.chunk_count = static_cast<uint32_t>(chunks.size());
+      it.ext.offset_bytes = ref.file_offset;
+      it.ext.length_bytes = ref.raw_bytes;
+      it.hash = ref.hash;
+      it.stored.present = true;
+      it.stored.compressed = ref.codec == repo::Codec::kZstd;
+      it.stored.stored_bytes = ref.stored_bytes;
+      it.stored.pack = ref.pack;
+      it.stored.pack_offset = ref.pack_offset;
+      const uint64_t aux_end = repo::PackFetchStage::place(it, aux);
+      const uint64_t buf_end = buf + round_up(ref.raw_bytes, io::BufferPool::kAlignment);
+      if (!u.items.empty() && (buf_end > cap || aux_end > cap)) break;
+      buf = buf_end;
+      aux = aux_end;
+      u.items.push_back(std::move(it));
+      if (++c == chunks.size()) {
+        c = 0;
+        ++k;
+      }
     }
-    if (!ok.load()) return;  // the unnamed inode goes away with its descriptor
-    if (opts_.xattrs && !e.xattrs.empty()) {
-      if (auto st = io::write_xattrs(e.xattrs, fd.get(), dst(e)); !st)
-        errors_.add(st.error().message);
+    return !u.items.empty();
+  }
+
+  // Opens file k's unnamed inode beneath its parent on first use; -1 once it failed.
+  int open_file(uint32_t k, ParentCache& parents) {
+    OpenFile& f = open_[k];
+    std::lock_guard lock(f.mu);
+    if (!f.tried) {
+      f.tried = true;
+      const SnapEntry& e = entry_of(k);
+      int pfd = parents.get(parent_of(e.path));
+      if (pfd < 0) {
+        fail_file(k, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+        return -1;
+      }
+      f.fd.reset(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+      if (!f.fd.valid()) {
+        fail_file(k, io::Error::from_errno(errno, "create " + dst(e)).message);
+      } else if (::ftruncate(f.fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
+        fail_file(k, io::Error::from_errno(errno, "write " + dst(e)).message);
+        f.fd.reset();
+      }
     }
-    if (auto st = io::apply_meta_fd(fd.get(), e.meta, apply_owner_, dst(e)); !st) {
-      fail(i, st.error().message);
-      return;
+    return f.failed.load() ? -1 : f.fd.get();
+  }
+
+  // write: every checked chunk into its file's unnamed inode, one batch through the ring. A
+  // sparse file stays sparse: its zero blocks are left as holes (the inode was sized with
+  // ftruncate, so they read back as zeros).
+  void write_unit(WorkUnit& u, io::IoBackend& backend) {
+    ParentCache parents(root_.get());
+    std::vector<io::IoOp> ops;
+    std::vector<size_t> op_item;
+    for (size_t n = 0; n < u.items.size(); ++n) {
+      Item& it = u.items[n];
+      if (it.failed) continue;
+      int fd = open_file(it.ext.file, parents);
+      if (fd < 0) {
+        it.failed = true;
+        continue;
+      }
+      std::span<const std::byte> raw = u.bytes(it);
+      for (auto [begin, end] : write_ranges(raw, io::is_sparse(entry_of(it.ext.file).meta))) {
+        ops.push_back({io::IoKind::kWrite, fd, const_cast<std::byte*>(raw.data()) + begin,
+                       end - begin, it.ext.offset_bytes + begin, u.buffer.index()});
+        op_item.push_back(n);
+      }
     }
-    std::string tmp = ".barge-tmp." + name_of(e.path).substr(0, 32) + "." + std::to_string(i);
-    if (detail::link_into_place(fd.get(), pfd, name, tmp) != 0) {
-      fail(i, io::Error::from_errno(errno, "link into place " + dst(e)).message);
-      return;
+    backend.run(ops);
+    for (size_t n = 0; n < ops.size(); ++n) {
+      Item& it = u.items[op_item[n]];
+      if (ops[n].error == 0 && ops[n].done_bytes == ops[n].length_bytes) continue;
+      it.failed = true;
+      fail_file(it.ext.file, io::Error::from_errno(ops[n].error ? ops[n].error : EIO,
+                                                   "write " + dst(entry_of(it.ext.file)))
+                                 .message);
     }
-    stats_.files_done += 1;
+    for (const Item& it : u.items)
+      if (!it.failed) stats_.bytes_done += it.ext.length_bytes;
+  }
+
+  // commit: a file whose last chunk is written gets its xattrs and metadata and is linked
+  // into place; a failed one's unnamed inode goes away with its descriptor.
+  void commit_unit(WorkUnit& u) {
+    ParentCache parents(root_.get());
+    for (const Item& it : u.items) {
+      OpenFile& f = open_[it.ext.file];
+      if (f.left.fetch_sub(1) != 1) continue;
+      io::UniqueFd fd = std::move(f.fd);
+      if (f.failed.load() || !fd.valid()) continue;
+      const uint32_t i = (*mine_)[it.ext.file];
+      const SnapEntry& e = snap_.entries[i];
+      if (opts_.xattrs && !e.xattrs.empty()) {
+        if (auto st = io::write_xattrs(e.xattrs, fd.get(), dst(e)); !st)
+          errors_.add(st.error().message);
+      }
+      if (auto st = io::apply_meta_fd(fd.get(), e.meta, apply_owner_, dst(e)); !st) {
+        fail_file(it.ext.file, st.error().message);
+        continue;
+      }
+      int pfd = parents.get(parent_of(e.path));
+      std::string tmp = ".barge-tmp." + name_of(e.path).substr(0, 32) + "." + std::to_string(i);
+      if (pfd < 0 || detail::link_into_place(fd.get(), pfd, name_of(e.path), tmp) != 0) {
+        fail_file(it.ext.file, io::Error::from_errno(errno, "link into place " + dst(e)).message);
+        continue;
+      }
+      stats_.files_done += 1;
+    }
   }
 
   void link_follower(uint32_t i, ParentCache& parents) {
@@ -555,6 +674,8 @@ class RestoreRun {
   std::mutex mu_;
   std::unordered_set<uint32_t> failed_;
   uint64_t links_made_ = 0;
+  const std::vector<uint32_t>* mine_ = nullptr;  // the files this rank restores
+  std::unique_ptr<OpenFile[]> open_;             // per file of mine_, during the transfer
   std::vector<uint32_t> link_of_;  // per entry: the entry it is a hard link to, or kNoLink
   std::vector<uint32_t> data_of_;  // per entry: the entry whose chunks hold its bytes
   LiveStats stats_;
@@ -585,9 +706,9 @@ io::Status check_destination(const RestoreOptions& opts, const repo::Repository&
     const std::string rel = repo.substr(dst == "/" ? 1 : dst.size() + 1);
     const std::vector<std::string> wanted = wanted_paths(opts.paths);
     for (const SnapEntry& e : snap.entries) {
-      bool at_or_below = e.path == rel || (e.path.size() > rel.size() &&
-                                           e.path.compare(0, rel.size(), rel) == 0 &&
-                                           e.path[rel.size()] == '/');
+      bool at_or_below =
+          e.path == rel || (e.path.size() > rel.size() && e.path.compare(0, rel.size(), rel) == 0 &&
+                            e.path[rel.size()] == '/');
       if (at_or_below && selected_by(e.path, wanted))
         return io::Error::plain("destination " + opts.destination + " holds the repository " +
                                 opts.repo + " at " + rel + ", where snapshot " + snap.id +

@@ -3,17 +3,22 @@
 // small files, or one chunk of a large file), each with its checksum and outcome.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "io/buffer_pool.hpp"
+#include "io/io_backend.hpp"
 #include "io/unique_fd.hpp"
 #include "pipeline/hash.hpp"
 #include "pipeline/plan.hpp"
 
 namespace barge::pipeline {
+
+// Returns the calling thread's I/O backend (one ring per thread).
+using BackendSource = std::function<io::IoBackend&()>;
 
 // An extent as a repository stores it: a blob in a pack.
 struct Stored {

@@ -105,6 +105,12 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
                               "(repeatable)");
   cli.restore_cmd->add_flag(
       "--no-xattrs", [&r](int64_t) { r.xattrs = false; }, "do not restore extended attributes");
+  cli.restore_cmd
+      ->add_option("--memory", r.memory_bytes,
+                   "bound on payload buffers per rank (default 256M; at least four chunks)")
+      ->transform(size_validator());
+  cli.restore_cmd->add_option("--queue-depth", r.queue_depth, "io_uring queue depth (default 64)")
+      ->check(CLI::Range(1, 4096));
   add_common(cli.restore_cmd, cli.restore_report, r.threads, &r.progress_interval_s);
 
   cli.snapshots_cmd = app.add_subcommand("snapshots", "list the snapshots of a repository");
@@ -153,18 +159,17 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
     }
     if (!quiet && r.run.started) {
       if (!s.id.empty()) {
-        std::fprintf(stderr,
-                     "barge: backup: snapshot %s (%s%s%s): %llu files, %.1f MiB; read %.1f MiB, "
-                     "stored %.1f MiB new in %.2f s (%.1f MiB/s)%s\n",
-                     s.id.c_str(), pipeline::repo::kind_name(s.kind),
-                     s.parent.empty() ? "" : " of ", s.parent.c_str(),
-                     static_cast<unsigned long long>(s.files), mib(s.bytes_raw), mib(r.bytes_read),
-                     mib(s.bytes_stored_new), r.run.seconds,
-                     mib(r.bytes_read) / std::max(r.run.seconds, 1e-9),
-                     r.run.errors.empty()
-                         ? ""
-                         : (", " + std::to_string(r.run.errors.size()) + " errors, INCOMPLETE")
-                               .c_str());
+        std::fprintf(
+            stderr,
+            "barge: backup: snapshot %s (%s%s%s): %llu files, %.1f MiB; read %.1f MiB, "
+            "stored %.1f MiB new in %.2f s (%.1f MiB/s)%s\n",
+            s.id.c_str(), pipeline::repo::kind_name(s.kind), s.parent.empty() ? "" : " of ",
+            s.parent.c_str(), static_cast<unsigned long long>(s.files), mib(s.bytes_raw),
+            mib(r.bytes_read), mib(s.bytes_stored_new), r.run.seconds,
+            mib(r.bytes_read) / std::max(r.run.seconds, 1e-9),
+            r.run.errors.empty()
+                ? ""
+                : (", " + std::to_string(r.run.errors.size()) + " errors, INCOMPLETE").c_str());
       } else {
         std::fprintf(stderr, "barge: backup: no snapshot written\n");
       }
@@ -220,12 +225,12 @@ int run_repo_commands(RepoCli& cli, transport::Comm& comm, bool quiet) {
       for (const auto& l : *list) {
         const auto& s = l.summary;
         if (!l.damage.empty()) {
-          std::printf("%-29s  %-12s  %-8s  %-19s  %10s  %12s  %12s  %-10s  %s\n", l.id.c_str(),
-                      "?", "?", "?", "?", "?", "?", status_of(l), "");
+          std::printf("%-29s  %-12s  %-8s  %-19s  %10s  %12s  %12s  %-10s  %s\n", l.id.c_str(), "?",
+                      "?", "?", "?", "?", "?", status_of(l), "");
           continue;
         }
-        std::printf("%-29s  %-12s  %-8s  %-19s  %10llu  %12.1f  %12.1f  %-10s  %s\n",
-                    s.id.c_str(), pipeline::repo::kind_name(s.kind),
+        std::printf("%-29s  %-12s  %-8s  %-19s  %10llu  %12.1f  %12.1f  %-10s  %s\n", s.id.c_str(),
+                    pipeline::repo::kind_name(s.kind),
                     s.parent.empty() ? "-" : s.parent.substr(21).c_str(),
                     local_time(s.time_ns).c_str(), static_cast<unsigned long long>(s.files),
                     mib(s.bytes_raw), mib(s.bytes_stored_new), status_of(l), s.tag.c_str());
