@@ -87,6 +87,8 @@ struct RepoVerifyOptions {
   std::string repo;
   std::string snapshot;  // empty: every snapshot
   unsigned threads = 0;
+  uint64_t memory_bytes = 256ull << 20;  // bound on payload buffers per rank (two per unit)
+  unsigned queue_depth = 64;
 };
 struct RepoVerifyResult {
   RunResult run;  // errors: one line per damaged file (and its snapshots)

@@ -8,7 +8,6 @@
 
 #include <fcntl.h>
 #include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <algorithm>
 #include <atomic>
@@ -19,7 +18,9 @@
 
 #include "io/unique_fd.hpp"
 #include "pipeline/backup.hpp"
+#include "pipeline/compress.hpp"
 #include "pipeline/copy_internal.hpp"
+#include "pipeline/graph.hpp"
 #include "pipeline/repository.hpp"
 #include "pipeline/wire.hpp"
 
@@ -42,6 +43,82 @@ Result fatal_result(Result& out, std::string why) {
   out.fatal = std::move(why);
   out.exit_code = kExitFatal;
   return out;
+}
+
+// verify REPO = pack-fetch → decompress+check over the blobs `mine` lists, on the graph; a
+// blob of a pack in pack_error, or one that fails a check, gets its damage.
+using BlobList = std::vector<std::pair<const BlobKey*, const repo::BlobRef*>>;
+std::vector<std::string> check_blobs(const RepoVerifyOptions& opts, const BlobList& mine,
+                                     const std::map<std::string, io::UniqueFd>& fds,
+                                     const std::map<std::string, std::string>& pack_error,
+                                     unsigned threads) {
+  std::vector<std::string> damage(mine.size());
+  std::vector<int> pack_fd;  // per pack of `mine`, by first use
+  std::vector<std::string> pack_names;
+  std::map<std::string, uint32_t> pack_index;
+  uint64_t max_raw = 0, max_stored = 0;
+  for (const auto& [key, ref] : mine) {
+    if (pack_index.try_emplace(key->pack, static_cast<uint32_t>(pack_names.size())).second) {
+      pack_names.push_back(key->pack);
+      auto fd = fds.find(key->pack);
+      pack_fd.push_back(fd == fds.end() ? -1 : fd->second.get());
+    }
+    max_raw = std::max<uint64_t>(max_raw, ref->raw_bytes);
+    max_stored = std::max<uint64_t>(max_stored, ref->stored_bytes);
+  }
+  const uint64_t buffer_bytes =
+      (std::max({max_raw, max_stored + 2 * repo::kBlobSlotBytes, uint64_t{1} << 20}) +
+       io::BufferPool::kAlignment - 1) /
+      io::BufferPool::kAlignment * io::BufferPool::kAlignment;
+  const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
+      opts.memory_bytes / buffer_bytes, 4, 2 * static_cast<uint64_t>(mine.size()) + 4));
+  io::BufferPool pool(buffer_bytes, count);
+  BackendSet backends(io::BackendOptions{io::BackendKind::kAuto, opts.queue_depth, &pool});
+  auto fail = [&](Item& it, const std::string& why) {
+    it.failed = true;
+    const BlobKey& key = *mine[it.ext.file].first;
+    damage[it.ext.file] = "pack " + key.pack + " offset " + std::to_string(key.offset) + ": " + why;
+  };
+  repo::PackFetchStage fetch(
+      [&](uint32_t pack, std::string* err) {
+        if (pack_fd[pack] < 0) *err = pack_error.at(pack_names[pack]);
+        return pack_fd[pack];
+      },
+      backends.source(), [&](Item& it, const io::Error& e) { fail(it, e.message); });
+  DecompressCheckStage check(fail);
+  size_t next = 0;
+  Assembly a;
+  a.buffers_per_unit = 2;
+  a.next = [&](WorkUnit& u) {
+    uint64_t buf = 0, aux = 0;
+    while (next < mine.size() && u.items.size() < 128) {
+      const repo::BlobRef& ref = *mine[next].second;
+      Item it;
+      it.ext.file = static_cast<uint32_t>(next);
+      it.ext.length_bytes = ref.raw_bytes;
+      it.ext.buf_offset_bytes = buf;
+      it.hash = ref.hash;
+      it.stored = {true, ref.codec == repo::Codec::kZstd,       ref.stored_bytes,
+                   0,    pack_index.at(mine[next].first->pack), ref.pack_offset};
+      const uint64_t aux_end = repo::PackFetchStage::place(it, aux);
+      const uint64_t buf_end = buf + (ref.raw_bytes + 4095) / 4096 * 4096;
+      if (!u.items.empty() && (buf_end > buffer_bytes || aux_end > buffer_bytes)) break;
+      buf = buf_end;
+      aux = aux_end;
+      u.items.push_back(std::move(it));
+      ++next;
+    }
+    return !u.items.empty();
+  };
+  a.stages = {{kStagePackFetch, StageKind::kIo, [&](WorkUnit& u) { fetch(u); }},
+              {kStageDecompress, StageKind::kCpu, [&](WorkUnit& u) { check(u); }}};
+  a.on_throw = [&](WorkUnit& u, const std::string& why) {
+    for (Item& it : u.items) fail(it, why);
+  };
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  LiveStats stats;
+  run_graph(a, pool, stats, threads);
+  return damage;
 }
 
 }  // namespace
@@ -155,26 +232,8 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
     }
     fds.emplace(p, std::move(fd));
   }
-  std::vector<std::string> damage(mine.size());
-  unsigned threads = opts.threads ? opts.threads : default_threads();
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-  tbb::task_arena arena(static_cast<int>(threads));
-  arena.execute([&] {
-    tbb::parallel_for(size_t{0}, mine.size(), [&](size_t k) {
-      const auto& [key, ref] = mine[k];
-      auto pe = pack_error.find(key->pack);
-      if (pe != pack_error.end()) {
-        damage[k] = pe->second;
-        return;
-      }
-      thread_local std::vector<std::byte> raw, scratch;
-      raw.resize(ref->raw_bytes);
-      auto st = repo::read_blob(fds.at(key->pack).get(), *ref, raw, scratch);
-      if (!st)
-        damage[k] = "pack " + key->pack + " offset " + std::to_string(key->offset) + ": " +
-                    st.error().message;
-    });
-  });
+  std::vector<std::string> damage =
+      check_blobs(opts, mine, fds, pack_error, opts.threads ? opts.threads : default_threads());
   WireWriter w;
   uint64_t checked = mine.size(), damaged = 0;
   for (size_t k = 0; k < mine.size(); ++k) {

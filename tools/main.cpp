@@ -194,6 +194,14 @@ int main(int argc, char** argv) {
   verify_cmd->add_flag(
       "--no-extra", [&](int64_t) { verify.report_extra = false; },
       "do not report files the manifest does not list");
+  verify_cmd
+      ->add_option("--memory", repo_cli.verify.memory_bytes,
+                   "repository: bound on payload buffers per rank (default 256M)")
+      ->transform(tools::size_validator());
+  verify_cmd
+      ->add_option("--queue-depth", repo_cli.verify.queue_depth,
+                   "repository: io_uring queue depth (default 64)")
+      ->check(CLI::Range(1, 4096));
   verify_cmd->add_option("--report", verify_report, "write a JSON report to FILE");
   verify_cmd->add_flag("-q,--quiet", quiet, "only the problems, no summary");
 
