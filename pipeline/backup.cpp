@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/parallel_pipeline.h>
 #include <oneapi/tbb/task_arena.h>
 #include <algorithm>
 #include <atomic>
@@ -25,6 +24,7 @@
 #include "pipeline/compress.hpp"
 #include "pipeline/copy_internal.hpp"
 #include "pipeline/dist_internal.hpp"
+#include "pipeline/graph.hpp"
 #include "pipeline/repository.hpp"
 #include "pipeline/wire.hpp"
 
@@ -402,20 +402,17 @@ class BackupRun {
     return r;
   }
 
-  struct Unit {
-    std::vector<Extent> extents;
-    io::Buffer buffer;
-    std::vector<uint8_t> ok;  // per extent: read completely
-  };
-
-  void read_unit(Unit& u, io::IoBackend& backend) {
+  // read: each extent of the unit, checked to be the file the walk saw, in one batch through
+  // the ring. A file that changed is named and left out of the snapshot.
+  void read_unit(WorkUnit& u, io::IoBackend& backend) {
     DirFdCache dirs;
     std::vector<io::IoOp> ops;
     std::vector<io::UniqueFd> fds;
-    std::vector<size_t> op_ext;
-    u.ok.assign(u.extents.size(), 0);
-    for (size_t i = 0; i < u.extents.size(); ++i) {
-      const Extent& x = u.extents[i];
+    std::vector<size_t> op_item;
+    for (size_t i = 0; i < u.items.size(); ++i) {
+      Item& it = u.items[i];
+      const Extent& x = it.ext;
+      it.failed = true;  // until read completely
       if (failed(x.file)) continue;
       const Entry& e = plan_.entries[x.file];
       int dirfd = dirs.get(plan_.src_parent(e), false);
@@ -441,20 +438,15 @@ class BackupRun {
                   plan_.src_path(e) + ": file changed while being read (not in this snapshot)");
         continue;
       }
-      io::IoOp op;
-      op.kind = io::IoKind::kRead;
-      op.fd = fd;
-      op.buf = u.buffer.data() + x.buf_offset_bytes;
-      op.length_bytes = x.length_bytes;
-      op.offset_bytes = x.offset_bytes;
-      op.buf_index = u.buffer.index();
-      ops.push_back(op);
-      op_ext.push_back(i);
+      ops.push_back({io::IoKind::kRead, fd, u.buffer.data() + x.buf_offset_bytes, x.length_bytes,
+                     x.offset_bytes, u.buffer.index()});
+      op_item.push_back(i);
       fds.push_back(std::move(owned));
     }
     backend.run(ops);
     for (size_t k = 0; k < ops.size(); ++k) {
-      const Extent& x = u.extents[op_ext[k]];
+      Item& it = u.items[op_item[k]];
+      const Extent& x = it.ext;
       const Entry& e = plan_.entries[x.file];
       if (ops[k].error != 0) {
         fail_file(x.file, io::Error::from_errno(ops[k].error, "read " + plan_.src_path(e)).message);
@@ -462,63 +454,53 @@ class BackupRun {
         fail_file(x.file,
                   plan_.src_path(e) + ": file shrank while being read (not in this snapshot)");
       } else {
-        u.ok[op_ext[k]] = 1;
+        it.failed = false;
         bytes_read_ += x.length_bytes;
         stats_.bytes_done += x.length_bytes;
       }
     }
   }
 
-  void store_unit(Unit& u, std::vector<std::byte>& scratch) {
-    for (size_t i = 0; i < u.extents.size(); ++i) {
-      if (!u.ok[i]) continue;
-      const Extent& x = u.extents[i];
-      if (failed(x.file)) continue;
-      std::span<const std::byte> raw(u.buffer.data() + x.buf_offset_bytes, x.length_bytes);
+  // After hash: a chunk with the same bytes at the same place as in the parent points at the
+  // parent's blob, a zero chunk of a sparse file is a hole; only the others get a stored form.
+  void dedupe_unit(WorkUnit& u) {
+    for (Item& it : u.items) {
+      if (it.failed) continue;
+      const Extent& x = it.ext;
       FileWork& w = work_[x.file];
-      BlobRef ref;
-      ref.file_offset = x.offset_bytes;
-      ref.raw_bytes = static_cast<uint32_t>(x.length_bytes);
-      ref.hash = hash_bytes(raw);
-      // Same bytes at the same place as in the parent: point at the parent's blob.
-      const BlobRef* same = nullptr;
+      it.stored.present = true;
       if (w.old) {
         for (const BlobRef& c : w.old->chunks) {
-          if (c.file_offset == ref.file_offset && c.raw_bytes == ref.raw_bytes &&
-              c.hash == ref.hash) {
-            same = &c;
+          if (c.file_offset == x.offset_bytes && c.raw_bytes == x.length_bytes &&
+              c.hash == it.hash) {
+            w.chunks[x.chunk] = remap(c);
+            it.stored.present = false;
             break;
           }
         }
       }
-      if (same) {
-        w.chunks[x.chunk] = remap(*same);
-      } else if (io::is_sparse(plan_.entries[x.file].meta) && all_zero(raw)) {
+      if (it.stored.present && io::is_sparse(plan_.entries[x.file].meta) && all_zero(u.bytes(it))) {
         w.chunks[x.chunk] = BlobRef{};  // a hole: restore leaves it unwritten
-      } else {
-        scratch.resize(compress_bound(raw.size()));
-        auto n = CompressStage(opts_.level)(raw, scratch);
-        std::span<const std::byte> stored = raw;
-        ref.codec = repo::Codec::kRaw;
-        if (n && *n < raw.size()) {
-          stored = std::span<const std::byte>(scratch.data(), *n);
-          ref.codec = repo::Codec::kZstd;
-        }
-        ref.stored_bytes = static_cast<uint32_t>(stored.size());
-        repo::BlobHeader h{ref.codec, ref.raw_bytes, ref.stored_bytes, ref.hash};
-        auto where = packs_->append(h, stored);
-        if (!where) {
-          const int err = where.error().errnum;
-          ctx_fatal(where.error().message +
-                    (err == ENOSPC || err == EDQUOT
-                         ? ": free space (or quota) on the repository's file system, then run "
-                           "the same backup again"
-                         : std::string()));
-          return;
-        }
-        ref.pack = pack_table_.index(where->pack);
-        ref.pack_offset = where->pack_offset;
-        w.chunks[x.chunk] = ref;
+        it.stored.present = false;
+      }
+    }
+  }
+
+  // Last: the stored chunks' references go into their files' work; whole files are counted.
+  void record_unit(WorkUnit& u) {
+    for (Item& it : u.items) {
+      if (it.failed || failed(it.ext.file)) continue;
+      const Extent& x = it.ext;
+      if (it.stored.present) {
+        BlobRef ref;
+        ref.file_offset = x.offset_bytes;
+        ref.raw_bytes = static_cast<uint32_t>(x.length_bytes);
+        ref.hash = it.hash;
+        ref.codec = it.stored.compressed ? repo::Codec::kZstd : repo::Codec::kRaw;
+        ref.stored_bytes = it.stored.stored_bytes;
+        ref.pack = it.stored.pack;
+        ref.pack_offset = it.stored.pack_offset;
+        work_[x.file].chunks[x.chunk] = ref;
       }
       if (x.chunk + 1 == x.chunk_count) {
         stats_.files_done += 1;
@@ -527,17 +509,19 @@ class BackupRun {
     }
   }
 
+  // backup = read → hash → compress → pack-append, on the graph.
   void transfer(unsigned threads) {
+    const uint32_t files_per_unit = opts_.max_files_per_unit;
     io::BufferPool pool(buffer_bytes(),
-                        pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
-                                                  .chunk_bytes = chunk_bytes(),
-                                                  .buffer_bytes = buffer_bytes(),
-                                                  .files_per_unit = 128,
-                                                  .include = &include_,
-                                                  .min_buffers = 2}));
-    BackendSet backends(io::BackendOptions{io::BackendKind::kAuto, 64, &pool});
+                        2 * pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes / 2,
+                                                      .chunk_bytes = chunk_bytes(),
+                                                      .buffer_bytes = buffer_bytes(),
+                                                      .files_per_unit = files_per_unit,
+                                                      .include = &include_,
+                                                      .min_buffers = 2}));
+    BackendSet backends(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
     BackendSource backend = backends.source();
-    UnitCutter cutter(plan_, chunk_bytes(), buffer_bytes(), 128, &include_);
+    UnitCutter cutter(plan_, chunk_bytes(), buffer_bytes(), files_per_unit, &include_);
     std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
     using RunState = Progress::RunState;
     Progress::Across share{across.get(), comm_.size(),
@@ -552,35 +536,49 @@ class BackupRun {
                            }};
     Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "backup",
                       opts_.progress_interval_s, std::move(share));
-    tbb::task_arena arena(static_cast<int>(threads));
-    arena.execute([&] {
-      tbb::parallel_pipeline(
-          pool.buffer_count(),
-          tbb::make_filter<void, Unit*>(tbb::filter_mode::serial_in_order,
-                                        [&](tbb::flow_control& fc) -> Unit* {
-                                          if (int sig = stop_signal().load(); sig != 0)
-                                            ctx_fatal(
-                                                "stopped by signal " + std::to_string(sig) +
-                                                "; no snapshot written (run the backup again)");
-                                          auto u = std::make_unique<Unit>();
-                                          if (stop_.load() || !cutter.next(u->extents)) {
-                                            fc.stop();
-                                            return nullptr;
-                                          }
-                                          u->buffer = pool.acquire();
-                                          return u.release();
-                                        }) &
-              tbb::make_filter<Unit*, Unit*>(tbb::filter_mode::parallel,
-                                             [&](Unit* u) {
-                                               read_unit(*u, backend());
-                                               return u;
-                                             }) &
-              tbb::make_filter<Unit*, void>(tbb::filter_mode::parallel, [&](Unit* u) {
-                thread_local std::vector<std::byte> scratch;
-                std::unique_ptr<Unit> owned(u);
-                if (!stop_.load()) store_unit(*u, scratch);
-              }));
-    });
+    CompressUnitStage compress(opts_.level, repo::kBlobHeaderBytes);
+    repo::PackAppendStage append(
+        *packs_, backend, [this](const std::string& pack) { return pack_table_.index(pack); },
+        [this](Item& it, const io::Error& e) {
+          it.failed = true;
+          ctx_fatal(e.message + (e.errnum == ENOSPC || e.errnum == EDQUOT
+                                     ? ": free space (or quota) on the repository's file "
+                                       "system, then run the same backup again"
+                                     : std::string()));
+        });
+    std::vector<Extent> extents;
+    Assembly a;
+    a.buffers_per_unit = 2;
+    a.next = [&](WorkUnit& u) {
+      if (!cutter.next(extents)) return false;
+      for (const Extent& x : extents) u.items.emplace_back().ext = x;
+      return true;
+    };
+    a.stopping = [&] {
+      if (int sig = stop_signal().load(); sig != 0)
+        ctx_fatal("stopped by signal " + std::to_string(sig) +
+                  "; no snapshot written (run the backup again)");
+      return stop_.load();
+    };
+    a.stages = {{kStageRead, StageKind::kIo, [&](WorkUnit& u) { read_unit(u, backend()); }},
+                {kStageHash, StageKind::kCpu,
+                 [&](WorkUnit& u) {
+                   HashStage{}(u);
+                   dedupe_unit(u);
+                 }},
+                {kStageCompress, StageKind::kCpu, [&](WorkUnit& u) { compress(u); }},
+                {kStagePackAppend, StageKind::kIo, [&](WorkUnit& u) {
+                   if (!stop_.load()) append(u);
+                 }}};
+    a.last = [&](WorkUnit* u, const Emit& emit) {
+      if (!stop_.load()) record_unit(*u);
+      emit(u);
+    };
+    a.on_throw = [&](WorkUnit& u, const std::string& why) {
+      ctx_fatal(why);
+      for (Item& it : u.items) it.failed = true;
+    };
+    run_graph(a, pool, stats_, threads);
     progress.stop();
     result_backend_ = backends.name();
   }

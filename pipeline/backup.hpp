@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "io/io_backend.hpp"
+#include "pipeline/engine_options.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/repo_format.hpp"
 #include "pipeline/stats.hpp"
@@ -18,8 +18,9 @@ namespace barge::pipeline {
 
 enum class BackupMode { kAuto, kFull, kIncremental, kDifferential };
 
-struct BackupOptions {
-  std::string source;  // a directory, neither inside the repository nor holding it
+struct BackupOptions : EngineOptions {
+  BackupOptions() { chunk_bytes = 0; }  // 0: 4 MiB for a new repository
+  std::string source;                   // a directory, neither inside the repository nor holding it
   std::string repo;
   // kAuto: incremental when the repository has a snapshot, else full. An incremental
   // compares with the newest intact snapshot of any kind; a differential with the newest
@@ -30,9 +31,7 @@ struct BackupOptions {
   bool checksum = false;  // read every file; store only chunks whose content changed
   bool xattrs = false;
   std::vector<std::string> excludes, includes;
-  uint64_t chunk_bytes = 0;  // new repository only (0: 4 MiB); an existing one keeps its own
-  uint64_t memory_bytes = 256ull << 20;
-  unsigned threads = 0;  // 0: default
+  // chunk_bytes: a new repository's only; an existing one keeps its own.
   uint64_t pack_bytes = 64ull << 20;
   ProgressMode progress = ProgressMode::kAuto;
   double progress_interval_s = 0;
@@ -52,16 +51,12 @@ io::Status check_backup_paths(const BackupOptions& opts);
 // packs it wrote.
 BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm);
 
-struct RestoreOptions {
+struct RestoreOptions : EngineOptions {
   std::string repo;
   std::string destination;
   std::string snapshot = "latest";
   std::vector<std::string> paths;  // --path: restore only these (and what is below them)
   bool xattrs = true;              // restore the xattrs the snapshot holds
-  unsigned threads = 0;
-  uint64_t memory_bytes = 256ull << 20;  // bound on payload buffers per rank (two per unit)
-  unsigned queue_depth = 64;
-  io::BackendKind io_backend = io::BackendKind::kAuto;
   ProgressMode progress = ProgressMode::kAuto;
   double progress_interval_s = 0;
 };
@@ -83,12 +78,9 @@ struct SnapshotListing {
 // Every snapshot, oldest first; a damaged one is listed with its damage, the rest as usual.
 io::Result<std::vector<SnapshotListing>> list_snapshots(const std::string& repo_path);
 
-struct RepoVerifyOptions {
+struct RepoVerifyOptions : EngineOptions {
   std::string repo;
   std::string snapshot;  // empty: every snapshot
-  unsigned threads = 0;
-  uint64_t memory_bytes = 256ull << 20;  // bound on payload buffers per rank (two per unit)
-  unsigned queue_depth = 64;
 };
 struct RepoVerifyResult {
   RunResult run;  // errors: one line per damaged file (and its snapshots)

@@ -7,22 +7,15 @@
 
 #include "io/io_backend.hpp"
 #include "io/result.hpp"
+#include "pipeline/engine_options.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/stats.hpp"
 
 namespace barge::pipeline {
 
-inline constexpr uint64_t kDefaultChunkBytes = 4ull << 20;  // see perf/RESULTS.md
-inline constexpr uint64_t kDefaultMemoryBytes = 256ull << 20;
-
-struct CopyOptions {
+struct CopyOptions : EngineOptions {
   std::vector<std::string> sources;
   std::string destination;
-  uint64_t chunk_bytes = kDefaultChunkBytes;
-  uint64_t memory_bytes = kDefaultMemoryBytes;  // bound on payload buffers in flight
-  unsigned threads = 0;                         // 0: max(4, 2 x cores)
-  unsigned queue_depth = 64;
-  uint32_t max_files_per_unit = 128;
   bool verify = false;        // re-read what was written, compare checksums
   bool direct_read = false;   // O_DIRECT reads (bypass the source's page cache)
   bool direct_write = false;  // O_DIRECT writes
@@ -33,7 +26,6 @@ struct CopyOptions {
   // include. A pattern with '/' matches the path below SRC, one without matches the name.
   std::vector<std::string> excludes;
   std::vector<std::string> includes;
-  io::BackendKind backend = io::BackendKind::kAuto;
   std::string manifest_path;  // --checksum-manifest
   std::string report_path;    // --report
   ProgressMode progress = ProgressMode::kAuto;

@@ -73,7 +73,7 @@ std::vector<std::string> check_blobs(const RepoVerifyOptions& opts, const BlobLi
   const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
       opts.memory_bytes / buffer_bytes, 4, 2 * static_cast<uint64_t>(mine.size()) + 4));
   io::BufferPool pool(buffer_bytes, count);
-  BackendSet backends(io::BackendOptions{io::BackendKind::kAuto, opts.queue_depth, &pool});
+  BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   auto fail = [&](Item& it, const std::string& why) {
     it.failed = true;
     const BlobKey& key = *mine[it.ext.file].first;
@@ -91,7 +91,7 @@ std::vector<std::string> check_blobs(const RepoVerifyOptions& opts, const BlobLi
   a.buffers_per_unit = 2;
   a.next = [&](WorkUnit& u) {
     uint64_t buf = 0, aux = 0;
-    while (next < mine.size() && u.items.size() < 128) {
+    while (next < mine.size() && u.items.size() < opts.max_files_per_unit) {
       const repo::BlobRef& ref = *mine[next].second;
       Item it;
       it.ext.file = static_cast<uint32_t>(next);

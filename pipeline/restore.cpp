@@ -43,7 +43,6 @@ using Clock = std::chrono::steady_clock;
 using repo::SnapEntry;
 
 constexpr uint64_t kMinBufferBytes = 1 << 20;  // small files are batched up to this
-constexpr size_t kFilesPerUnit = 128;
 
 uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -433,7 +432,7 @@ class RestoreRun {
     const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
         opts_.memory_bytes / buffer_bytes, 4, std::max<uint64_t>(4, 2 * units)));
     io::BufferPool pool(buffer_bytes, count);
-    BackendSet backends(io::BackendOptions{opts_.io_backend, opts_.queue_depth, &pool});
+    BackendSet backends(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
     const BackendSource backend = backends.source();
     auto fail_item = [this](Item& it, const io::Error& e) {
       it.failed = true;
@@ -478,10 +477,10 @@ class RestoreRun {
   }
 
   // Fills `u` with the next chunks: as many as fit one buffer (and their stored forms the
-  // aux buffer), at most kFilesPerUnit; a file without data gets one empty item.
+  // aux buffer), at most max_files_per_unit; a file without data gets one empty item.
   bool cut(WorkUnit& u, uint64_t cap, size_t& k, size_t& c) const {
     uint64_t buf = 0, aux = 0;
-    while (k < mine_->size() && u.items.size() < kFilesPerUnit) {
+    while (k < mine_->size() && u.items.size() < opts_.max_files_per_unit) {
       const auto& chunks = chunks_of(static_cast<uint32_t>(k));
       Item it;
       it.ext.file = static_cast<uint32_t>(k);

@@ -20,6 +20,22 @@ CLI::Validator size_validator() {
       "SIZE");
 }
 
+void add_engine_flags(CLI::App* cmd, pipeline::EngineOptions& o, const char* chunk_help) {
+  cmd->add_option("--memory", o.memory_bytes, "bound on payload buffers per rank (default 256M)")
+      ->transform(size_validator());
+  if (chunk_help)
+    cmd->add_option("--chunk-size", o.chunk_bytes, chunk_help)->transform(size_validator());
+  cmd->add_option("--threads", o.threads,
+                  "worker threads (default max(4, 2 x cores), shared among the ranks of a node)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--queue-depth", o.queue_depth, "io_uring queue depth per thread (default 64)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option_function<std::string>(
+         "--io-backend", [&o](const std::string& v) { o.backend = *io::parse_backend_kind(v); },
+         "auto | uring | sync (pread/pwrite)")
+      ->check(CLI::IsMember({"auto", "uring", "sync"}));
+}
+
 pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress) {
   if (quiet) return pipeline::ProgressMode::kNone;
   if (progress == "tty") return pipeline::ProgressMode::kTty;

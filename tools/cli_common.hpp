@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "pipeline/engine_options.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/stats.hpp"
 
@@ -13,6 +14,9 @@ namespace barge::tools {
 
 // A CLI11 validator-transform for sizes: rejects nonsense with a message naming the flag.
 CLI::Validator size_validator();
+// The engine's flags, the same in every command that moves data: --memory, --threads,
+// --queue-depth, --io-backend, and --chunk-size with `chunk_help` (none when null).
+void add_engine_flags(CLI::App* cmd, pipeline::EngineOptions& o, const char* chunk_help);
 pipeline::ProgressMode progress_mode(bool quiet, const std::string& progress);
 // Writes the report atomically (temporary + rename); 0, or an exit code after one line.
 int write_report(const std::string& path, const nlohmann::json& j);

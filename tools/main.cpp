@@ -49,7 +49,6 @@ void install_stop_handlers() {
 struct EngineCli {
   bool quiet = false;
   std::string progress = "auto";
-  std::string backend = "auto";
 };
 
 void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli) {
@@ -59,15 +58,7 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
                   "write the XXH3-128 of each file copied to FILE (check later with barge "
                   "verify --manifest)");
   cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
-  cmd->add_option("--memory", o.memory_bytes, "bound on payload buffers per rank (default 256M)")
-      ->transform(size_validator());
-  cmd->add_option("--chunk-size", o.chunk_bytes,
-                  "work-unit size; larger files are split (default 4M)")
-      ->transform(size_validator());
-  cmd->add_option("--threads", o.threads, "worker threads (default max(4, 2 x cores))")
-      ->check(CLI::Range(1, 1024));
-  cmd->add_option("--queue-depth", o.queue_depth, "io_uring queue depth per thread (default 64)")
-      ->check(CLI::Range(1, 4096));
+  tools::add_engine_flags(cmd, o, "work-unit size; larger files are split (default 4M)");
   cmd->add_flag(
       "--direct", [&o](int64_t) { o.direct_read = o.direct_write = true; },
       "O_DIRECT reads and writes (bypass the page cache)");
@@ -80,8 +71,6 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
                   "leave out entries matching this glob (repeatable); sync --delete keeps "
                   "excluded names in DST");
   cmd->add_option("--include", o.includes, "keep entries matching this glob despite an --exclude");
-  cmd->add_option("--io-backend", cli.backend, "auto | uring | sync (pread/pwrite)")
-      ->check(CLI::IsMember({"auto", "uring", "sync"}));
   cmd->add_option("--progress", cli.progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
   cmd->add_option("--progress-interval", o.progress_interval_s,
@@ -200,7 +189,7 @@ int main(int argc, char** argv) {
       ->transform(tools::size_validator());
   verify_cmd
       ->add_option("--queue-depth", repo_cli.verify.queue_depth,
-                   "repository: io_uring queue depth (default 64)")
+                   "repository: io_uring queue depth per thread (default 64)")
       ->check(CLI::Range(1, 4096));
   verify_cmd->add_option("--report", verify_report, "write a JSON report to FILE");
   verify_cmd->add_flag("-q,--quiet", quiet, "only the problems, no summary");
@@ -231,7 +220,6 @@ int main(int argc, char** argv) {
       ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
       copy.destination = copy_paths.back();
       copy.sources.assign(copy_paths.begin(), copy_paths.end() - 1);
-      copy.backend = *io::parse_backend_kind(cli.backend);
       copy.progress = progress_mode(quiet, cli.progress);
       if (!rank0) copy.progress = pipeline::ProgressMode::kNone;
       pipeline::RunResult r = pipeline::run_copy_ranks(copy, *comm);
@@ -243,7 +231,6 @@ int main(int argc, char** argv) {
     if (*sync_cmd) {
       sync.copy.destination = sync_paths.back();
       sync.copy.sources.assign(sync_paths.begin(), sync_paths.end() - 1);
-      sync.copy.backend = *io::parse_backend_kind(cli.backend);
       sync.copy.progress =
           rank0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
       pipeline::SyncResult r = pipeline::run_sync(sync, *comm);

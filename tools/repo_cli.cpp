@@ -47,10 +47,8 @@ const char* status_of(const pipeline::SnapshotListing& l) {
 }  // namespace
 
 void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
-  auto add_common = [&](CLI::App* cmd, std::string& report, unsigned& threads, double* interval) {
+  auto add_common = [&](CLI::App* cmd, std::string& report, double* interval) {
     cmd->add_option("--report", report, "write a JSON report to FILE");
-    cmd->add_option("--threads", threads, "worker threads (default max(4, 2 x cores))")
-        ->check(CLI::Range(1, 1024));
     if (interval) {
       cmd->add_option("--progress", cli.progress, "auto | tty | plain | none")
           ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
@@ -80,14 +78,9 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
   cli.backup_cmd->add_option("--exclude", b.excludes, "leave out entries matching this glob");
   cli.backup_cmd->add_option("--include", b.includes,
                              "keep entries matching this glob despite an --exclude");
-  cli.backup_cmd
-      ->add_option("--chunk-size", b.chunk_bytes,
-                   "chunk size of a new repository (default 4M; an existing one keeps its own)")
-      ->transform(size_validator());
-  cli.backup_cmd
-      ->add_option("--memory", b.memory_bytes, "bound on read buffers per rank (default 256M)")
-      ->transform(size_validator());
-  add_common(cli.backup_cmd, cli.backup_report, b.threads, &b.progress_interval_s);
+  add_engine_flags(cli.backup_cmd, b,
+                   "chunk size of a new repository (default 4M; an existing one keeps its own)");
+  add_common(cli.backup_cmd, cli.backup_report, &b.progress_interval_s);
 
   pipeline::RestoreOptions& r = cli.restore;
   cli.restore_cmd = app.add_subcommand(
@@ -105,13 +98,8 @@ void add_repo_commands(CLI::App& app, RepoCli& cli, bool& quiet) {
                               "(repeatable)");
   cli.restore_cmd->add_flag(
       "--no-xattrs", [&r](int64_t) { r.xattrs = false; }, "do not restore extended attributes");
-  cli.restore_cmd
-      ->add_option("--memory", r.memory_bytes,
-                   "bound on payload buffers per rank (default 256M; at least four chunks)")
-      ->transform(size_validator());
-  cli.restore_cmd->add_option("--queue-depth", r.queue_depth, "io_uring queue depth (default 64)")
-      ->check(CLI::Range(1, 4096));
-  add_common(cli.restore_cmd, cli.restore_report, r.threads, &r.progress_interval_s);
+  add_engine_flags(cli.restore_cmd, r, nullptr);  // chunks are the snapshot's
+  add_common(cli.restore_cmd, cli.restore_report, &r.progress_interval_s);
 
   cli.snapshots_cmd = app.add_subcommand("snapshots", "list the snapshots of a repository");
   cli.snapshots_cmd->add_option("repo", cli.snapshots_repo, "repository directory")->required();
