@@ -20,7 +20,8 @@ TEST(JournalParse, ChunkLinesTornLastLineAndHostileNames) {
   JournalState s = Journal::parse(
       ".barge-part.aa 0\n.barge-part.aa 3\n.barge-part.bb 1\n"
       "../../etc/passwd 1\nwith space 2\n 4\n.barge-part.cc x\n.barge-part.cc -1\n"
-      ".barge-part.cc 99999999999\n"s + "nul\0name 5\n"s + ".barge-part.dd 7");
+      ".barge-part.cc 99999999999\n"s +
+      "nul\0name 5\n"s + ".barge-part.dd 7");
   ASSERT_EQ(s.size(), 2u);
   EXPECT_EQ(s.at(".barge-part.aa"), (std::unordered_set<uint32_t>{0, 3}));
   EXPECT_EQ(s.at(".barge-part.bb"), (std::unordered_set<uint32_t>{1}));
