@@ -17,12 +17,13 @@
 #include <unordered_set>
 #include <utility>
 
-#include <oneapi/tbb/blocked_range.h>
-#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_invoke.h>
-#include <oneapi/tbb/task_arena.h>
 
+#include "io/buffer_pool.hpp"
 #include "io/unique_fd.hpp"
+#include "pipeline/copy_internal.hpp"
+#include "pipeline/graph.hpp"
 #include "pipeline/manifest.hpp"
 
 namespace barge::pipeline {
@@ -64,29 +65,134 @@ int open_beneath(int root, const std::string& rel) {
   return detail::open_by_components(root, rel);
 }
 
-EntryCheck check_entry(int root, const ManifestEntry& entry, std::atomic<uint64_t>& files,
-                       std::atomic<uint64_t>& bytes) {
-  io::UniqueFd fd(open_beneath(root, entry.path));
-  if (!fd.valid()) {
-    const int err = errno;
-    // ENOTDIR: a parent component is a file, so the listed file cannot exist.
-    if (err == ENOENT || err == ENOTDIR) return {Outcome::kMissing, {}};
-    // ELOOP: a symlink stands where the manifest lists a regular file or a directory on the
-    // way to one; its target is not what was hashed.
-    if (err == ELOOP) return {Outcome::kMismatched, {}};
-    return {Outcome::kUnreadable,
-            io::Error::from_errno(err, "open " + printable_path(entry.path)).message};
-  }
-  auto digest = detail::hash_fd(fd.get(), entry.path);
-  if (!digest) {
-    // A FIFO, socket or device is a different kind of file, not a read failure.
-    if (digest.error().errnum == EINVAL) return {Outcome::kMismatched, {}};
-    return {Outcome::kUnreadable, digest.error().message};
-  }
-  files.fetch_add(1, std::memory_order_relaxed);
-  bytes.fetch_add(digest->bytes, std::memory_order_relaxed);
-  return {digest->hash == entry.hash ? Outcome::kOk : Outcome::kMismatched, {}};
+// The outcome of a listed file that could not be opened as a regular file.
+EntryCheck open_outcome(int err, const ManifestEntry& entry) {
+  // ENOTDIR: a parent component is a file, so the listed file cannot exist.
+  if (err == ENOENT || err == ENOTDIR) return {Outcome::kMissing, {}};
+  // ELOOP: a symlink stands where the manifest lists a regular file or a directory on the
+  // way to one; its target is not what was hashed.
+  if (err == ELOOP) return {Outcome::kMismatched, {}};
+  return {Outcome::kUnreadable,
+          io::Error::from_errno(err, "open " + printable_path(entry.path)).message};
 }
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// The stages of verify --manifest. Extent::file is the index of the listed file; an item
+// whose file could not be checked is failed, with its outcome already in `checks`.
+class ManifestCheck {
+ public:
+  ManifestCheck(int root, const std::vector<ManifestEntry>& list, std::vector<EntryCheck>& checks)
+      : root_(root), list_(list), checks_(checks) {}
+
+  // read: opens each file beneath the root; files that fit the room left in the unit are
+  // read in one batch through the ring, larger ones streamed through the whole buffer
+  // first (their hash computed on the way).
+  void read(WorkUnit& u, io::IoBackend& ring) const {
+    std::vector<io::UniqueFd> fds;
+    std::vector<io::IoOp> ops;
+    std::vector<size_t> op_item;
+    const uint64_t cap = u.buffer.capacity_bytes();
+    uint64_t used = 0;
+    for (size_t k = 0; k < u.items.size(); ++k) {
+      Item& it = u.items[k];
+      const ManifestEntry& e = list_[it.ext.file];
+      io::UniqueFd fd(open_beneath(root_, e.path));
+      struct stat st {};
+      if (!fd.valid()) {
+        fail(it, open_outcome(errno, e));
+      } else if (::fstat(fd.get(), &st) != 0) {
+        fail(it, {Outcome::kUnreadable,
+                  io::Error::from_errno(errno, "stat " + printable_path(e.path)).message});
+      } else if (S_ISDIR(st.st_mode)) {
+        fail(it, {Outcome::kUnreadable,
+                  "hash " + printable_path(e.path) + ": is a directory, not a regular file"});
+      } else if (!S_ISREG(st.st_mode)) {
+        fail(it, {Outcome::kMismatched, {}});  // a FIFO, socket or device: another kind of file
+      } else if (const uint64_t size = static_cast<uint64_t>(st.st_size);
+                 round_up(size, io::BufferPool::kAlignment) <= cap - used) {
+        it.ext.buf_offset_bytes = used;
+        it.ext.length_bytes = size;
+        used += round_up(size, io::BufferPool::kAlignment);
+        ops.push_back({io::IoKind::kRead, fd.get(), u.buffer.data() + it.ext.buf_offset_bytes, size,
+                       0, u.buffer.index()});
+        op_item.push_back(k);
+        fds.push_back(std::move(fd));
+      } else {
+        stream(it, fd.get(), u, ring);
+      }
+    }
+    ring.run(ops);
+    for (size_t n = 0; n < ops.size(); ++n) {
+      Item& it = u.items[op_item[n]];
+      if (ops[n].error != 0) {
+        fail(it,
+             {Outcome::kUnreadable,
+              io::Error::from_errno(ops[n].error, "read " + printable_path(list_[it.ext.file].path))
+                  .message});
+      } else {
+        it.ext.length_bytes = ops[n].done_bytes;  // a file that shrank is hashed as it is
+      }
+    }
+  }
+
+  // hash: XXH3-128 of the files read whole.
+  void hash(WorkUnit& u) const {
+    for (Item& it : u.items)
+      if (!it.failed && !it.streamed) it.hash = hash_bytes(u.bytes(it));
+  }
+
+  // compare: each file's hash against the manifest's.
+  void compare(WorkUnit& u) {
+    for (const Item& it : u.items) {
+      if (it.failed) continue;
+      files_.fetch_add(1, std::memory_order_relaxed);
+      bytes_.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+      checks_[it.ext.file] = {
+          it.hash == list_[it.ext.file].hash ? Outcome::kOk : Outcome::kMismatched, {}};
+    }
+  }
+
+  uint64_t files() const { return files_.load(); }
+  uint64_t bytes() const { return bytes_.load(); }
+
+ private:
+  void fail(Item& it, EntryCheck outcome) const {
+    it.failed = true;
+    checks_[it.ext.file] = std::move(outcome);
+  }
+
+  void stream(Item& it, int fd, WorkUnit& u, io::IoBackend& ring) const {
+    (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // advice only
+    StreamHasher hasher;
+    uint64_t offset = 0;
+    const uint64_t cap = u.buffer.capacity_bytes();
+    for (;;) {
+      io::IoOp op{io::IoKind::kRead, fd, u.buffer.data(), cap, offset, u.buffer.index()};
+      ring.run(std::span<io::IoOp>(&op, 1));
+      if (op.error != 0) {
+        fail(it,
+             {Outcome::kUnreadable,
+              io::Error::from_errno(op.error, "read " + printable_path(list_[it.ext.file].path) +
+                                                  " at offset " + std::to_string(offset))
+                  .message});
+        return;
+      }
+      hasher.update({u.buffer.data(), static_cast<size_t>(op.done_bytes)});
+      offset += op.done_bytes;
+      if (op.done_bytes < cap) break;  // end of file
+    }
+    it.streamed = true;
+    it.hash = hasher.digest();
+    it.ext.length_bytes = offset;
+  }
+
+  int root_;
+  const std::vector<ManifestEntry>& list_;
+  std::vector<EntryCheck>& checks_;
+  std::atomic<uint64_t> files_{0};
+  std::atomic<uint64_t> bytes_{0};
+};
 
 struct FileId {
   dev_t dev = 0;
@@ -261,29 +367,43 @@ io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& op
 
   const std::vector<ManifestEntry>& list = *entries;
   std::vector<EntryCheck> checks(list.size());
-  std::atomic<uint64_t> files{0};
-  std::atomic<uint64_t> bytes{0};
   VerifyManifestResult result;
-
-  tbb::task_arena arena(opts.threads == 0 ? tbb::task_arena::automatic
-                                          : static_cast<int>(opts.threads));
-  arena.execute([&] {
-    tbb::parallel_invoke(
-        [&] {
-          // Grain 1: file sizes vary by orders of magnitude, so let stealing balance them.
-          tbb::parallel_for(tbb::blocked_range<size_t>(0, list.size(), 1),
-                            [&](const tbb::blocked_range<size_t>& r) {
-                              for (size_t i = r.begin(); i != r.end(); ++i) {
-                                checks[i] = check_entry(root.get(), list[i], files, bytes);
-                              }
-                            });
-        },
-        [&] {
-          // Runs beside the hashing; only this task touches result.extra and the walk's
-          // entries in result.unreadable/errors until parallel_invoke returns.
-          if (opts.report_extra) ExtraFinder(listed, manifest_id).run(root.get(), result);
-        });
-  });
+  const unsigned threads = opts.threads ? opts.threads : default_threads();
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads + 1);
+  const uint64_t buffer_bytes = round_up(opts.chunk_bytes, io::BufferPool::kAlignment);
+  io::BufferPool pool(buffer_bytes, static_cast<size_t>(std::clamp<uint64_t>(
+                                        opts.memory_bytes / buffer_bytes, 2, 2 * threads + 2)));
+  BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
+  const BackendSource ring = backends.source();
+  ManifestCheck check(root.get(), list, checks);
+  size_t next = 0;
+  Assembly a;
+  a.next = [&](WorkUnit& u) {
+    for (; next < list.size() && u.items.size() < opts.max_files_per_unit; ++next)
+      u.items.emplace_back().ext.file = static_cast<uint32_t>(next);
+    return !u.items.empty();
+  };
+  a.stages = {{kStageRead, StageKind::kIo, [&](WorkUnit& u) { check.read(u, ring()); }},
+              {kStageHash, StageKind::kCpu, [&](WorkUnit& u) { check.hash(u); }}};
+  a.last = [&](WorkUnit* u, const Emit& emit) {
+    check.compare(*u);
+    emit(u);
+  };
+  a.on_throw = [&](WorkUnit& u, const std::string& why) {
+    for (Item& it : u.items) {
+      it.failed = true;
+      checks[it.ext.file] = {Outcome::kUnreadable,
+                             printable_path(list[it.ext.file].path) + ": " + why};
+    }
+  };
+  LiveStats stats;
+  // The walk for extra files runs beside the checking; only it touches result.extra and the
+  // walk's entries in result.unreadable/errors until both are done.
+  tbb::parallel_invoke([&] { run_graph(a, pool, stats, threads); },
+                       [&] {
+                         if (opts.report_extra)
+                           ExtraFinder(listed, manifest_id).run(root.get(), result);
+                       });
 
   for (size_t i = 0; i < list.size(); ++i) {
     switch (checks[i].outcome) {
@@ -301,8 +421,8 @@ io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& op
         break;
     }
   }
-  result.files_checked = files.load();
-  result.bytes_checked = bytes.load();
+  result.files_checked = check.files();
+  result.bytes_checked = check.bytes();
   sort_bytewise(result.mismatched);
   sort_bytewise(result.missing);
   sort_bytewise(result.extra);

@@ -9,13 +9,13 @@
 #include <vector>
 
 #include "io/result.hpp"
+#include "pipeline/engine_options.hpp"
 
 namespace barge::pipeline {
 
-struct VerifyManifestOptions {
+struct VerifyManifestOptions : EngineOptions {
   std::filesystem::path manifest;  // checksum manifest to check against
   std::filesystem::path dir;       // tree root the manifest paths are relative to
-  unsigned threads = 0;            // hashing threads; 0 = all cores
   bool report_extra = true;        // walk `dir` for regular files the manifest does not list
 };
 
@@ -41,10 +41,12 @@ struct VerifyManifestResult {
 // Empty Status when the options can run; otherwise says which option is wrong.
 io::Status validate(const VerifyManifestOptions& opts);
 
-// Hashes all listed files in parallel (oneTBB, at most `threads` at once) with pread into a
-// per-thread 1 MiB buffer. Per-file failures land in the result; the Error return is for a
-// manifest that cannot be read or parsed, or a `dir` that cannot be opened. The manifest file
-// itself is never reported as extra when it lies inside `dir`.
+// verify --manifest = read → hash → compare on the graph (pipeline/graph.hpp): listed files
+// are batched into units, read through the ring into pool buffers (a file larger than the
+// room left in its unit is streamed through the unit's buffer in order), hashed, compared. Per-file
+// failures land in the result; the Error return is for a manifest that cannot be read or parsed, or
+// a `dir` that cannot be opened. The manifest file itself is never reported as extra when it lies
+// inside `dir`.
 io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& opts);
 
 namespace detail {

@@ -44,6 +44,7 @@ struct Item {
   // Codec assemblies: the extent's stored form in WorkUnit::aux (compressed or raw), and
   // where it lives in a pack (backup: after pack-append; restore, verify: read by pack-fetch).
   Stored stored;
+  bool streamed = false;  // hashed while read in pieces (a file larger than its unit's room)
 };
 
 struct WorkUnit {

@@ -178,18 +178,18 @@ int main(int argc, char** argv) {
   verify_cmd->add_option("--snapshot", repo_cli.verify.snapshot,
                          "repository: check only this snapshot (id, unique prefix or short "
                          "id; default: all)");
-  verify_cmd->add_option("--threads", verify.threads, "hashing threads (default: all cores)")
+  verify_cmd->add_option("--threads", verify.threads, "worker threads (default max(4, 2 x cores))")
       ->check(CLI::Range(1, 1024));
   verify_cmd->add_flag(
       "--no-extra", [&](int64_t) { verify.report_extra = false; },
       "do not report files the manifest does not list");
   verify_cmd
       ->add_option("--memory", repo_cli.verify.memory_bytes,
-                   "repository: bound on payload buffers per rank (default 256M)")
+                   "bound on payload buffers per rank (default 256M)")
       ->transform(tools::size_validator());
   verify_cmd
       ->add_option("--queue-depth", repo_cli.verify.queue_depth,
-                   "repository: io_uring queue depth per thread (default 64)")
+                   "io_uring queue depth per thread (default 64)")
       ->check(CLI::Range(1, 4096));
   verify_cmd->add_option("--report", verify_report, "write a JSON report to FILE");
   verify_cmd->add_flag("-q,--quiet", quiet, "only the problems, no summary");
@@ -283,6 +283,8 @@ int main(int argc, char** argv) {
         io::log_error(st.error().message);
         return pipeline::kExitFatal;
       }
+      verify.memory_bytes = repo_cli.verify.memory_bytes;
+      verify.queue_depth = repo_cli.verify.queue_depth;
       auto r = pipeline::verify_manifest(verify);
       if (!r) {
         io::log_error(r.error().message);

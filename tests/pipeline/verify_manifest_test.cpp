@@ -80,8 +80,12 @@ class VerifyManifestTest : public ::testing::Test {
     ASSERT_TRUE(writer.write_to(manifest_).ok());
   }
 
-  VerifyManifestResult verify(unsigned threads = 0, bool report_extra = true) {
+  VerifyManifestResult verify(unsigned threads = 0, bool report_extra = true,
+                              uint64_t chunk_bytes = kDefaultChunkBytes,
+                              uint32_t files_per_unit = 128) {
     VerifyManifestOptions opts;
+    opts.chunk_bytes = chunk_bytes;
+    opts.max_files_per_unit = files_per_unit;
     opts.manifest = manifest_;
     opts.dir = tree_;
     opts.threads = threads;
@@ -126,6 +130,30 @@ TEST_F(VerifyManifestTest, FlippedByteInSecondBufferIsMismatched) {
   EXPECT_EQ(r.files_checked, files_.size());
   EXPECT_TRUE(r.missing.empty());
   EXPECT_TRUE(r.extra.empty());
+}
+
+// A unit's buffer of 64 KiB: big.bin no longer fits and is streamed through it in pieces,
+// the small files share units of two. Both paths find the flipped byte and nothing else.
+TEST_F(VerifyManifestTest, StreamedAndBatchedFilesAreCheckedAlike) {
+  for (uint64_t chunk : {uint64_t{64} << 10, kDefaultChunkBytes}) {
+    SCOPED_TRACE(chunk);
+    VerifyManifestResult good = verify(2, true, chunk, 2);
+    EXPECT_TRUE(good.ok());
+    EXPECT_EQ(good.files_checked, files_.size());
+    EXPECT_EQ(good.bytes_checked, total_bytes_);
+  }
+  const fs::path p = tree_ / "sub/big.bin";
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(big_.size() - 1);
+  f.put(static_cast<char>(big_.back() ^ 0x01));
+  f.close();
+  write_file(tree_ / "a.txt", "alphA");
+  for (uint64_t chunk : {uint64_t{64} << 10, kDefaultChunkBytes}) {
+    SCOPED_TRACE(chunk);
+    VerifyManifestResult r = verify(2, true, chunk, 2);
+    EXPECT_EQ(r.mismatched, (Paths{"a.txt", "sub/big.bin"}));
+    EXPECT_EQ(r.files_checked, files_.size());
+  }
 }
 
 TEST_F(VerifyManifestTest, FlippedByteInAwkwardNameIsNamed) {
@@ -178,7 +206,7 @@ TEST_F(VerifyManifestTest, NonRegularExtrasAreNotReported) {
 TEST_F(VerifyManifestTest, ManifestInsideTreeIsNotExtra) {
   const fs::path inside = tree_ / "MANIFEST.xxh128";
   fs::copy_file(manifest_, inside);
-  VerifyManifestOptions opts{inside, tree_};
+  VerifyManifestOptions opts{{}, inside, tree_};
   auto r = verify_manifest(opts);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_TRUE(r->ok());
@@ -280,7 +308,7 @@ TEST_F(VerifyManifestTest, CorruptOrMissingManifestIsAnError) {
     std::ofstream out(manifest_, std::ios::app);
     out << "not a checksum line\n";
   }
-  VerifyManifestOptions opts{manifest_, tree_};
+  VerifyManifestOptions opts{{}, manifest_, tree_};
   auto r = verify_manifest(opts);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("line " + std::to_string(files_.size() + 2) + ":"),
@@ -295,7 +323,7 @@ TEST_F(VerifyManifestTest, CorruptOrMissingManifestIsAnError) {
 }
 
 TEST_F(VerifyManifestTest, MissingDirectoryIsAnError) {
-  VerifyManifestOptions opts{manifest_, base_ / "no-such-dir"};
+  VerifyManifestOptions opts{{}, manifest_, base_ / "no-such-dir"};
   auto r = verify_manifest(opts);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().errnum, ENOENT);
