@@ -76,13 +76,21 @@ class ParentCache {
     if (fd_.valid() && rel == rel_) return fd_.get();
     fd_.reset(open_beneath(root_fd_, rel));
     rel_ = fd_.valid() ? rel : std::string("\x01");
+    new_gid_ = ::getegid();
+    struct stat st {};
+    // A new file takes the group of a setgid directory (unknown: assume it differs).
+    if (fd_.valid() && (::fstat(fd_.get(), &st) != 0 || (st.st_mode & S_ISGID)))
+      new_gid_ = st.st_mode & S_ISGID ? st.st_gid : static_cast<gid_t>(-1);
     return fd_.get();
   }
+  // The group a file created now in the last directory returned by get() is given.
+  gid_t new_gid() const { return new_gid_; }
 
  private:
   int root_fd_;
   std::string rel_;
   io::UniqueFd fd_;
+  gid_t new_gid_ = static_cast<gid_t>(-1);
 };
 
 // Pack files opened once, shared by all threads (pread is thread-safe).
@@ -406,6 +414,7 @@ class RestoreRun {
     std::mutex mu;
     io::UniqueFd fd;
     bool tried = false;
+    bool chown = true;  // ownership differs from what the new inode got
     std::atomic<uint32_t> left{0};
     std::atomic<bool> failed{false};
   };
@@ -527,10 +536,14 @@ class RestoreRun {
         fail_file(k, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
         return -1;
       }
-      f.fd.reset(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
+      // Created with its final permission bits (the umask is 0 here); the commit sets the
+      // mode again, as a default ACL may have masked them.
+      f.fd.reset(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, e.meta.mode & 0777));
+      f.chown = apply_owner_ && (e.meta.uid != ::geteuid() || e.meta.gid != parents.new_gid());
       if (!f.fd.valid()) {
         fail_file(k, io::Error::from_errno(errno, "create " + dst(e)).message);
-      } else if (::ftruncate(f.fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
+      } else if (io::is_sparse(e.meta) &&  // otherwise the writes give the file its length
+                 ::ftruncate(f.fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
         fail_file(k, io::Error::from_errno(errno, "write " + dst(e)).message);
         f.fd.reset();
       }
@@ -588,7 +601,7 @@ class RestoreRun {
         if (auto st = io::write_xattrs(e.xattrs, fd.get(), dst(e)); !st)
           errors_.add(st.error().message);
       }
-      if (auto st = io::apply_meta_fd(fd.get(), e.meta, apply_owner_, dst(e)); !st) {
+      if (auto st = io::apply_meta_fd(fd.get(), e.meta, f.chown, dst(e)); !st) {
         fail_file(it.ext.file, st.error().message);
         continue;
       }

@@ -130,6 +130,16 @@ read -r -a ids <<< "$(snap_ids "$repo")"
 "$barge" restore -q --path nothere "$repo" "$work/part2" 2> "$work/err" && fail "restore --path of a missing path succeeded"
 grep -q -- "--path nothere: not in snapshot" "$work/err" || fail "missing --path message: $(cat "$work/err")"
 
+# Into an existing setgid directory: new files take its group, so restore must still give
+# them the group they had (root's here), while skipping chown where nothing differs.
+mkdir "$work/sgid" && chgrp 5678 "$work/sgid" && chmod 2775 "$work/sgid"
+"$barge" restore -q --snapshot "${ids[0]}" "$repo" "$work/sgid/" || fail "restore into a setgid DST exit $?"
+[ "$(stat -c %u:%g "$work/sgid/sparse")" = "$(stat -c %u:%g "$work/saved-1-1/sparse")" ] ||
+  fail "setgid DST: sparse owned $(stat -c %u:%g "$work/sgid/sparse")"
+[ "$(stat -c %u:%g "$work/sgid/odd dir/new
+line")" = 1234:5678 ] || fail "setgid DST: owner lost"
+rm -rf "$work/sgid"
+
 # Lock: a live holder refuses a second backup; a dead one's lock is taken over.
 echo "$(hostname) $$ $(date +%s) backup" > "$repo/lock"
 set +e; "$barge" backup -q "$src" "$repo" 2> "$work/err"; rc=$?; set -e
