@@ -66,13 +66,9 @@ std::vector<std::string> check_blobs(const RepoVerifyOptions& opts, const BlobLi
     max_raw = std::max<uint64_t>(max_raw, ref->raw_bytes);
     max_stored = std::max<uint64_t>(max_stored, ref->stored_bytes);
   }
-  const uint64_t buffer_bytes =
-      (std::max({max_raw, max_stored + 2 * repo::kBlobSlotBytes, uint64_t{1} << 20}) +
-       io::BufferPool::kAlignment - 1) /
-      io::BufferPool::kAlignment * io::BufferPool::kAlignment;
-  const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
-      opts.memory_bytes / buffer_bytes, 4, 2 * static_cast<uint64_t>(mine.size()) + 4));
-  io::BufferPool pool(buffer_bytes, count);
+  const repo::BlobPool size =
+      repo::blob_pool(max_raw, max_stored, opts.memory_bytes, mine.size(), threads);
+  io::BufferPool pool(size.buffer_bytes, size.count);
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   auto fail = [&](Item& it, const std::string& why) {
     it.failed = true;
@@ -90,23 +86,11 @@ std::vector<std::string> check_blobs(const RepoVerifyOptions& opts, const BlobLi
   Assembly a;
   a.buffers_per_unit = 2;
   a.next = [&](WorkUnit& u) {
-    uint64_t buf = 0, aux = 0;
-    while (next < mine.size() && u.items.size() < opts.max_files_per_unit) {
-      const repo::BlobRef& ref = *mine[next].second;
-      Item it;
+    repo::BlobUnitFill fill(u, size.buffer_bytes, opts.max_files_per_unit);
+    for (; next < mine.size() && !fill.full(); ++next) {
+      Item it = repo::blob_item(*mine[next].second, pack_index.at(mine[next].first->pack));
       it.ext.file = static_cast<uint32_t>(next);
-      it.ext.length_bytes = ref.raw_bytes;
-      it.ext.buf_offset_bytes = buf;
-      it.hash = ref.hash;
-      it.stored = {true, ref.codec == repo::Codec::kZstd,       ref.stored_bytes,
-                   0,    pack_index.at(mine[next].first->pack), ref.pack_offset};
-      const uint64_t aux_end = repo::PackFetchStage::place(it, aux);
-      const uint64_t buf_end = buf + (ref.raw_bytes + 4095) / 4096 * 4096;
-      if (!u.items.empty() && (buf_end > buffer_bytes || aux_end > buffer_bytes)) break;
-      buf = buf_end;
-      aux = aux_end;
-      u.items.push_back(std::move(it));
-      ++next;
+      if (!fill.add(std::move(it))) break;
     }
     return !u.items.empty();
   };

@@ -700,6 +700,47 @@ void PackAppendStage::operator()(WorkUnit& unit) const {
   }
 }
 
+BlobPool blob_pool(uint64_t max_raw, uint64_t max_stored, uint64_t memory_bytes, uint64_t units,
+                   unsigned threads) {
+  constexpr uint64_t kMinBufferBytes = 1 << 20;
+  constexpr uint64_t kA = io::BufferPool::kAlignment;
+  BlobPool p;
+  p.buffer_bytes =
+      (std::max({max_raw, max_stored + 2 * kBlobSlotBytes, kMinBufferBytes}) + kA - 1) / kA * kA;
+  const uint64_t useful = 2 * std::min<uint64_t>(units, 4 * uint64_t{std::max(threads, 1u)});
+  p.count = static_cast<size_t>(
+      std::clamp<uint64_t>(memory_bytes / p.buffer_bytes, 4, std::max<uint64_t>(4, useful)));
+  return p;
+}
+
+Item blob_item(const BlobRef& ref, uint32_t pack) {
+  Item it;
+  it.ext.length_bytes = ref.raw_bytes;
+  it.hash = ref.hash;
+  it.stored.present = true;
+  it.stored.compressed = ref.codec == Codec::kZstd;
+  it.stored.stored_bytes = ref.stored_bytes;
+  it.stored.pack = pack;
+  it.stored.pack_offset = ref.pack_offset;
+  return it;
+}
+
+bool BlobUnitFill::add(Item it) {
+  constexpr uint64_t kA = io::BufferPool::kAlignment;
+  it.ext.buf_offset_bytes = buf_;
+  if (!it.stored.present) {  // a file without data: an empty item
+    unit_.items.push_back(std::move(it));
+    return true;
+  }
+  const uint64_t aux_end = PackFetchStage::place(it, aux_);
+  const uint64_t buf_end = buf_ + (it.ext.length_bytes + kA - 1) / kA * kA;
+  if (!unit_.items.empty() && (buf_end > cap_ || aux_end > cap_)) return false;
+  buf_ = buf_end;
+  aux_ = aux_end;
+  unit_.items.push_back(std::move(it));
+  return true;
+}
+
 size_t PackFetchStage::place(Item& it, size_t cursor) {
   it.stored.aux_offset_bytes = cursor + kBlobSlotBytes;
   return it.stored.compressed ? (it.stored.aux_offset_bytes + it.stored.stored_bytes + 7) / 8 * 8

@@ -216,6 +216,40 @@ class PackFetchStage {
   StageFail fail_;
 };
 
+// Units of blobs for the assemblies that fetch them (restore, verify REPO).
+//
+// Pool: buffers hold the largest chunk (aux: its stored form and header; at least 1 MiB so
+// small blobs are batched), two a unit; as many as memory_bytes holds, but no more units
+// than the blobs make (`units`) or than `threads` workers keep busy (four a worker), so a
+// run of small files registers, pins and touches little memory.
+struct BlobPool {
+  uint64_t buffer_bytes = 0;
+  size_t count = 0;
+};
+BlobPool blob_pool(uint64_t max_raw, uint64_t max_stored, uint64_t memory_bytes, uint64_t units,
+                   unsigned threads);
+
+// An item for blob `ref` of pack number `pack` (the assembly's numbering): raw length,
+// checksum and stored form; the caller sets ext.file (and chunk fields) as it needs.
+Item blob_item(const BlobRef& ref, uint32_t pack);
+
+// Fills one unit with blob items: each item's raw bytes at the next aligned offset of the
+// buffer, its header and stored form after the last in aux (PackFetchStage::place).
+class BlobUnitFill {
+ public:
+  BlobUnitFill(WorkUnit& unit, uint64_t buffer_bytes, uint32_t max_items)
+      : unit_(unit), cap_(buffer_bytes), max_items_(max_items) {}
+  bool full() const { return unit_.items.size() >= max_items_; }
+  // Adds `it` when it fits what is left (a unit's first item always goes in); false if not.
+  bool add(Item it);
+
+ private:
+  WorkUnit& unit_;
+  uint64_t cap_;
+  uint32_t max_items_;
+  uint64_t buf_ = 0, aux_ = 0;
+};
+
 // Whole small files (config, lock): read, and written through a temporary file that is
 // fsync'd and renamed into place (the directory fsync'd too).
 io::Result<std::string> read_small_file(const std::string& path);

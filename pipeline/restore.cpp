@@ -42,10 +42,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using repo::SnapEntry;
 
-constexpr uint64_t kMinBufferBytes = 1 << 20;  // small files are batched up to this
-
-uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
-
 double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -434,13 +430,10 @@ class RestoreRun {
         max_stored = std::max<uint64_t>(max_stored, c.stored_bytes);
       }
     }
-    // Buffers hold the largest chunk (and aux its stored form and header); a unit takes two.
-    const uint64_t buffer_bytes =
-        round_up(std::max({max_raw, max_stored + 2 * repo::kBlobSlotBytes, kMinBufferBytes}),
-                 io::BufferPool::kAlignment);
-    const size_t count = static_cast<size_t>(std::clamp<uint64_t>(
-        opts_.memory_bytes / buffer_bytes, 4, std::max<uint64_t>(4, 2 * units)));
-    io::BufferPool pool(buffer_bytes, count);
+    const repo::BlobPool size =
+        repo::blob_pool(max_raw, max_stored, opts_.memory_bytes, units, threads);
+    const uint64_t buffer_bytes = size.buffer_bytes;
+    io::BufferPool pool(size.buffer_bytes, size.count);
     BackendSet backends(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
     const BackendSource backend = backends.source();
     auto fail_item = [this](Item& it, const io::Error& e) {
@@ -488,35 +481,20 @@ class RestoreRun {
   // Fills `u` with the next chunks: as many as fit one buffer (and their stored forms the
   // aux buffer), at most max_files_per_unit; a file without data gets one empty item.
   bool cut(WorkUnit& u, uint64_t cap, size_t& k, size_t& c) const {
-    uint64_t buf = 0, aux = 0;
-    while (k < mine_->size() && u.items.size() < opts_.max_files_per_unit) {
+    repo::BlobUnitFill fill(u, cap, opts_.max_files_per_unit);
+    while (k < mine_->size() && !fill.full()) {
       const auto& chunks = chunks_of(static_cast<uint32_t>(k));
       Item it;
-      it.ext.file = static_cast<uint32_t>(k);
-      it.ext.buf_offset_bytes = buf;
-      if (chunks.empty()) {
-        u.items.push_back(std::move(it));
-        ++k;
-        continue;
+      if (!chunks.empty()) {
+        const repo::BlobRef& ref = chunks[c];
+        it = repo::blob_item(ref, ref.pack);
+        it.ext.chunk = static_cast<uint32_t>(c);
+        it.ext.chunk_count = static_cast<uint32_t>(chunks.size());
+        it.ext.offset_bytes = ref.file_offset;
       }
-      const repo::BlobRef& ref = chunks[c];
-      it.ext.chunk = static_cast<uint32_t>(c);
-      it.ext.chunk_count = static_cast<uint32_t>(chunks.size());
-      it.ext.offset_bytes = ref.file_offset;
-      it.ext.length_bytes = ref.raw_bytes;
-      it.hash = ref.hash;
-      it.stored.present = true;
-      it.stored.compressed = ref.codec == repo::Codec::kZstd;
-      it.stored.stored_bytes = ref.stored_bytes;
-      it.stored.pack = ref.pack;
-      it.stored.pack_offset = ref.pack_offset;
-      const uint64_t aux_end = repo::PackFetchStage::place(it, aux);
-      const uint64_t buf_end = buf + round_up(ref.raw_bytes, io::BufferPool::kAlignment);
-      if (!u.items.empty() && (buf_end > cap || aux_end > cap)) break;
-      buf = buf_end;
-      aux = aux_end;
-      u.items.push_back(std::move(it));
-      if (++c == chunks.size()) {
+      it.ext.file = static_cast<uint32_t>(k);
+      if (!fill.add(std::move(it))) break;
+      if (chunks.empty() || ++c == chunks.size()) {
         c = 0;
         ++k;
       }
