@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "pipeline/engine_options.hpp"
-#include "pipeline/progress.hpp"
-#include "pipeline/stats.hpp"
+#include "pipeline/core/engine_options.hpp"
+#include "pipeline/core/progress.hpp"
+#include "pipeline/core/stats.hpp"
 
 namespace barge::tools {
 

@@ -13,12 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "io/log.hpp"
-#include "pipeline/copy.hpp"
-#include "pipeline/dist_copy.hpp"
-#include "pipeline/gen.hpp"
-#include "pipeline/manifest.hpp"
-#include "pipeline/sync.hpp"
-#include "pipeline/verify_manifest.hpp"
+#include "pipeline/check/verify_manifest.hpp"
+#include "pipeline/copy/copy.hpp"
+#include "pipeline/copy/sync.hpp"
+#include "pipeline/core/manifest.hpp"
+#include "pipeline/gen/gen.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/repo_cli.hpp"
 #include "tools/size_parse.hpp"

@@ -5,7 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "pipeline/backup.hpp"
+#include "pipeline/repo/backup.hpp"
 #include "transport/comm.hpp"
 
 namespace barge::tools {

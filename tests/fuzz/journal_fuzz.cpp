@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "pipeline/journal.hpp"
-#include "pipeline/placement.hpp"
+#include "pipeline/engine/journal.hpp"
+#include "pipeline/engine/placement.hpp"
 
 namespace {
 

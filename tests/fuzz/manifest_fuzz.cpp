@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pipeline/manifest.hpp"
+#include "pipeline/core/manifest.hpp"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "pipeline/repo_format.hpp"
-#include "pipeline/repository.hpp"
+#include "pipeline/repo/repo_format.hpp"
+#include "pipeline/repo/repository.hpp"
 
 using namespace barge::pipeline;
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "pipeline/repo_format.hpp"
+#include "pipeline/repo/repo_format.hpp"
 
 using namespace barge::pipeline::repo;
 

@@ -3,8 +3,8 @@
 // refused whole, and nothing may be written outside DST, or anywhere at all.
 #include <gtest/gtest.h>
 
-#include "pipeline/repo_format.hpp"
-#include "pipeline/repository.hpp"
+#include "pipeline/repo/repo_format.hpp"
+#include "pipeline/repo/repository.hpp"
 #include "tests/integration/test_util.hpp"
 
 namespace barge::itest {

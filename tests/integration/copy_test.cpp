@@ -221,7 +221,8 @@ TEST_P(CopyBackendTest, RichTreeCopiedExactly) {
   uint64_t bytes = 0;
   for (auto& [p, s] : regular_files(t / "src")) bytes += s;
   EXPECT_EQ(j["bytes"].get<uint64_t>(), bytes);
-  std::string want = GetParam().expect_backend == "auto" ? auto_backend() : GetParam().expect_backend;
+  std::string want =
+      GetParam().expect_backend == "auto" ? auto_backend() : GetParam().expect_backend;
   EXPECT_EQ(j["io_backend"], want);
 }
 
@@ -993,8 +994,8 @@ TEST_P(CopyFullTest, RerunsCompleteTheCopyTheyCreatedInPlace) {
   TmpfsMount mount;
   if (auto why = mount.mount(t / "mnt", "8m"); !why.empty())
     GTEST_SKIP() << "cannot mount a tmpfs: " << why;
-  auto r = copy_with(GetParam(), {"-q", "--chunk-size", "64K", "--memory", "1M", t / "src",
-                                  t / "mnt/dst"});
+  auto r = copy_with(GetParam(),
+                     {"-q", "--chunk-size", "64K", "--memory", "1M", t / "src", t / "mnt/dst"});
   SKIP_IF_URING_MISSING(r);
   ASSERT_EQ(r.rc, 2) << describe(r);
   ASSERT_TRUE(exists(t / "mnt/dst"));

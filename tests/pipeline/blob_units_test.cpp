@@ -1,7 +1,7 @@
 // Pool sizing and unit filling of the blob-fetching assemblies (restore, verify REPO).
 #include <gtest/gtest.h>
 
-#include "pipeline/repository.hpp"
+#include "pipeline/repo/repository.hpp"
 
 namespace barge::pipeline::repo {
 namespace {

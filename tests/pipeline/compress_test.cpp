@@ -1,4 +1,4 @@
-#include "pipeline/compress.hpp"
+#include "pipeline/core/compress.hpp"
 
 #include <gtest/gtest.h>
 

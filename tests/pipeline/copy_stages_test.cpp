@@ -1,5 +1,5 @@
 // The copy stage functors run by hand, without TBB: read → hash → write → commit.
-#include "pipeline/copy_stages.hpp"
+#include "pipeline/engine/copy_stages.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

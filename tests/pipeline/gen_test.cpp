@@ -1,4 +1,4 @@
-#include "pipeline/gen.hpp"
+#include "pipeline/gen/gen.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/hash.hpp"
+#include "pipeline/core/hash.hpp"
 #include "tests/test_tmpdir.hpp"
 
 namespace barge::pipeline {

@@ -1,6 +1,6 @@
 // The graph builder on small assemblies of counting stages (no files): order, backpressure,
 // units held back by the last stage, exceptions, and the serial runner.
-#include "pipeline/graph.hpp"
+#include "pipeline/engine/graph.hpp"
 
 #include <gtest/gtest.h>
 #include <oneapi/tbb/global_control.h>

@@ -1,6 +1,6 @@
 // The journal directory beside DST: chunk logs, the roots file and the placement record are
 // read back by later runs, so each parser is tested on good, torn and hostile bytes.
-#include "pipeline/journal.hpp"
+#include "pipeline/engine/journal.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "pipeline/placement.hpp"
+#include "pipeline/engine/placement.hpp"
 #include "tests/test_tmpdir.hpp"
 
 namespace barge::pipeline {

@@ -1,4 +1,4 @@
-#include "pipeline/manifest.hpp"
+#include "pipeline/core/manifest.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

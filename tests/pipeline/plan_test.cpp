@@ -1,4 +1,4 @@
-#include "pipeline/plan.hpp"
+#include "pipeline/core/plan.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // Backup repository structures: round trips, and every decoder refusing damaged, truncated
 // or forged input with an error instead of reading past it.
-#include "pipeline/repo_format.hpp"
+#include "pipeline/repo/repo_format.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "pipeline/repository.hpp"
+#include "pipeline/repo/repository.hpp"
 #include "tests/test_tmpdir.hpp"
 
 namespace barge::pipeline::repo {
@@ -345,8 +345,8 @@ TEST(Repository, ANewRepositoryKeepsACopyOfItsConfig) {
   test::TempDir tmp;
   auto r = Repository::open(tmp.path() + "/repo", true, 64 << 10);
   ASSERT_TRUE(r);
-  std::ifstream a(r->path() + "/config", std::ios::binary), b(r->path() + "/config.bak",
-                                                               std::ios::binary);
+  std::ifstream a(r->path() + "/config", std::ios::binary),
+      b(r->path() + "/config.bak", std::ios::binary);
   std::string config((std::istreambuf_iterator<char>(a)), std::istreambuf_iterator<char>());
   std::string copy((std::istreambuf_iterator<char>(b)), std::istreambuf_iterator<char>());
   EXPECT_EQ(config.size(), 48u);
@@ -355,8 +355,7 @@ TEST(Repository, ANewRepositoryKeepsACopyOfItsConfig) {
   ASSERT_EQ(::unlink((r->path() + "/config").c_str()), 0);
   auto again = Repository::open(r->path(), false);
   ASSERT_FALSE(again);
-  EXPECT_NE(again.error().message.find("barge repair"), std::string::npos)
-      << again.error().message;
+  EXPECT_NE(again.error().message.find("barge repair"), std::string::npos) << again.error().message;
   auto create = Repository::open(r->path(), true);  // nor is it created over
   ASSERT_FALSE(create);
   EXPECT_NE(create.error().message.find("barge repair"), std::string::npos);

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <string>
 
-#include "pipeline/backup.hpp"
-#include "pipeline/copy.hpp"
+#include "pipeline/copy/copy.hpp"
+#include "pipeline/repo/backup.hpp"
 #include "tests/test_tmpdir.hpp"
 #include "transport/comm.hpp"
 

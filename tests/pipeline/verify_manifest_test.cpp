@@ -1,4 +1,4 @@
-#include "pipeline/verify_manifest.hpp"
+#include "pipeline/check/verify_manifest.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "pipeline/manifest.hpp"
+#include "pipeline/core/manifest.hpp"
 
 namespace barge::pipeline {
 namespace {

@@ -1,0 +1,91 @@
+#include "pipeline/core/stats.hpp"
+
+#include <sys/resource.h>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/core/manifest.hpp"
+
+namespace barge::pipeline {
+
+std::atomic<int>& stop_signal() {
+  static std::atomic<int> signal{0};
+  return signal;
+}
+
+const char* stage_name(int stage) {
+  static constexpr const char* kNames[] = {"read",        "hash",       "write",
+                                           "verify",      "commit",     "compress",
+                                           "pack_append", "pack_fetch", "decompress"};
+  static_assert(std::size(kNames) == kStageCount);
+  return stage >= 0 && stage < kStageCount ? kNames[stage] : "?";
+}
+
+void ErrorList::add(std::string message) {
+  // Paths are raw bytes: keep each message one printable, valid-UTF-8 line.
+  std::string line = printable_path(message);
+  std::lock_guard lock(mu_);
+  items_.push_back(std::move(line));
+}
+std::vector<std::string> ErrorList::take() {
+  std::lock_guard lock(mu_);
+  return std::move(items_);
+}
+size_t ErrorList::count() const {
+  std::lock_guard lock(mu_);
+  return items_.size();
+}
+
+uint64_t peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+nlohmann::json to_json(const RunResult& r, const std::string& command) {
+  nlohmann::json j;
+  j["command"] = command;
+  j["exit_code"] = r.exit_code;
+  j["bytes"] = r.bytes;
+  j["files"] = r.files;
+  j["directories"] = r.dirs;
+  j["symlinks"] = r.symlinks;
+  j["other_entries"] = r.others;
+  j["bytes_verified"] = r.bytes_verified;
+  j["bytes_transferred"] = r.bytes_transferred;
+  j["seconds"] = r.seconds;
+  j["walk_seconds"] = r.walk_seconds;
+  double secs = r.seconds > 0 ? r.seconds : 1e-9;
+  j["rates"] = {{"bytes_per_second", static_cast<double>(r.bytes) / secs},
+                {"files_per_second", static_cast<double>(r.files) / secs}};
+  nlohmann::json busy = nlohmann::json::object();
+  for (int s = 0; s < kStageCount; ++s)
+    busy[stage_name(s)] = static_cast<double>(r.stage_busy_ns[s]) / 1e9;
+  j["stage_busy_seconds"] = busy;
+  j["io_backend"] = r.io_backend;
+  j["buffers_registered"] = r.buffers_registered;
+  j["peak_rss_bytes"] = r.peak_rss_bytes;
+  j["errors"] = r.errors;
+  j["stopped_entries"] = r.stopped_entries;
+  j["files_not_copied"] = r.files_not_copied;
+  j["skipped_files"] = r.skipped_files;
+  j["resumable"] = r.resumable;
+  if (!r.ranks.empty()) {
+    nlohmann::json ranks = nlohmann::json::array();
+    for (const RankStats& k : r.ranks) {
+      ranks.push_back({{"rank", k.rank},
+                       {"host", k.host},
+                       {"bytes", k.bytes},
+                       {"files", k.files},
+                       {"busy_seconds", k.busy_seconds},
+                       {"walk_seconds", k.walk_seconds},
+                       {"peak_rss_bytes", k.peak_rss_bytes}});
+    }
+    j["ranks"] = ranks;
+    j["balance"] = r.balance;
+  }
+  if (!r.fatal.empty()) j["fatal"] = r.fatal;
+  return j;
+}
+
+}  // namespace barge::pipeline

@@ -1,0 +1,117 @@
+// Counters shared by a run's stages, and the result a command hands back to the CLI.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace barge::pipeline {
+
+// Seconds of the steady clock since t0.
+inline double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Exit codes, stable for users' scripts.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitPartial = 1;     // some entries failed, each named on stderr
+inline constexpr int kExitFatal = 2;       // usage or fatal error
+inline constexpr int kExitResumable = 75;  // stopped by SIGTERM/SIGUSR1/SIGINT: rerun with --resume
+
+// The one exit-code rule: a stop by a signal (resumable) before a fatal error before
+// per-entry failures. Across ranks the highest code wins (agreed_exit_code).
+constexpr int exit_code_for(bool resumable, bool fatal, bool entry_errors) {
+  return resumable ? kExitResumable : fatal ? kExitFatal : entry_errors ? kExitPartial : kExitOk;
+}
+
+// Set (to the signal number) by the CLI's handler for SIGTERM, SIGUSR1 and SIGINT; a run
+// that sees it stops taking new work, finishes what is in flight, flushes its journal and
+// returns kExitResumable.
+std::atomic<int>& stop_signal();
+
+enum Stage {
+  kStageRead,
+  kStageHash,
+  kStageWrite,
+  kStageVerify,
+  kStageCommit,
+  kStageCompress,
+  kStagePackAppend,
+  kStagePackFetch,
+  kStageDecompress,
+  kStageCount
+};
+const char* stage_name(int stage);
+
+// Live counters, updated by stages with relaxed atomics and sampled by progress.
+struct LiveStats {
+  std::atomic<uint64_t> bytes_done{0};       // progress: chunks through the pipeline
+  std::atomic<uint64_t> bytes_committed{0};  // report: bytes of files in place under their names
+  std::atomic<uint64_t> files_done{0};
+  std::atomic<uint64_t> bytes_total{0};
+  std::atomic<uint64_t> files_total{0};
+  std::atomic<uint64_t> stage_busy_ns[kStageCount] = {};
+  std::atomic<uint64_t> bytes_verified{0};
+};
+
+// Errors named per entry; thread-safe.
+class ErrorList {
+ public:
+  void add(std::string message);
+  std::vector<std::string> take();
+  size_t count() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> items_;
+};
+
+// One rank's share of a multi-rank run (report "ranks" array).
+struct RankStats {
+  int rank = 0;
+  std::string host;
+  uint64_t bytes = 0;       // bytes this rank moved (chunks and small files it wrote)
+  uint64_t files = 0;       // files this rank put in place
+  double busy_seconds = 0;  // time in the transfer phase until its last unit was done
+  double walk_seconds = 0;
+  uint64_t peak_rss_bytes = 0;
+};
+
+struct RunResult {
+  int exit_code = kExitOk;
+  bool started = false;             // false: refused before touching anything (usage error)
+  std::string fatal;                // set when the run stopped early or never started
+  std::vector<std::string> errors;  // per-entry failures
+  // Entries given up because the run stopped (a full disk fails every file in flight the
+  // same way): listed in the report, only counted on stderr, where the cause is said once.
+  std::vector<std::string> stopped_entries;
+  uint64_t files_not_copied = 0;  // after a stop: files of the plan not in place
+  uint64_t bytes = 0;
+  uint64_t files = 0;
+  uint64_t dirs = 0;
+  uint64_t symlinks = 0;
+  uint64_t others = 0;
+  uint64_t bytes_verified = 0;
+  uint64_t bytes_transferred =
+      0;  // bytes read and written by this run (less than bytes on --resume)
+  double seconds = 0;
+  double walk_seconds = 0;
+  uint64_t stage_busy_ns[kStageCount] = {};
+  std::string io_backend;
+  bool buffers_registered = false;
+  uint64_t peak_rss_bytes = 0;
+  uint64_t skipped_files = 0;    // --resume: already in place, not copied again
+  bool resumable = false;        // stopped by a signal; --resume finishes the job
+  std::vector<RankStats> ranks;  // multi-rank runs only
+  double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
+};
+
+nlohmann::json to_json(const RunResult& r, const std::string& command);
+uint64_t peak_rss_bytes();
+
+}  // namespace barge::pipeline

@@ -1,0 +1,82 @@
+// Phases shared by the multi-rank copy and sync (dist_copy.cpp, sync.cpp). Not part of the
+// library's interface.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/dir_reader.hpp"
+#include "pipeline/engine/copy_stages.hpp"
+#include "transport/comm.hpp"
+
+namespace barge::pipeline {
+
+// What the transfer phases do with an entry.
+inline constexpr uint8_t kActTransfer = 1;  // regular file: copy its bytes
+inline constexpr uint8_t kActCreate = 2;    // symlink, fifo, device: create or replace
+inline constexpr uint8_t kActMeta = 4;      // apply metadata (directories: at the end)
+
+struct DirRef {
+  uint32_t root = 0;
+  std::string rel;
+};
+
+// A visitor's verdict on one listed directory: the children to keep, their flags, and the
+// subdirectories to hand out for listing.
+struct WalkOutput {
+  std::vector<Entry> entries;
+  std::vector<uint8_t> flags;
+  std::vector<DirRef> subdirs;
+};
+
+// The entry for child `c` of listed directory `d`, or nullopt when the filter leaves it out.
+inline std::optional<Entry> child_entry(const DirRef& d, io::DirChild& c,
+                                        const PathFilter& filter) {
+  std::string rel = d.rel.empty() ? c.name : d.rel + "/" + c.name;
+  if (filter.excluded(rel, c.meta.type == io::FileType::kDirectory)) return std::nullopt;
+  Entry e;
+  e.root = d.root;
+  e.rel = std::move(rel);
+  e.meta = c.meta;
+  e.link_target = std::move(c.link_target);
+  return e;
+}
+
+// Called on the walking threads (concurrently) for each directory this rank lists.
+using WalkVisitor = std::function<void(const Plan&, const DirRef&, io::DirListing&, WalkOutput&)>;
+// Called on rank 0 for each root before the walk; nullopt drops it.
+using RootVisitor = std::function<std::optional<uint8_t>(const Plan&, Entry&)>;
+
+// `stopping` (optional), polled before each directory: once true on any rank, the walk ends
+// early for every rank (the run is stopping; the plan is partial).
+Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, unsigned threads,
+                      ErrorList& errors, const WalkVisitor& visit, const RootVisitor& visit_root,
+                      std::vector<uint8_t>& flags, const std::function<bool()>& stopping = {});
+
+// Creates the destination directory of directory entry `e` inside dst_dir_fd (an existing
+// directory is fine; anything else there is an error named in `errors`).
+bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& errors);
+
+// validate + placement (cp's rules, or sync's "DST mirrors SRC") agreed by every rank.
+io::Result<std::vector<Root>> resolve_agreed(const CopyOptions& opts, transport::Comm& comm,
+                                             bool sync_placement);
+
+// What a run did during its walk (sync copies changed small files as it finds them): added
+// to this rank's counters, and a fatal error there stops the run in the create phase.
+struct WalkTransfer {
+  const LiveStats* stats = nullptr;  // what the walk copied; outlives run_phases
+  std::string fatal;
+  std::vector<std::string> stopped_entries;  // files given up because the run stopped
+};
+
+// plan (large-file exchange) → create → transfer → finalize → report, for the entries
+// `flags` select. dirs_if_changed: directory metadata only where it differs (sync).
+RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
+                     std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
+                     double walk_seconds, ErrorList& walk_errors, unsigned threads,
+                     bool dirs_if_changed, const WalkTransfer* walked = nullptr);
+
+}  // namespace barge::pipeline

@@ -1,0 +1,708 @@
+#include "pipeline/engine/copy_stages.hpp"
+#include "pipeline/engine/copy_internal.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include "io/log.hpp"
+#include "io/metadata.hpp"
+#include "io/path_ops.hpp"
+#include "io/xattr.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+constexpr uint64_t kDirectAlign = 4096;
+
+uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+// Errors that mean the destination as a whole cannot take more data: the run stops.
+bool is_fatal_write_error(int err) {
+  return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS || err == EFBIG;
+}
+
+// Unique per run across hosts sharing a file system: pid alone repeats across nodes.
+std::string make_temp_suffix() {
+  char host[64] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::random_device rd;
+  uint64_t nonce = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[128];
+  std::snprintf(buf, sizeof buf, ".%s.%d.%016llx", host, static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(nonce));
+  std::string s(buf);
+  for (char& c : s) {
+    if (c == '/') c = '_';
+  }
+  return s.substr(0, 96);  // leaves room in a 255-byte name for ".barge-tmp.<index>"
+}
+
+}  // namespace
+
+CopyContext::CopyContext(const Plan& p, const CopyOptions& o, LiveStats& s, BackendSource b)
+    : plan(p),
+      opts(o),
+      stats(s),
+      backend(std::move(b)),
+      parent_ok(p.entries.size(), 1),
+      chunks_left_(new std::atomic<uint32_t>[p.entries.size()]),
+      failed_(new std::atomic<uint8_t>[p.entries.size()]),
+      temp_suffix_(make_temp_suffix()),
+      euid_(::geteuid()),
+      egid_(::getegid()) {
+  uint64_t buffer_bytes = round_up(o.chunk_bytes, kDirectAlign);
+  for (size_t i = 0; i < p.entries.size(); ++i) {
+    failed_[i].store(0, std::memory_order_relaxed);
+    chunks_left_[i].store(
+        chunk_count_for(p.entries[i].meta.size_bytes, o.chunk_bytes, buffer_bytes),
+        std::memory_order_relaxed);
+  }
+}
+
+void CopyContext::fail_file(uint32_t file, std::string message) {
+  if (failed_[file].exchange(1) != 0) return;
+  if (is_consequence_of_stop(message)) {
+    stopped_errors.add(std::move(message));
+  } else {
+    errors.add(std::move(message));
+  }
+}
+
+bool CopyContext::is_consequence_of_stop(const std::string& message) const {
+  if (!stop.load()) return false;
+  auto ends_with = [&](std::string_view tail) {
+    return message.size() >= tail.size() &&
+           message.compare(message.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  if (ends_with("(run stopped)")) return true;
+  // "<operation> <path>: <strerror>" of a destination that cannot take more data, on this
+  // rank or (the stop came from a peer) another. Not EIO: a source's read error says the
+  // same, and must stay named.
+  for (int err : {ENOSPC, EDQUOT, EROFS, EFBIG}) {
+    if (ends_with(std::string(": ") + std::strerror(err))) return true;
+  }
+  return false;
+}
+
+bool CopyContext::needs_chown(const Entry& e) const {
+  if (!apply_owner) return false;
+  if (e.meta.uid != euid_ || e.meta.gid != egid_) return true;
+  // A new file takes the group of a setgid directory: then the gid may differ after all.
+  return e.parent == kNoParent || (plan.entries[e.parent].meta.mode & S_ISGID);
+}
+
+void CopyContext::abandon_file(uint32_t file) { failed_[file].store(1); }
+
+void CopyContext::set_fatal(std::string message) {
+  std::lock_guard lock(mu_);
+  if (fatal_.empty()) fatal_ = printable_path(message);
+  stop.store(true);
+}
+
+std::string CopyContext::fatal() const {
+  std::lock_guard lock(mu_);
+  return fatal_;
+}
+
+LargeFile& CopyContext::large_file(uint32_t file) {
+  std::lock_guard lock(mu_);
+  auto& slot = large_[file];
+  if (!slot) {
+    slot = std::make_unique<LargeFile>();
+    if (manifest) slot->hasher.emplace();
+  }
+  return *slot;
+}
+
+std::unique_ptr<LargeFile> CopyContext::take_large_file(uint32_t file) {
+  std::lock_guard lock(mu_);
+  auto it = large_.find(file);
+  if (it == large_.end()) return nullptr;
+  auto out = std::move(it->second);
+  large_.erase(it);
+  return out;
+}
+
+std::vector<uint32_t> CopyContext::open_large_files() {
+  std::lock_guard lock(mu_);
+  std::vector<uint32_t> out;
+  for (auto& [file, lf] : large_) out.push_back(file);
+  return out;
+}
+
+bool CopyContext::is_large(uint32_t file) const {
+  const io::FileMeta& m = plan.entries[file].meta;
+  return m.type == io::FileType::kRegular &&
+         chunk_count_for(m.size_bytes, opts.chunk_bytes, round_up(opts.chunk_bytes, kDirectAlign)) >
+             1;
+}
+
+std::string CopyContext::temp_name(uint32_t file) const {
+  // Large files get a deterministic part name, so a resumed run finds their chunks.
+  if (is_large(file)) return part_name(plan.entries[file], opts.chunk_bytes);
+  // Short and unique per run: fits beside a 255-byte name and never collides with it.
+  return ".barge-tmp." + std::to_string(temp_ids.empty() ? file : temp_ids[file]) + temp_suffix_;
+}
+
+std::string CopyContext::dst_dir_of(const Entry& e) const { return plan.dst_parent(e); }
+
+std::string CopyContext::src_dir_of(const Entry& e) const { return plan.src_parent(e); }
+
+int DirFdCache::get(const std::string& path, bool follow_last) {
+  if (fd_.valid() && path == path_) return fd_.get();
+  auto fd = io::open_dir_path(path, io::DirOpen::kParent, follow_last);
+  if (!fd) {
+    errno = fd.error().errnum ? fd.error().errnum : ENOENT;
+    fd_.reset();
+    path_.clear();
+    return -1;
+  }
+  fd_ = std::move(fd.value());
+  path_ = path;
+  return fd_.get();
+}
+
+void find_data(int fd, uint64_t begin, uint64_t end,
+               std::vector<std::pair<uint64_t, uint64_t>>& out) {
+  out.clear();
+  uint64_t pos = begin;
+  while (pos < end) {
+    off_t d = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (d < 0) {
+      if (errno != ENXIO) out.emplace_back(pos, end);  // no SEEK_DATA here: treat as data
+      return;
+    }
+    if (static_cast<uint64_t>(d) >= end) return;
+    off_t h = ::lseek(fd, d, SEEK_HOLE);
+    uint64_t stop = h < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(h), end);
+    out.emplace_back(static_cast<uint64_t>(d), stop);
+    pos = stop;
+  }
+}
+
+void ReadStage::operator()(WorkUnit& unit) const {
+  const Plan& plan = ctx_.plan;
+  DirFdCache dirs;
+  std::vector<io::IoOp> ops;
+  std::vector<io::UniqueFd> fds;
+  std::vector<size_t> op_item;
+  std::vector<uint64_t> op_want;
+  ops.reserve(unit.items.size());
+  fds.reserve(unit.items.size());
+  for (size_t i = 0; i < unit.items.size(); ++i) {
+    Item& it = unit.items[i];
+    uint32_t file = it.ext.file;
+    if (ctx_.stop.load(std::memory_order_relaxed) || ctx_.file_failed(file) ||
+        !ctx_.parent_ok[file]) {
+      ctx_.abandon_file(file);
+      it.failed = true;
+      continue;
+    }
+    const Entry& e = plan.entries[file];
+    int dirfd = dirs.get(ctx_.src_dir_of(e), e.rel.empty());
+    std::string name =
+        e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
+    if (dirfd < 0) {
+      ctx_.fail_file(file,
+                     io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
+      it.failed = true;
+      continue;
+    }
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_read ? O_DIRECT : 0));
+    if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL)
+      fd = ::openat(dirfd, name.c_str(), flags);
+    if (fd < 0) {
+      ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
+      it.failed = true;
+      continue;
+    }
+    io::UniqueFd owned(fd);
+    if (ctx_.opts.direct_read && io::dio_alignment(fd) > kDirectAlign) {
+      // Buffers and lengths are aligned to 4 KiB; a device that needs more reads buffered.
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_DIRECT);
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
+        st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
+        st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
+      ctx_.fail_file(file, plan.src_path(e) +
+                               ": file changed while being copied (replaced, resized or modified)");
+      it.failed = true;
+      continue;
+    }
+    it.sparse = io::is_sparse(e.meta);
+    if (it.sparse) {
+      // Read only the data; holes stay zero in the buffer and are not written.
+      find_data(fd, it.ext.offset_bytes, it.ext.offset_bytes + it.ext.length_bytes, it.data);
+      std::memset(unit.buffer.data() + it.ext.buf_offset_bytes, 0, it.ext.length_bytes);
+      for (const auto& [b, en] : it.data) {
+        uint64_t len = en - b;
+        if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
+        ops.push_back(
+            io::IoOp{io::IoKind::kRead, fd,
+                     unit.buffer.data() + it.ext.buf_offset_bytes + (b - it.ext.offset_bytes), len,
+                     b, unit.buffer.index()});
+        op_item.push_back(i);
+        op_want.push_back(en - b);
+      }
+    } else {
+      uint64_t len = it.ext.length_bytes;
+      if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
+      ops.push_back(io::IoOp{io::IoKind::kRead, fd, unit.buffer.data() + it.ext.buf_offset_bytes,
+                             len, it.ext.offset_bytes, unit.buffer.index()});
+      op_item.push_back(i);
+      op_want.push_back(it.ext.length_bytes);
+    }
+    fds.push_back(std::move(owned));
+  }
+  ctx_.backend().run(ops);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    const Entry& e = plan.entries[it.ext.file];
+    if (ops[k].error != 0) {
+      ctx_.fail_file(it.ext.file, io::Error::from_errno(ops[k].error,
+                                                        "read " + plan.src_path(e) + " at offset " +
+                                                            std::to_string(it.ext.offset_bytes))
+                                      .message);
+      it.failed = true;
+    } else if (ops[k].done_bytes < op_want[k]) {
+      ctx_.fail_file(it.ext.file, plan.src_path(e) + ": file shrank while being copied");
+      it.failed = true;
+    }
+  }
+}
+
+void HashStage::operator()(WorkUnit& unit) const {
+  for (Item& it : unit.items) {
+    if (!it.failed) it.hash = hash_bytes(unit.bytes(it));
+  }
+}
+
+int WriteStage::open_part(uint32_t file, DirFdCache& dirs, std::string& err) const {
+  const Entry& e = ctx_.plan.entries[file];
+  int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+  if (dirfd < 0) {
+    err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
+    return -1;
+  }
+  // A resumed part keeps its bytes; otherwise a stale part of an earlier run is truncated.
+  int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CREAT | O_CLOEXEC |
+              (ctx_.resume_parts.count(file) ? 0 : O_TRUNC);
+  std::string part = ctx_.temp_name(file);
+  int fd = ::openat(dirfd, part.c_str(), flags | (ctx_.opts.direct_write ? O_DIRECT : 0),
+                    e.meta.mode & 0777);
+  if (fd < 0 && ctx_.opts.direct_write && errno == EINVAL)
+    fd = ::openat(dirfd, part.c_str(), flags, e.meta.mode & 0777);
+  if (fd < 0) {
+    int e_no = errno;
+    err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), part)).message;
+    if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
+  }
+  return fd;
+}
+
+int WriteStage::open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const {
+  const Entry& e = ctx_.plan.entries[file];
+  int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+  if (dirfd < 0) {
+    err = io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message;
+    return -1;
+  }
+  int access = ctx_.opts.verify ? O_RDWR : O_WRONLY;
+  int direct = ctx_.opts.direct_write ? O_DIRECT : 0;
+  mode_t mode = e.meta.mode & 0777;
+  unnamed = false;
+  if (ctx_.use_tmpfile.load(std::memory_order_relaxed)) {
+    // An unnamed inode, linked in under its final name only when complete: one directory
+    // operation instead of create + rename, and nothing left behind if the run dies.
+    int fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC | direct, mode);
+    if (fd < 0 && direct && errno == EINVAL)
+      fd = ::openat(dirfd, ".", O_TMPFILE | access | O_CLOEXEC, mode);
+    if (fd >= 0) {
+      unnamed = true;
+      // Replacing a file: blocks allocated now (unwritten extents) leave ext4 no delayed
+      // allocation to flush synchronously when the rename replaces the old file
+      // (auto_da_alloc), which otherwise costs each replaced file a writeback in the
+      // foreground. Best effort: a file system without fallocate just skips it.
+      if (ctx_.replaces(file) && e.meta.size_bytes > 0 && !io::is_sparse(e.meta) &&
+          ::fallocate(fd, 0, 0, static_cast<off_t>(e.meta.size_bytes)) != 0 &&
+          (errno == ENOSPC || errno == EDQUOT)) {
+        int e_no = errno;
+        ::close(fd);
+        err = io::Error::from_errno(e_no, "create " + ctx_.plan.dst_path(e)).message;
+        ctx_.set_fatal(err);
+        return -1;
+      }
+      return fd;
+    }
+    if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+      ctx_.use_tmpfile.store(false);
+      io::log_once(io::LogLevel::kInfo, "no-tmpfile",
+                   "destination has no O_TMPFILE; using named temporaries (.barge-tmp.*)");
+    } else {
+      int e_no = errno;
+      err = io::Error::from_errno(e_no, "create " + ctx_.plan.dst_path(e)).message;
+      if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
+      return -1;
+    }
+  }
+  std::string tmp = ctx_.temp_name(file);
+  int flags = access | O_CREAT | O_EXCL | O_CLOEXEC;
+  int fd = ::openat(dirfd, tmp.c_str(), flags | direct, mode);
+  if (fd < 0 && direct && errno == EINVAL) {
+    // Some file systems create the file and then refuse O_DIRECT: the file is ours (O_EXCL).
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    fd = ::openat(dirfd, tmp.c_str(), flags, mode);
+  }
+  if (fd < 0) {
+    int e_no = errno;
+    err = io::Error::from_errno(e_no, "create " + io::join_path(ctx_.dst_dir_of(e), tmp)).message;
+    if (is_fatal_write_error(e_no)) ctx_.set_fatal(err);
+  }
+  return fd;
+}
+
+io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint64_t offset,
+                                            uint64_t length) {
+  constexpr size_t kScratchBytes = 1 << 20;
+  thread_local std::unique_ptr<std::byte, decltype(&std::free)> scratch(
+      static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kScratchBytes)), &std::free);
+  StreamHasher hasher;
+  uint64_t done = 0;
+  while (done < length) {
+    uint64_t want = std::min<uint64_t>(kScratchBytes, length - done);
+    io::IoOp op{io::IoKind::kRead, fd, scratch.get(), round_up(want, kDirectAlign),
+                offset + done,     -1};
+    backend.run(std::span<io::IoOp>(&op, 1));
+    if (op.error != 0) return io::Error::from_errno(op.error, "re-read");
+    if (op.done_bytes < want) return io::Error::plain("re-read: destination shorter than written");
+    hasher.update({scratch.get(), static_cast<size_t>(want)});
+    done += want;
+  }
+  return hasher.digest();
+}
+
+void WriteStage::operator()(WorkUnit& unit) const {
+  const Plan& plan = ctx_.plan;
+  DirFdCache dirs;
+  std::vector<io::IoOp> ops;
+  std::vector<size_t> op_item;
+  for (size_t i = 0; i < unit.items.size(); ++i) {
+    Item& it = unit.items[i];
+    uint32_t file = it.ext.file;
+    if (it.failed || ctx_.file_failed(file)) {
+      it.failed = true;
+      continue;
+    }
+    std::string err;
+    if (it.ext.chunk_count == 1) {
+      int fd = open_temp(file, dirs, it.unnamed, err);
+      if (fd >= 0) it.dst.reset(fd);
+      it.dst_fd = fd;
+    } else {
+      LargeFile& lf = ctx_.large_file(file);
+      std::lock_guard lock(lf.mu);
+      if (!lf.create_attempted && ctx_.shared_large) {
+        // Created (and space reserved) by the file's owner before the transfer phase.
+        lf.create_attempted = true;
+        const Entry& e = plan.entries[file];
+        int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+        int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC;
+        int fd = dirfd < 0 ? -1
+                           : ::openat(dirfd, ctx_.temp_name(file).c_str(),
+                                      flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
+        if (fd < 0 && dirfd >= 0 && ctx_.opts.direct_write && errno == EINVAL) {
+          fd = ::openat(dirfd, ctx_.temp_name(file).c_str(), flags);
+        }
+        if (fd < 0)
+          err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
+        lf.fd.reset(fd);
+      }
+      if (!lf.create_attempted) {
+        lf.create_attempted = true;
+        int fd = open_part(file, dirs, err);
+        bool reused = ctx_.resume_parts.count(file) > 0;
+        if (fd >= 0) lf.fd.reset(fd);
+        if (fd >= 0 && !reused) {
+          // Reserve the space up front: less fragmentation, and a full disk shows at once.
+          // Sparse files only get their size, so their holes stay holes.
+          const io::FileMeta& m = plan.entries[file].meta;
+          int rc = io::is_sparse(m)
+                       ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
+                       : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
+          if (rc == ENOSPC || rc == EDQUOT) {
+            ctx_.set_fatal(
+                io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
+          }
+        }
+      }
+      it.dst_fd = lf.fd.get();
+      if (it.dst_fd < 0 && err.empty())
+        err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
+    }
+    if (it.dst_fd < 0) {
+      ctx_.fail_file(file, err);
+      it.failed = true;
+      continue;
+    }
+    auto add_write = [&](uint64_t file_off, uint64_t len) {
+      std::byte* p =
+          unit.buffer.data() + it.ext.buf_offset_bytes + (file_off - it.ext.offset_bytes);
+      if (ctx_.opts.direct_write) {
+        // O_DIRECT writes whole blocks; the padding is zeroed and cut off by ftruncate at commit.
+        uint64_t padded = round_up(len, kDirectAlign);
+        std::memset(p + len, 0, padded - len);
+        len = padded;
+      }
+      ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd, p, len, file_off, unit.buffer.index()});
+      op_item.push_back(i);
+    };
+    if (it.sparse) {
+      for (const auto& [b, en] : it.data) add_write(b, en - b);
+    } else {
+      add_write(it.ext.offset_bytes, it.ext.length_bytes);
+    }
+  }
+  io::IoBackend& backend = ctx_.backend();
+  backend.run(ops);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    const Entry& e = plan.entries[it.ext.file];
+    if (ops[k].error != 0) {
+      std::string msg = io::Error::from_errno(ops[k].error, "write " + plan.dst_path(e)).message;
+      if (is_fatal_write_error(ops[k].error)) ctx_.set_fatal(msg);
+      ctx_.fail_file(it.ext.file, msg);
+      it.failed = true;
+    }
+  }
+  if (!ctx_.opts.verify) return;
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < ops.size(); ++k) {
+    Item& it = unit.items[op_item[k]];
+    if (it.failed) continue;
+    const Entry& e = plan.entries[it.ext.file];
+    auto h = reread_hash(backend, it.dst_fd, it.ext.offset_bytes, it.ext.length_bytes);
+    if (!h) {
+      ctx_.fail_file(it.ext.file, "verify " + plan.dst_path(e) + ": " + h.error().message);
+      it.failed = true;
+    } else if (!(*h == it.hash)) {
+      ctx_.fail_file(it.ext.file, "verify " + plan.dst_path(e) + ": checksum mismatch in bytes " +
+                                      std::to_string(it.ext.offset_bytes) + ".." +
+                                      std::to_string(it.ext.offset_bytes + it.ext.length_bytes));
+      it.failed = true;
+    } else {
+      ctx_.stats.bytes_verified.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+    }
+  }
+  auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  ctx_.stats.stage_busy_ns[kStageVerify].fetch_add(static_cast<uint64_t>(ns),
+                                                   std::memory_order_relaxed);
+}
+
+namespace detail {
+
+int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp,
+                    bool replacing) {
+  auto link = [&](const char* as) {
+    if (::linkat(fd, "", dirfd, as, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM) return -1;
+    // Without CAP_DAC_READ_SEARCH, AT_EMPTY_PATH is refused: link through /proc instead.
+    std::string proc = "/proc/self/fd/" + std::to_string(fd);
+    return ::linkat(AT_FDCWD, proc.c_str(), dirfd, as, AT_SYMLINK_FOLLOW);
+  };
+  if (!replacing) {
+    if (link(name.c_str()) == 0) return 0;
+    if (errno != EEXIST) return -1;
+  }
+  if (link(tmp.c_str()) != 0) {
+    // A temporary of that name left by a killed run: removed, then linked again.
+    if (errno != EEXIST) return -1;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    if (link(tmp.c_str()) != 0) return -1;
+  }
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    int err = errno;
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+}  // namespace detail
+
+void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* owned,
+                           DirFdCache& dirs) const {
+  const Plan& plan = ctx_.plan;
+  const Entry& e = plan.entries[file];
+  std::string tmp = ctx_.temp_name(file);
+  std::string final_path = plan.dst_path(e);
+  int dirfd = -1;
+  auto drop_temp = [&] {
+    if (owned) owned->reset();
+    // A large file's part survives a stopped run: --resume continues it.
+    bool keep = ctx_.is_large(file) && ctx_.stop.load() && ctx_.journal != nullptr;
+    if (!unnamed && dirfd >= 0 && !keep) ::unlinkat(dirfd, tmp.c_str(), 0);
+  };
+  if (ctx_.file_failed(file) || fd < 0) {
+    if (!unnamed) dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+    drop_temp();
+    return;
+  }
+  dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+  if (dirfd < 0) {
+    ctx_.fail_file(file,
+                   io::Error::from_errno(errno, "open directory " + ctx_.dst_dir_of(e)).message);
+    drop_temp();
+    return;
+  }
+  auto fail = [&](int err, const std::string& what) {
+    // The stop first: this file is then one of its consequences, the cause said once.
+    if (is_fatal_write_error(err))
+      ctx_.set_fatal(io::Error::from_errno(err, what + " " + final_path).message);
+    ctx_.fail_file(file, io::Error::from_errno(err, what + " " + final_path).message);
+    drop_temp();
+  };
+  // O_DIRECT padding is cut off, and a sparse file's trailing hole gets its length.
+  if ((ctx_.opts.direct_write || io::is_sparse(e.meta)) &&
+      ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
+    return fail(errno, "truncate");
+  if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
+  // Ownership only when it differs from what a new file gets. The mode is always set: a
+  // default ACL on the destination directory may have masked the creation mode, and chown
+  // clears setuid/setgid bits.
+  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path); !st) {
+    ctx_.fail_file(file, st.error().message);
+    drop_temp();
+    return;
+  }
+  if (ctx_.opts.xattrs) {
+    if (auto st = io::copy_xattrs(plan.src_path(e), fd, final_path); !st) {
+      ctx_.fail_file(file, st.error().message);
+      drop_temp();
+      return;
+    }
+  }
+  std::string name = plan.name(e);
+  if (unnamed) {
+    if (detail::link_into_place(fd, dirfd, name, tmp, ctx_.replaces(file)) != 0)
+      return fail(errno, "link into place");
+    if (owned) {
+      if (auto st = owned->close(); !st) {
+        ::unlinkat(dirfd, name.c_str(), 0);  // never leave a file whose last write failed
+        return fail(st.error().errnum, "close");
+      }
+    }
+  } else {
+    if (owned) {
+      if (auto st = owned->close(); !st) return fail(st.error().errnum, "close");
+    }
+    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0)
+      return fail(errno, "rename into place");
+  }
+  ctx_.stats.files_done.fetch_add(1, std::memory_order_relaxed);
+  ctx_.stats.bytes_committed.fetch_add(e.meta.size_bytes, std::memory_order_relaxed);
+}
+
+void CommitStage::commit_item(Item& it, DirFdCache& dirs) const {
+  uint32_t file = it.ext.file;
+  if (it.failed) {
+    ctx_.abandon_file(file);  // never commit a file that misses a chunk
+  } else {
+    ctx_.stats.bytes_done.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
+    if (ctx_.journal && it.ext.chunk_count > 1)
+      ctx_.journal->record(ctx_.temp_name(file), it.ext.chunk, it.dst_fd);
+  }
+  if (ctx_.shared_large && it.ext.chunk_count > 1) return;  // the owner finalizes after all ranks
+  if (!ctx_.finish_chunk(file)) return;
+  if (it.ext.chunk_count == 1) {
+    finalize(file, it.dst_fd, it.unnamed, &it.dst, dirs);
+    if (ctx_.manifest && !ctx_.file_failed(file)) {
+      ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), it.hash);
+    }
+    return;
+  }
+  auto lf = ctx_.take_large_file(file);
+  if (!lf) return;
+  finalize(file, lf->fd.get(), lf->unnamed, &lf->fd, dirs);
+  if (lf->hasher && ctx_.manifest && !ctx_.file_failed(file)) {
+    ctx_.manifest->add(ctx_.plan.manifest_path(ctx_.plan.entries[file]), lf->hasher->digest());
+  }
+}
+
+void CommitStage::operator()(WorkUnit* unit, const std::function<void(WorkUnit*)>& emit) const {
+  bool sequenced = ctx_.manifest && !ctx_.shared_large && unit->items.size() == 1 &&
+                   unit->items[0].ext.chunk_count > 1;
+  DirFdCache dirs;
+  if (!sequenced) {
+    for (Item& it : unit->items) commit_item(it, dirs);
+    emit(unit);
+    return;
+  }
+  // Whole-file hash for the manifest: chunks must be fed in order.
+  uint32_t file = unit->items[0].ext.file;
+  LargeFile& lf = ctx_.large_file(file);
+  std::vector<WorkUnit*> ready;
+  {
+    std::lock_guard lock(lf.mu);
+    lf.parked.emplace(unit->items[0].ext.chunk, unit);
+    while (!lf.parked.empty() && lf.parked.begin()->first == lf.next_chunk) {
+      WorkUnit* u = lf.parked.begin()->second;
+      lf.parked.erase(lf.parked.begin());
+      if (!u->items[0].failed) lf.hasher->update(u->bytes(u->items[0]));
+      ++lf.next_chunk;
+      ready.push_back(u);
+    }
+  }
+  // commit_item may destroy lf (last chunk), so it runs outside the lock.
+  for (WorkUnit* u : ready) {
+    commit_item(u->items[0], dirs);
+    emit(u);
+  }
+}
+
+void CommitStage::close_shared() const {
+  for (uint32_t file : ctx_.open_large_files()) {
+    auto lf = ctx_.take_large_file(file);
+    if (!lf) continue;
+    // With a journal, its last lines point at these bytes: make them durable before closing.
+    if ((ctx_.opts.fsync || ctx_.journal) && lf->fd.valid() && ::fsync(lf->fd.get()) != 0) {
+      ctx_.fail_file(
+          file, io::Error::from_errno(errno, "fsync " + ctx_.plan.dst_path(ctx_.plan.entries[file]))
+                    .message);
+    }
+    if (auto st = lf->fd.close(); !st) {
+      ctx_.fail_file(file,
+                     io::Error::from_errno(st.error().errnum,
+                                           "close " + ctx_.plan.dst_path(ctx_.plan.entries[file]))
+                         .message);
+    }
+  }
+}
+
+std::vector<WorkUnit*> CommitStage::abandon_unfinished() const {
+  std::vector<WorkUnit*> parked;
+  DirFdCache dirs;
+  for (uint32_t file : ctx_.open_large_files()) {
+    auto lf = ctx_.take_large_file(file);
+    if (!lf) continue;
+    for (auto& [chunk, u] : lf->parked) parked.push_back(u);
+    ctx_.fail_file(file,
+                   ctx_.plan.dst_path(ctx_.plan.entries[file]) + ": not copied (run stopped)");
+    finalize(file, -1, lf->unnamed, &lf->fd, dirs);
+  }
+  return parked;
+}
+
+}  // namespace barge::pipeline
