@@ -18,6 +18,7 @@
 #include "io/path_ops.hpp"
 #include "io/xattr.hpp"
 #include "pipeline/core/manifest.hpp"
+#include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
 #include "pipeline/dist/dist_internal.hpp"
 #include "pipeline/engine/copy_internal.hpp"
@@ -468,9 +469,7 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
     out.run.walk_seconds = walk_seconds;
     out.run.seconds = walk_seconds;
     out.run.errors = walk_errors.take();
-    uint64_t code = out.run.errors.empty() ? kExitOk : kExitPartial;
-    comm.allreduce_max(std::span<uint64_t>(&code, 1));
-    out.run.exit_code = static_cast<int>(code);
+    out.run.exit_code = agree_exit_code(comm, out.run.errors.empty() ? kExitOk : kExitPartial);
     return out;
   }
   WalkTransfer walked;

@@ -36,6 +36,16 @@ size_t ErrorList::count() const {
   return items_.size();
 }
 
+void LiveStats::add_done(const LiveStats& w) {
+  files_done += w.files_done.load();
+  files_total += w.files_done.load();
+  bytes_committed += w.bytes_committed.load();
+  bytes_done += w.bytes_done.load();
+  bytes_total += w.bytes_done.load();
+  bytes_verified += w.bytes_verified.load();
+  for (int s = 0; s < kStageCount; ++s) stage_busy_ns[s] += w.stage_busy_ns[s].load();
+}
+
 uint64_t peak_rss_bytes() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);

@@ -57,6 +57,8 @@ struct LiveStats {
   std::atomic<uint64_t> files_total{0};
   std::atomic<uint64_t> stage_busy_ns[kStageCount] = {};
   std::atomic<uint64_t> bytes_verified{0};
+  // Counts the work `done` did as done here, and in the totals (sync: the walk's copies).
+  void add_done(const LiveStats& done);
 };
 
 // Errors named per entry; thread-safe.
@@ -80,6 +82,12 @@ struct RankStats {
   double busy_seconds = 0;  // time in the transfer phase until its last unit was done
   double walk_seconds = 0;
   uint64_t peak_rss_bytes = 0;
+  // Summed into the run's totals (reduce_rank_stats, pipeline/core/rank_stats.hpp).
+  uint64_t bytes_committed = 0;  // bytes of the files this rank put in place
+  uint64_t bytes_verified = 0;
+  uint64_t bytes_stored = 0;  // backup: bytes of the packs this rank wrote
+  uint64_t dirs = 0, symlinks = 0, others = 0;
+  uint64_t stage_busy_ns[kStageCount] = {};
 };
 
 struct RunResult {

@@ -72,8 +72,30 @@ struct WalkTransfer {
   std::vector<std::string> stopped_entries;  // files given up because the run stopped
 };
 
-// plan (large-file exchange) → create → transfer → finalize → report, for the entries
-// `flags` select. dirs_if_changed: directory metadata only where it differs (sync).
+// Every rank's error lists (or any strings), rank 0's first, on every rank. Collective.
+std::vector<std::string> gather_strings(transport::Comm& comm,
+                                        const std::vector<std::string>& mine);
+
+// The copy across ranks (mpirun / srun) after its walk (run_copy_ranks, run_sync), for the
+// entries `flags` select: a run object (pipeline/dist/copy_phases.cpp) with one method per
+// phase, called in this order by every rank; collective phases end in their agreement.
+//
+//   select      the files to transfer (--resume: files in place are left out)
+//   hard links  every multi-link file is exchanged; the smallest (root, path) leads
+//   plan        files cut into several chunks are exchanged (allgather); each gets a
+//               run-wide id and an owner (the rank that found it)
+//   pool        the buffer pool (within --memory) and the copy's context
+//   resume      large files' surviving parts and journaled chunks; the journal opened
+//   create      symlinks and special files (by their finder); owners create one named
+//               temporary per large file and reserve its space; agreement
+//   transfer    each rank copies the small files it found, then asks rank 0's chunk
+//               coordinator (pipeline/dist/chunks.hpp) for batches of neighbouring chunks
+//   finalize    which large files failed anywhere; agreement; owners rename the rest
+//   followers   hard links to their leaders, between barriers
+//   metadata    metadata-only changes, barrier, directory metadata
+//   report      per-rank statistics reduced once, errors and the cause gathered, the
+//               manifest written by rank 0, the exit code agreed
+// dirs_if_changed: directory metadata only where it differs (sync).
 RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
                      std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
                      double walk_seconds, ErrorList& walk_errors, unsigned threads,

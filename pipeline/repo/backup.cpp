@@ -21,6 +21,7 @@
 #include "io/buffer_pool.hpp"
 #include "io/log.hpp"
 #include "io/xattr.hpp"
+#include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
 #include "pipeline/dist/dist_internal.hpp"
 #include "pipeline/engine/codec_stages.hpp"
@@ -180,22 +181,14 @@ class BackupRun {
     std::string mine = serialize_local();
     std::vector<std::string> blobs = comm_.gather(mine, 0);
     RankStats me;
-    me.rank = comm_.rank();
     me.bytes = bytes_read_.load();
     me.files = files_read_.load();
     me.busy_seconds = busy;
     me.walk_seconds = result.walk_seconds;
-    me.peak_rss_bytes = peak_rss_bytes();
-    WireWriter sw;
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    sw.str(host);
-    sw.u64(me.bytes);
-    sw.u64(me.files);
-    sw.u64(static_cast<uint64_t>(busy * 1e9));
-    sw.u64(me.peak_rss_bytes);
-    sw.u64(packs_->bytes_written());
-    std::vector<std::string> rank_stats = comm_.gather(sw.take(), 0);
+    me.bytes_stored = packs_->bytes_written();
+    uint64_t stored_new = 0;
+    for (const RankStats& k : reduce_rank_stats(comm_, me, result, comm_.size() > 1))
+      stored_new += k.bytes_stored;
     std::vector<std::string> errs = errors_.take();
     for (auto& e : walk_errors_.take()) errs.push_back(std::move(e));
     std::vector<std::string> all_errors;
@@ -209,25 +202,6 @@ class BackupRun {
     comm_.allreduce_max(std::span<uint64_t>(&signalled, 1));
 
     if (comm_.rank() == 0) {
-      uint64_t stored_new = 0, min_busy = UINT64_MAX, max_busy = 0;
-      for (size_t r = 0; r < rank_stats.size(); ++r) {
-        WireReader rd(rank_stats[r]);
-        RankStats k;
-        k.rank = static_cast<int>(r);
-        k.host = rd.str();
-        k.bytes = rd.u64();
-        k.files = rd.u64();
-        uint64_t busy_ns = rd.u64();
-        k.busy_seconds = static_cast<double>(busy_ns) / 1e9;
-        k.peak_rss_bytes = rd.u64();
-        stored_new += rd.u64();
-        min_busy = std::min(min_busy, busy_ns);
-        max_busy = std::max(max_busy, busy_ns);
-        result.bytes_transferred += k.bytes;
-        result.peak_rss_bytes = std::max(result.peak_rss_bytes, k.peak_rss_bytes);
-        if (comm_.size() > 1) result.ranks.push_back(k);
-      }
-      result.balance = max_busy ? static_cast<double>(min_busy) / max_busy : 1.0;
       result.errors = std::move(all_errors);
       result.fatal = fatal_any;
       out.bytes_read = result.bytes_transferred;
@@ -261,9 +235,7 @@ class BackupRun {
       result.exit_code =
           exit_code_for(signalled != 0, !result.fatal.empty(), !result.errors.empty());
     }
-    uint64_t code = static_cast<uint64_t>(result.exit_code);
-    comm_.allreduce_max(std::span<uint64_t>(&code, 1));
-    result.exit_code = static_cast<int>(code);
+    result.exit_code = agree_exit_code(comm_, result.exit_code);
   }
 
  private:

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "io/unique_fd.hpp"
+#include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
 #include "pipeline/engine/codec_stages.hpp"
 #include "pipeline/engine/copy_internal.hpp"
@@ -271,9 +272,7 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
     result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.exit_code = result.errors.empty() ? kExitOk : kExitPartial;
   }
-  uint64_t code = static_cast<uint64_t>(result.exit_code);
-  comm.allreduce_max(std::span<uint64_t>(&code, 1));
-  result.exit_code = static_cast<int>(code);
+  result.exit_code = agree_exit_code(comm, result.exit_code);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "io/full_io.hpp"
+#include "io/host_name.hpp"
 #include "pipeline/core/compress.hpp"
 
 namespace barge::pipeline::repo {
@@ -27,12 +28,6 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string hostname() {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  return host;
 }
 
 }  // namespace
@@ -484,7 +479,7 @@ io::Result<bool> break_stale_lock(const std::string& repo_path, const std::strin
 
 io::Result<RepoLock> RepoLock::acquire(const std::string& repo_path, const std::string& command) {
   std::string path = repo_path + "/lock";
-  std::string me = hostname();
+  std::string me = io::host_name();
   std::ostringstream line;
   line << me << ' ' << ::getpid() << ' ' << now_ns() / 1000000000 << ' ' << command << '\n';
   // Complete before it becomes visible: written to a temporary, then linked as REPO/lock.

@@ -29,6 +29,7 @@
 #include "io/unique_fd.hpp"
 #include "io/xattr.hpp"
 #include "pipeline/core/plan.hpp"
+#include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
 #include "pipeline/engine/codec_stages.hpp"
 #include "pipeline/engine/copy_internal.hpp"
@@ -334,35 +335,17 @@ class RestoreRun {
       }
     }
     // report
-    uint64_t counts[4] = {stats_.bytes_done.load(), stats_.files_done.load(),
-                          static_cast<uint64_t>(busy * 1e9), peak_rss_bytes()};
-    std::vector<std::string> all_stats =
-        comm_.gather(std::string(reinterpret_cast<const char*>(counts), sizeof counts), 0);
+    RankStats me;
+    me.bytes = me.bytes_committed = stats_.bytes_done.load();
+    me.files = stats_.files_done.load();
+    me.busy_seconds = busy;
+    reduce_rank_stats(comm_, me, result, comm_.size() > 1);
     WireWriter ew;
     for (const std::string& e : errors_.take()) ew.str(e);
     std::vector<std::string> all_errors = comm_.gather(ew.take(), 0);
     uint64_t signalled = stop_signal().load() != 0 ? 1 : 0;
     comm_.allreduce_max(std::span<uint64_t>(&signalled, 1));
     if (comm_.rank() == 0) {
-      uint64_t min_busy = UINT64_MAX, max_busy = 0;
-      for (size_t r = 0; r < all_stats.size(); ++r) {
-        uint64_t c[4];
-        std::memcpy(c, all_stats[r].data(), sizeof c);
-        RankStats k;
-        k.rank = static_cast<int>(r);
-        k.bytes = c[0];
-        k.files = c[1];
-        k.busy_seconds = static_cast<double>(c[2]) / 1e9;
-        k.peak_rss_bytes = c[3];
-        min_busy = std::min(min_busy, c[2]);
-        max_busy = std::max(max_busy, c[2]);
-        result.bytes += c[0];
-        result.bytes_transferred += c[0];
-        result.files += c[1];
-        result.peak_rss_bytes = std::max(result.peak_rss_bytes, c[3]);
-        if (comm_.size() > 1) result.ranks.push_back(k);
-      }
-      result.balance = max_busy ? static_cast<double>(min_busy) / max_busy : 1.0;
       for (const std::string& b : all_errors) {
         WireReader r(b);
         while (!r.done()) result.errors.push_back(r.str());
@@ -382,9 +365,7 @@ class RestoreRun {
       result.exit_code =
           exit_code_for(signalled != 0, !result.fatal.empty(), !result.errors.empty());
     }
-    uint64_t code = static_cast<uint64_t>(result.exit_code);
-    comm_.allreduce_max(std::span<uint64_t>(&code, 1));
-    result.exit_code = static_cast<int>(code);
+    result.exit_code = agree_exit_code(comm_, result.exit_code);
   }
 
  private:
