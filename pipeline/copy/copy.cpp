@@ -115,15 +115,19 @@ void finalize_dirs(CopyContext& ctx) {
 
 }  // namespace
 
-RunResult run_copy(const CopyOptions& opts) {
-  RunResult result;
-  auto t0 = Clock::now();
-  if (auto st = validate(opts); !st) {
+namespace {
+
+// validate → placement (its record applied) → with --resume, the roots of the run being
+// resumed; then the journal made afresh (unless resuming) with the roots, so even a run
+// killed during the walk can be resumed. nullopt: `result` holds why the run cannot start.
+std::optional<std::vector<Root>> placed_roots(const CopyOptions& opts, RunResult& result) {
+  auto refuse = [&](std::string why) {
     result.exit_code = kExitFatal;
-    result.fatal = st.error().message;
-    return result;
-  }
-  std::string journal_dir = Journal::dir_for(opts.destination);
+    result.fatal = std::move(why);
+    return std::nullopt;
+  };
+  if (auto st = validate(opts); !st) return refuse(st.error().message);
+  const std::string journal_dir = Journal::dir_for(opts.destination);
   auto placed = resolve_placement(opts.sources, opts.destination);
   io::Result<std::vector<Root>> roots =
       placed ? io::Result<std::vector<Root>>(placed->roots) : placed.error();
@@ -132,32 +136,72 @@ RunResult run_copy(const CopyOptions& opts) {
     if (auto saved = Journal::resume_roots(journal_dir, opts.sources, opts.destination))
       roots = *saved;
   }
-  if (!roots) {
-    result.exit_code = kExitFatal;
-    result.fatal = roots.error().message;
-    return result;
-  }
+  if (!roots) return refuse(roots.error().message);
   if (placed) {
     if (placed->honoured) io::log_info(placed->note);
-    if (auto st = apply_placement_record(placed.value(), opts.destination); !st) {
-      result.exit_code = kExitFatal;
-      result.fatal = st.error().message;
-      return result;
-    }
+    if (auto st = apply_placement_record(placed.value(), opts.destination); !st)
+      return refuse(st.error().message);
   }
   result.started = true;
-  // A fresh run drops any old journal (its parts are truncated when reused) and records its
-  // placement first, so even a run killed during the walk can be resumed.
   if (!opts.resume) Journal::remove(journal_dir);
-  if (auto st = Journal::save_roots(journal_dir, roots.value()); !st) {
+  if (auto st = Journal::save_roots(journal_dir, roots.value()); !st)
     io::log_warn(st.error().message + " (a stopped run will not be resumable)");
+  return std::move(roots.value());
+}
+
+// The journal of large files' chunks, when the run has any (flushed about once a second);
+// failing to open it only costs resumability.
+std::unique_ptr<Journal> open_journal(CopyContext& ctx, const std::vector<uint8_t>& include,
+                                      const std::string& dir) {
+  const Plan& plan = ctx.plan;
+  if (std::none_of(plan.files.begin(), plan.files.end(),
+                   [&](uint32_t f) { return include[f] && ctx.is_large(f); }))
+    return nullptr;
+  auto j = Journal::open(dir, 0);
+  if (!j) {
+    io::log_warn(j.error().message + " (a stopped run will not be resumable)");
+    return nullptr;
   }
+  ctx.journal = j.value().get();
+  return std::move(j.value());
+}
+
+// The report's counts, cause and exit code once the run is over.
+void finish(RunResult& result, CopyContext& ctx, const LiveStats& stats, const BackendSet& backends,
+            Clock::time_point t0) {
+  if (!ctx.fatal().empty())
+    result.files_not_copied =
+        ctx.plan.files.size() - stats.files_done.load() - result.skipped_files;
+  result.fatal = ctx.fatal();
+  result.errors = ctx.errors.take();
+  result.stopped_entries = ctx.stopped_errors.take();
+  result.bytes = stats.bytes_committed.load();
+  result.bytes_transferred = stats.bytes_done.load();
+  result.files = stats.files_done.load();
+  result.bytes_verified = stats.bytes_verified.load();
+  for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
+  result.io_backend = backends.name();
+  result.buffers_registered = backends.registered();
+  result.seconds = since(t0);
+  result.peak_rss_bytes = peak_rss_bytes();
+  result.resumable = ctx.resumable.load();
+  result.exit_code = exit_code_for(result.resumable, !result.fatal.empty(), !result.errors.empty());
+  if (result.exit_code == kExitOk) Journal::remove(Journal::dir_for(ctx.opts.destination));
+}
+
+}  // namespace
+
+RunResult run_copy(const CopyOptions& opts) {
+  RunResult result;
+  auto t0 = Clock::now();
+  std::optional<std::vector<Root>> roots = placed_roots(opts, result);
+  if (!roots) return result;
   raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // More threads than cores: I/O stages block in the kernel while hash stages compute.
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   PathFilter filter(opts.excludes, opts.includes);
-  Plan plan = walk_roots(std::move(roots.value()), threads, filter);
+  Plan plan = walk_roots(std::move(*roots), threads, filter);
   result.walk_seconds = since(t0);
 
   // The pool never needs more buffers than the data has units: small runs stay small (and
@@ -174,7 +218,6 @@ RunResult run_copy(const CopyOptions& opts) {
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : plan.walk_errors) ctx.errors.add(e.message);
-
   stats.bytes_total = plan.total_file_bytes;
   stats.files_total = plan.files.size();
   // Hard-link groups: the leader is copied, the others linked to it afterwards.
@@ -189,24 +232,14 @@ RunResult run_copy(const CopyOptions& opts) {
     create_entries(ctx, result);
     std::vector<uint8_t> include = ctx.parent_ok;
     for (uint32_t f : followers) include[f] = 0;
-    // Resume journal: chunks of large files, flushed about once a second. Without --resume
-    // an old journal is dropped (its part files are truncated when reused).
+    const std::string journal_dir = Journal::dir_for(opts.destination);
     JournalState journal_state;
-    if (opts.resume) journal_state = Journal::load(journal_dir);
     std::vector<const std::unordered_set<uint32_t>*> done_chunks;
-    if (opts.resume) result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
-    std::unique_ptr<Journal> journal;
-    bool any_large = std::any_of(plan.files.begin(), plan.files.end(),
-                                 [&](uint32_t f) { return include[f] && ctx.is_large(f); });
-    if (any_large) {
-      auto j = Journal::open(journal_dir, 0);
-      if (j) {
-        journal = std::move(j.value());
-        ctx.journal = journal.get();
-      } else {
-        io::log_warn(j.error().message + " (a stopped run will not be resumable)");
-      }
+    if (opts.resume) {
+      journal_state = Journal::load(journal_dir);
+      result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
     }
+    std::unique_ptr<Journal> journal = open_journal(ctx, include, journal_dir);
     try {
       JournalFlusher flusher(ctx.journal, ctx);
       UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
@@ -232,24 +265,7 @@ RunResult run_copy(const CopyOptions& opts) {
   if (ctx.manifest && ctx.fatal().empty()) {
     if (auto st = manifest.write_to(opts.manifest_path); !st) ctx.set_fatal(st.error().message);
   }
-
-  if (!ctx.fatal().empty())
-    result.files_not_copied = plan.files.size() - stats.files_done.load() - result.skipped_files;
-  result.fatal = ctx.fatal();
-  result.errors = ctx.errors.take();
-  result.stopped_entries = ctx.stopped_errors.take();
-  result.bytes = stats.bytes_committed.load();
-  result.bytes_transferred = stats.bytes_done.load();
-  result.files = stats.files_done.load();
-  result.bytes_verified = stats.bytes_verified.load();
-  for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
-  result.io_backend = backends.name();
-  result.buffers_registered = backends.registered();
-  result.seconds = since(t0);
-  result.peak_rss_bytes = peak_rss_bytes();
-  result.resumable = ctx.resumable.load();
-  result.exit_code = exit_code_for(result.resumable, !result.fatal.empty(), !result.errors.empty());
-  if (result.exit_code == kExitOk) Journal::remove(Journal::dir_for(opts.destination));
+  finish(result, ctx, stats, backends, t0);
   return result;
 }
 

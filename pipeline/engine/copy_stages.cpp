@@ -391,6 +391,50 @@ io::Result<Hash128> WriteStage::reread_hash(io::IoBackend& backend, int fd, uint
   return hasher.digest();
 }
 
+// The descriptor of large file `file`'s part, opened (or created and its space reserved) by
+// the first of its chunks to get here; -1 with `err` set once that failed.
+int WriteStage::large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err) const {
+  const Plan& plan = ctx_.plan;
+  LargeFile& lf = ctx_.large_file(file);
+  std::lock_guard lock(lf.mu);
+  if (!lf.create_attempted && ctx_.shared_large) {
+    // Created (and space reserved) by the file's owner before the transfer phase.
+    lf.create_attempted = true;
+    const Entry& e = plan.entries[file];
+    int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
+    int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC;
+    int fd = dirfd < 0 ? -1
+                       : ::openat(dirfd, ctx_.temp_name(file).c_str(),
+                                  flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
+    if (fd < 0 && dirfd >= 0 && ctx_.opts.direct_write && errno == EINVAL) {
+      fd = ::openat(dirfd, ctx_.temp_name(file).c_str(), flags);
+    }
+    if (fd < 0) err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
+    lf.fd.reset(fd);
+  }
+  if (!lf.create_attempted) {
+    lf.create_attempted = true;
+    int fd = open_part(file, dirs, err);
+    bool reused = ctx_.resume_parts.count(file) > 0;
+    if (fd >= 0) lf.fd.reset(fd);
+    if (fd >= 0 && !reused) {
+      // Reserve the space up front: less fragmentation, and a full disk shows at once.
+      // Sparse files only get their size, so their holes stay holes.
+      const io::FileMeta& m = plan.entries[file].meta;
+      int rc = io::is_sparse(m)
+                   ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
+                   : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
+      if (rc == ENOSPC || rc == EDQUOT) {
+        ctx_.set_fatal(
+            io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
+      }
+    }
+  }
+  if (lf.fd.get() < 0 && err.empty())
+    err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
+  return lf.fd.get();
+}
+
 void WriteStage::operator()(WorkUnit& unit) const {
   const Plan& plan = ctx_.plan;
   DirFdCache dirs;
@@ -409,45 +453,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
       if (fd >= 0) it.dst.reset(fd);
       it.dst_fd = fd;
     } else {
-      LargeFile& lf = ctx_.large_file(file);
-      std::lock_guard lock(lf.mu);
-      if (!lf.create_attempted && ctx_.shared_large) {
-        // Created (and space reserved) by the file's owner before the transfer phase.
-        lf.create_attempted = true;
-        const Entry& e = plan.entries[file];
-        int dirfd = dirs.get(ctx_.dst_dir_of(e), e.rel.empty());
-        int flags = (ctx_.opts.verify ? O_RDWR : O_WRONLY) | O_CLOEXEC;
-        int fd = dirfd < 0 ? -1
-                           : ::openat(dirfd, ctx_.temp_name(file).c_str(),
-                                      flags | (ctx_.opts.direct_write ? O_DIRECT : 0));
-        if (fd < 0 && dirfd >= 0 && ctx_.opts.direct_write && errno == EINVAL) {
-          fd = ::openat(dirfd, ctx_.temp_name(file).c_str(), flags);
-        }
-        if (fd < 0)
-          err = io::Error::from_errno(errno, "open temporary of " + plan.dst_path(e)).message;
-        lf.fd.reset(fd);
-      }
-      if (!lf.create_attempted) {
-        lf.create_attempted = true;
-        int fd = open_part(file, dirs, err);
-        bool reused = ctx_.resume_parts.count(file) > 0;
-        if (fd >= 0) lf.fd.reset(fd);
-        if (fd >= 0 && !reused) {
-          // Reserve the space up front: less fragmentation, and a full disk shows at once.
-          // Sparse files only get their size, so their holes stay holes.
-          const io::FileMeta& m = plan.entries[file].meta;
-          int rc = io::is_sparse(m)
-                       ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
-                       : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
-          if (rc == ENOSPC || rc == EDQUOT) {
-            ctx_.set_fatal(
-                io::Error::from_errno(rc, "write " + plan.dst_path(plan.entries[file])).message);
-          }
-        }
-      }
-      it.dst_fd = lf.fd.get();
-      if (it.dst_fd < 0 && err.empty())
-        err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
+      it.dst_fd = large_file_fd(file, dirs, err);
     }
     if (it.dst_fd < 0) {
       ctx_.fail_file(file, err);
@@ -484,7 +490,13 @@ void WriteStage::operator()(WorkUnit& unit) const {
       it.failed = true;
     }
   }
-  if (!ctx_.opts.verify) return;
+  if (ctx_.opts.verify) verify(unit, ops, op_item, backend);
+}
+
+// --verify: every write read back and hashed against the source's checksum.
+void WriteStage::verify(WorkUnit& unit, const std::vector<io::IoOp>& ops,
+                        const std::vector<size_t>& op_item, io::IoBackend& backend) const {
+  const Plan& plan = ctx_.plan;
   auto t0 = std::chrono::steady_clock::now();
   for (size_t k = 0; k < ops.size(); ++k) {
     Item& it = unit.items[op_item[k]];

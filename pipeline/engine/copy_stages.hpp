@@ -157,6 +157,9 @@ class WriteStage {
  private:
   int open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const;
   int open_part(uint32_t file, DirFdCache& dirs, std::string& err) const;
+  int large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err) const;
+  void verify(WorkUnit& unit, const std::vector<io::IoOp>& ops, const std::vector<size_t>& op_item,
+              io::IoBackend& backend) const;
   CopyContext& ctx_;
 };
 

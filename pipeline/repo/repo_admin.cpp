@@ -130,12 +130,11 @@ io::Result<std::vector<SnapshotListing>> list_snapshots(const std::string& repo_
   return out;
 }
 
-RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm& comm) {
-  RepoVerifyResult out;
-  RunResult& result = out.run;
-  auto t0 = Clock::now();
-  auto r = repo::Repository::open(opts.repo, false);
-  std::string error = r ? std::string() : r.error().message;
+namespace {
+
+// Rank 0 lists the snapshots to check (all, or --snapshot's); every rank gets the list.
+std::vector<std::string> agreed_ids(const repo::Repository* r, const RepoVerifyOptions& opts,
+                                    transport::Comm& comm, std::string& error) {
   std::vector<std::string> ids;
   if (r && comm.rank() == 0) {
     if (opts.snapshot.empty()) {
@@ -152,14 +151,86 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
         error = one.error().message;
     }
   }
-  {
-    WireWriter w;
-    for (const std::string& id : ids) w.str(id);
-    std::string b = comm.broadcast(w.take(), 0);
-    ids.clear();
-    WireReader rd(b);
-    while (!rd.done()) ids.push_back(rd.str());
+  WireWriter w;
+  for (const std::string& id : ids) w.str(id);
+  std::string b = comm.broadcast(w.take(), 0);
+  ids.clear();
+  WireReader rd(b);
+  while (!rd.done()) ids.push_back(rd.str());
+  return ids;
+}
+
+// This rank's packs opened and their headers checked; a missing or foreign pack gets an
+// error that damages all its blobs.
+void open_packs(const repo::Repository& r, const std::set<std::string>& packs,
+                std::map<std::string, io::UniqueFd>& fds,
+                std::map<std::string, std::string>& pack_error) {
+  for (const std::string& p : packs) {
+    std::string path = r.pack_path(p);
+    io::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) {
+      pack_error[p] = io::Error::from_errno(errno, "open " + path).message;
+      continue;
+    }
+    std::byte header[repo::kPackHeaderBytes];
+    if (::pread(fd.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
+      pack_error[p] = path + ": pack truncated";
+      continue;
+    }
+    if (auto st = repo::check_pack_header(header, p); !st) {
+      pack_error[p] = path + ": " + st.error().message;
+      continue;
+    }
+    fds.emplace(p, std::move(fd));
   }
+}
+
+// Rank 0: one line per damaged file, with the snapshots that need it; `gathered` holds
+// every rank's damaged blobs.
+std::vector<std::string> damage_lines(const std::vector<repo::Snapshot>& snaps,
+                                      const std::vector<std::string>& gathered) {
+  std::map<BlobKey, std::string> bad;
+  for (const std::string& g : gathered) {
+    WireReader rd(g);
+    while (!rd.done()) {
+      BlobKey k;
+      k.pack = rd.str();
+      k.offset = rd.u64();
+      bad.emplace(std::move(k), rd.str());
+    }
+  }
+  std::map<std::string, std::pair<std::string, std::vector<std::string>>> files;
+  for (const repo::Snapshot& s : snaps) {
+    for (const repo::SnapEntry& e : s.entries) {
+      for (const repo::BlobRef& c : e.chunks) {
+        auto it = bad.find(BlobKey{s.packs[c.pack], c.pack_offset});
+        if (it == bad.end()) continue;
+        auto& f = files[e.path];
+        if (f.first.empty()) f.first = it->second;
+        f.second.push_back(s.id);
+        break;
+      }
+    }
+  }
+  std::vector<std::string> lines;
+  for (const auto& [path, info] : files) {
+    std::string line = "damaged: " + (path.empty() ? std::string(".") : path) + " (" + info.first +
+                       "); needed by snapshot" + (info.second.size() > 1 ? "s " : " ");
+    for (size_t i = 0; i < info.second.size(); ++i) line += (i ? ", " : "") + info.second[i];
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+}  // namespace
+
+RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm& comm) {
+  RepoVerifyResult out;
+  RunResult& result = out.run;
+  auto t0 = Clock::now();
+  auto r = repo::Repository::open(opts.repo, false);
+  std::string error = r ? std::string() : r.error().message;
+  std::vector<std::string> ids = agreed_ids(r ? &r.value() : nullptr, opts, comm, error);
   if (!comm.agree(error.empty())) {
     result.fatal = error.empty() ? "repository not readable on every rank" : error;
     result.exit_code = kExitFatal;
@@ -193,83 +264,34 @@ RepoVerifyResult run_repo_verify(const RepoVerifyOptions& opts, transport::Comm&
   for (size_t i = 0; i < pack_names.size(); ++i)
     if (static_cast<int>(i % static_cast<size_t>(comm.size())) == comm.rank())
       my_packs.insert(pack_names[i]);
-  std::vector<std::pair<const BlobKey*, const repo::BlobRef*>> mine;
+  BlobList mine;
   for (const auto& [k, v] : blobs)
     if (my_packs.count(k.pack)) mine.emplace_back(&k, &v);
-  // Open my packs (a missing or foreign pack damages all its blobs).
   std::map<std::string, io::UniqueFd> fds;
   std::map<std::string, std::string> pack_error;
-  for (const std::string& p : my_packs) {
-    std::string path = r->pack_path(p);
-    io::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) {
-      pack_error[p] = io::Error::from_errno(errno, "open " + path).message;
-      continue;
-    }
-    std::byte header[repo::kPackHeaderBytes];
-    if (::pread(fd.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
-      pack_error[p] = path + ": pack truncated";
-      continue;
-    }
-    if (auto st = repo::check_pack_header(header, p); !st) {
-      pack_error[p] = path + ": " + st.error().message;
-      continue;
-    }
-    fds.emplace(p, std::move(fd));
-  }
+  open_packs(*r, my_packs, fds, pack_error);
   std::vector<std::string> damage =
       check_blobs(opts, mine, fds, pack_error, opts.threads ? opts.threads : default_threads());
   WireWriter w;
-  uint64_t checked = mine.size(), damaged = 0;
+  uint64_t counts[2] = {mine.size(), 0};
   for (size_t k = 0; k < mine.size(); ++k) {
     if (damage[k].empty()) continue;
-    ++damaged;
+    ++counts[1];
     w.str(mine[k].first->pack);
     w.u64(mine[k].first->offset);
     w.str(damage[k]);
   }
-  uint64_t counts[2] = {checked, damaged};
   comm.allreduce_sum(counts);
   out.blobs_checked = counts[0];
   out.blobs_damaged = counts[1];
   std::vector<std::string> gathered = comm.gather(w.take(), 0);
   if (comm.rank() == 0) {
-    std::map<BlobKey, std::string> bad;
-    for (const std::string& g : gathered) {
-      WireReader rd(g);
-      while (!rd.done()) {
-        BlobKey k;
-        k.pack = rd.str();
-        k.offset = rd.u64();
-        bad.emplace(std::move(k), rd.str());
-      }
-    }
-    // Damaged files, each with the snapshots that need it.
-    std::map<std::string, std::pair<std::string, std::vector<std::string>>> files;
-    for (const repo::Snapshot& s : snaps) {
-      for (const repo::SnapEntry& e : s.entries) {
-        for (const repo::BlobRef& c : e.chunks) {
-          auto it = bad.find(BlobKey{s.packs[c.pack], c.pack_offset});
-          if (it == bad.end()) continue;
-          auto& f = files[e.path];
-          if (f.first.empty()) f.first = it->second;
-          f.second.push_back(s.id);
-          break;
-        }
-      }
-    }
-    for (const auto& [path, info] : files) {
-      std::string line = "damaged: " + (path.empty() ? std::string(".") : path) + " (" +
-                         info.first + "); needed by snapshot" +
-                         (info.second.size() > 1 ? "s " : " ");
-      for (size_t i = 0; i < info.second.size(); ++i) line += (i ? ", " : "") + info.second[i];
-      errors.push_back(line);
-    }
+    for (std::string& line : damage_lines(snaps, gathered)) errors.push_back(std::move(line));
     result.errors = std::move(errors);
     for (const repo::Snapshot& s : snaps) result.files += s.files;
     result.bytes_verified = 0;
     for (const auto& [k, v] : blobs) result.bytes_verified += v.raw_bytes;
-    result.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    result.seconds = since(t0);
     result.exit_code = result.errors.empty() ? kExitOk : kExitPartial;
   }
   result.exit_code = agree_exit_code(comm, result.exit_code);

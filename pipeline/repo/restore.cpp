@@ -187,6 +187,9 @@ class RestoreRun {
              const repo::Snapshot& s)
       : opts_(opts), comm_(comm), repo_(r), snap_(s), packs_(r, s.packs) {}
 
+  // select → hard links → destination → directories → share → transfer → rank 0's
+  // specials, links and directory metadata → report; the collective steps in this order
+  // on every rank.
   void execute(RunResult& result) {
     auto t0 = Clock::now();
     unsigned threads = opts_.threads      ? opts_.threads
@@ -196,44 +199,79 @@ class RestoreRun {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();
     apply_owner_ = io::can_chown();
-    // select
+    if (!select(result)) return;
+    hard_links();
+    if (!open_destination(result)) return;
+    result.started = true;
+    // Files are created with their final permission bits; the caller's umask comes back
+    // when execute returns, however it returns.
+    io::ScopedUmask umask0(0);
+    if (comm_.rank() == 0) make_directories();
+    comm_.barrier();
+    const std::vector<uint32_t> mine = share();
+    auto tb = Clock::now();
+    {
+      std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
+      Progress::Across share{across.get(), comm_.size(), {}, {}};
+      Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "restore",
+                        opts_.progress_interval_s, std::move(share));
+      transfer(mine, threads, result);
+    }
+    const double busy = since(tb);
+    comm_.barrier();
+    if (comm_.rank() == 0) {
+      ParentCache parents(root_.get());
+      links_and_specials(parents);
+      directory_metadata(parents);
+    }
+    report(result, busy, t0);
+  }
+
+ private:
+  // The entries --path selects (all without it); a --path not in the snapshot ends the run.
+  bool select(RunResult& result) {
     const std::vector<std::string> wanted = wanted_paths(opts_.paths);
-    std::vector<uint32_t> chosen;
     for (uint32_t i = 0; i < snap_.entries.size(); ++i)
-      if (selected_by(snap_.entries[i].path, wanted)) chosen.push_back(i);
+      if (selected_by(snap_.entries[i].path, wanted)) chosen_.push_back(i);
     for (const std::string& w : wanted) {
       bool found = false;
-      for (uint32_t i : chosen) found = found || snap_.entries[i].path == w;
+      for (uint32_t i : chosen_) found = found || snap_.entries[i].path == w;
       if (!found) {
         result.fatal = "--path " + w + ": not in snapshot " + snap_.id;
         result.exit_code = kExitFatal;
-        return;
+        return false;
       }
     }
-    // Hard links: a member whose data holder is not restored (--path) holds the data itself,
-    // and the group's other chosen members link to it.
+    return true;
+  }
+
+  // Hard links: a member whose data holder is not restored (--path) holds the data itself,
+  // and the group's other chosen members link to it.
+  void hard_links() {
     link_of_.assign(snap_.entries.size(), repo::kNoLink);
     data_of_.resize(snap_.entries.size());
     for (uint32_t i = 0; i < data_of_.size(); ++i) data_of_[i] = i;
-    {
-      std::unordered_set<uint32_t> chosen_set(chosen.begin(), chosen.end());
-      std::unordered_map<uint32_t, uint32_t> stand_in;
-      for (uint32_t i : chosen) {
-        uint32_t leader = snap_.entries[i].link_to;
-        if (leader == repo::kNoLink) continue;
-        if (chosen_set.count(leader)) {
-          link_of_[i] = leader;
-          continue;
-        }
-        auto [it, fresh] = stand_in.try_emplace(leader, i);
-        if (fresh)
-          data_of_[i] = leader;
-        else
-          link_of_[i] = it->second;
+    std::unordered_set<uint32_t> chosen_set(chosen_.begin(), chosen_.end());
+    std::unordered_map<uint32_t, uint32_t> stand_in;
+    for (uint32_t i : chosen_) {
+      uint32_t leader = snap_.entries[i].link_to;
+      if (leader == repo::kNoLink) continue;
+      if (chosen_set.count(leader)) {
+        link_of_[i] = leader;
+        continue;
       }
+      auto [it, fresh] = stand_in.try_emplace(leader, i);
+      if (fresh)
+        data_of_[i] = leader;
+      else
+        link_of_[i] = it->second;
     }
-    // destination: a symlink is followed only when named "DST/" (checked in run_restore;
-    // O_NOFOLLOW keeps it so should DST be swapped for a symlink meanwhile)
+  }
+
+  // DST made by rank 0 and opened by every rank (agreed). A symlink is followed only when
+  // named "DST/" (checked in run_restore; O_NOFOLLOW keeps it so should DST be swapped for a
+  // symlink meanwhile).
+  bool open_destination(RunResult& result) {
     const Destination where = destination_of(opts_.destination);
     if (comm_.rank() == 0 && ::mkdir(where.path.c_str(), 0700) != 0 && errno != EEXIST)
       fatal_ = io::Error::from_errno(errno, "create destination " + opts_.destination).message;
@@ -243,98 +281,91 @@ class RestoreRun {
                        O_RDONLY | O_DIRECTORY | O_CLOEXEC | (where.follow ? 0 : O_NOFOLLOW)));
     if (!root_.valid() && fatal_.empty())
       fatal_ = io::Error::from_errno(errno, "open destination " + opts_.destination).message;
-    if (!comm_.agree(fatal_.empty())) {
-      result.fatal = fatal_.empty() ? "destination not usable on every rank" : fatal_;
-      result.exit_code = kExitFatal;
-      return;
-    }
-    result.started = true;
-    // Files are created with their final permission bits; the caller's umask comes back
-    // when execute returns, however it returns.
-    io::ScopedUmask umask0(0);
-    // directories (rank 0), parents first
-    if (comm_.rank() == 0) {
-      ParentCache parents(root_.get());
-      for (uint32_t i : chosen) {
-        const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type != io::FileType::kDirectory || e.path.empty()) continue;
-        int pfd = parents.get(parent_of(e.path));
-        if (pfd < 0) {
-          fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
-          continue;
-        }
-        std::string name = name_of(e.path);
-        if (::mkdirat(pfd, name.c_str(), 0700) != 0) {
-          struct stat st;
-          if (errno != EEXIST)
-            fail(i, io::Error::from_errno(errno, "create directory " + dst(e)).message);
-          else if (::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                   !S_ISDIR(st.st_mode))
-            fail(i, dst(e) + ": exists and is not a directory (left as it is)");
-        }
+    if (comm_.agree(fatal_.empty())) return true;
+    result.fatal = fatal_.empty() ? "destination not usable on every rank" : fatal_;
+    result.exit_code = kExitFatal;
+    return false;
+  }
+
+  // Rank 0: the directories, parents first (owner-only until their metadata at the end).
+  void make_directories() {
+    ParentCache parents(root_.get());
+    for (uint32_t i : chosen_) {
+      const SnapEntry& e = snap_.entries[i];
+      if (e.meta.type != io::FileType::kDirectory || e.path.empty()) continue;
+      int pfd = parents.get(parent_of(e.path));
+      if (pfd < 0) {
+        fail(i, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
+        continue;
+      }
+      std::string name = name_of(e.path);
+      if (::mkdirat(pfd, name.c_str(), 0700) != 0) {
+        struct stat st;
+        if (errno != EEXIST)
+          fail(i, io::Error::from_errno(errno, "create directory " + dst(e)).message);
+        else if (::fstatat(pfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                 !S_ISDIR(st.st_mode))
+          fail(i, dst(e) + ": exists and is not a directory (left as it is)");
       }
     }
-    comm_.barrier();
-    // files with data: shared out by bytes, the same way on every rank
+  }
+
+  // This rank's files with data: shared out by bytes, the same way on every rank.
+  std::vector<uint32_t> share() {
     std::vector<uint32_t> mine;
-    {
-      std::vector<uint64_t> load(static_cast<size_t>(comm_.size()), 0);
-      for (uint32_t i : chosen) {
-        const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type != io::FileType::kRegular || link_of_[i] != repo::kNoLink) continue;
-        size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-        load[r] += e.meta.size_bytes + 4096;
-        if (static_cast<int>(r) == comm_.rank()) {
-          mine.push_back(i);
-          stats_.bytes_total += e.meta.size_bytes;
-          stats_.files_total += 1;
-        }
+    std::vector<uint64_t> load(static_cast<size_t>(comm_.size()), 0);
+    for (uint32_t i : chosen_) {
+      const SnapEntry& e = snap_.entries[i];
+      if (e.meta.type != io::FileType::kRegular || link_of_[i] != repo::kNoLink) continue;
+      size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[r] += e.meta.size_bytes + 4096;
+      if (static_cast<int>(r) == comm_.rank()) {
+        mine.push_back(i);
+        stats_.bytes_total += e.meta.size_bytes;
+        stats_.files_total += 1;
       }
     }
-    auto tb = Clock::now();
-    {
-      std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
-      Progress::Across share{across.get(), comm_.size(), {}, {}};
-      Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "restore",
-                        opts_.progress_interval_s, std::move(share));
-      transfer(mine, threads, result);
-    }
-    double busy = since(tb);
-    comm_.barrier();
-    // rank 0: symlinks, special files, hard links, then directory metadata deepest first
-    if (comm_.rank() == 0) {
-      ParentCache parents(root_.get());
-      for (uint32_t i : chosen) {
-        const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type == io::FileType::kRegular && link_of_[i] != repo::kNoLink) {
-          link_follower(i, parents);
-        } else if (e.meta.type != io::FileType::kRegular &&
-                   e.meta.type != io::FileType::kDirectory) {
-          create_special(i, parents);
-        }
+    return mine;
+  }
+
+  // Rank 0, once every rank's files are in place: hard links, symlinks, special files.
+  void links_and_specials(ParentCache& parents) {
+    for (uint32_t i : chosen_) {
+      const SnapEntry& e = snap_.entries[i];
+      if (e.meta.type == io::FileType::kRegular && link_of_[i] != repo::kNoLink) {
+        link_follower(i, parents);
+      } else if (e.meta.type != io::FileType::kRegular && e.meta.type != io::FileType::kDirectory) {
+        create_special(i, parents);
       }
-      for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
-        const SnapEntry& e = snap_.entries[*it];
-        if (e.meta.type != io::FileType::kDirectory || failed_.count(*it)) continue;
-        int pfd = e.path.empty() ? root_.get() : parents.get(parent_of(e.path));
-        io::UniqueFd dfd(pfd < 0 ? -1
-                         : e.path.empty()
-                             ? ::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0)
-                             : ::openat(pfd, name_of(e.path).c_str(),
-                                        O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (!dfd.valid()) {
-          fail(*it, io::Error::from_errno(errno, "open directory " + dst(e)).message);
-          continue;
-        }
-        if (opts_.xattrs && !e.xattrs.empty()) {
-          if (auto st = io::write_xattrs(e.xattrs, dfd.get(), dst(e)); !st)
-            fail(*it, st.error().message);
-        }
-        if (auto st = io::apply_meta_fd(dfd.get(), e.meta, apply_owner_, dst(e)); !st)
+    }
+  }
+
+  // Rank 0: directory xattrs and metadata, deepest first.
+  void directory_metadata(ParentCache& parents) {
+    for (auto it = chosen_.rbegin(); it != chosen_.rend(); ++it) {
+      const SnapEntry& e = snap_.entries[*it];
+      if (e.meta.type != io::FileType::kDirectory || failed_.count(*it)) continue;
+      int pfd = e.path.empty() ? root_.get() : parents.get(parent_of(e.path));
+      io::UniqueFd dfd(pfd < 0 ? -1
+                       : e.path.empty()
+                           ? ::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0)
+                           : ::openat(pfd, name_of(e.path).c_str(),
+                                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!dfd.valid()) {
+        fail(*it, io::Error::from_errno(errno, "open directory " + dst(e)).message);
+        continue;
+      }
+      if (opts_.xattrs && !e.xattrs.empty()) {
+        if (auto st = io::write_xattrs(e.xattrs, dfd.get(), dst(e)); !st)
           fail(*it, st.error().message);
       }
+      if (auto st = io::apply_meta_fd(dfd.get(), e.meta, apply_owner_, dst(e)); !st)
+        fail(*it, st.error().message);
     }
-    // report
+  }
+
+  // Per-rank statistics reduced once, errors gathered on rank 0, the exit code agreed.
+  void report(RunResult& result, double busy, Clock::time_point t0) {
     RankStats me;
     me.bytes = me.bytes_committed = stats_.bytes_done.load();
     me.files = stats_.files_done.load();
@@ -350,13 +381,13 @@ class RestoreRun {
         WireReader r(b);
         while (!r.done()) result.errors.push_back(r.str());
       }
-      for (uint32_t i : chosen) {
-        const SnapEntry& e = snap_.entries[i];
-        if (e.meta.type == io::FileType::kDirectory)
+      for (uint32_t i : chosen_) {
+        const io::FileType type = snap_.entries[i].meta.type;
+        if (type == io::FileType::kDirectory)
           ++result.dirs;
-        else if (e.meta.type == io::FileType::kSymlink)
+        else if (type == io::FileType::kSymlink)
           ++result.symlinks;
-        else if (e.meta.type != io::FileType::kRegular)
+        else if (type != io::FileType::kRegular)
           ++result.others;
       }
       result.files += links_made_;
@@ -368,7 +399,6 @@ class RestoreRun {
     result.exit_code = agree_exit_code(comm_, result.exit_code);
   }
 
- private:
   std::string dst(const SnapEntry& e) const {
     const std::string root = destination_of(opts_.destination).path;
     return e.path.empty() ? root : io::join_path(root, e.path);
@@ -641,6 +671,7 @@ class RestoreRun {
   std::mutex mu_;
   std::unordered_set<uint32_t> failed_;
   uint64_t links_made_ = 0;
+  std::vector<uint32_t> chosen_;                 // the entries restored, in snapshot order
   const std::vector<uint32_t>* mine_ = nullptr;  // the files this rank restores
   std::unique_ptr<OpenFile[]> open_;             // per file of mine_, during the transfer
   std::vector<uint32_t> link_of_;  // per entry: the entry it is a hard link to, or kNoLink
