@@ -10,6 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "io/metadata.hpp"
+
 namespace barge::pipeline {
 
 // Seconds of the steady clock since t0.
@@ -117,6 +119,15 @@ struct RunResult {
   bool resumable = false;        // stopped by a signal; --resume finishes the job
   std::vector<RankStats> ranks;  // multi-rank runs only
   double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
+  // Counts one entry of this type among dirs, symlinks or others (regular files: none).
+  void count_kind(io::FileType type) {
+    if (type == io::FileType::kDirectory)
+      ++dirs;
+    else if (type == io::FileType::kSymlink)
+      ++symlinks;
+    else if (type != io::FileType::kRegular)
+      ++others;
+  }
 };
 
 nlohmann::json to_json(const RunResult& r, const std::string& command);

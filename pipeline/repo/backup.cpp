@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "io/buffer_pool.hpp"
+#include "io/host_name.hpp"
 #include "io/log.hpp"
 #include "io/xattr.hpp"
 #include "pipeline/core/rank_stats.hpp"
@@ -146,27 +147,7 @@ class BackupRun {
     // More threads than cores: reads block in the kernel while others compress.
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();
-    // parent snapshot: rank 0 read it in decide, the others read it now (it is on the
-    // repository's shared file system)
-    if (!decision_.parent.empty()) {
-      std::string error;
-      if (!parent_) {
-        auto p = repo_.load_snapshot(decision_.parent);
-        if (p)
-          parent_ = std::move(p.value());
-        else
-          error = p.error().message;
-      }
-      if (!comm_.agree(error.empty())) {
-        result.fatal =
-            error.empty() ? "a rank could not read the parent snapshot " + decision_.parent : error;
-        result.exit_code = kExitFatal;
-        return;
-      }
-      parent_index_.reserve(parent_->entries.size());
-      for (uint32_t i = 0; i < parent_->entries.size(); ++i)
-        parent_index_.emplace(parent_->entries[i].path, i);
-    }
+    if (!load_parent(result)) return;
 
     walk(threads);
     result.walk_seconds = since(t0);
@@ -205,28 +186,7 @@ class BackupRun {
       result.errors = std::move(all_errors);
       result.fatal = fatal_any;
       out.bytes_read = result.bytes_transferred;
-      if (all_ok) {
-        repo::Snapshot snap = merge(blobs, stored_new);
-        snap.unreadable = result.errors.size();
-        out.snapshot = snap;
-        out.snapshot.entries.clear();
-        result.files = snap.files;
-        result.bytes = snap.bytes_raw;
-        for (const SnapEntry& e : snap.entries) {
-          if (e.meta.type == io::FileType::kDirectory)
-            ++result.dirs;
-          else if (e.meta.type == io::FileType::kSymlink)
-            ++result.symlinks;
-          else if (e.meta.type != io::FileType::kRegular)
-            ++result.others;
-        }
-        if (auto st = repo_.save_snapshot(snap); !st) {
-          result.fatal = st.error().message;
-          // A failure after the rename (syncing the directory) leaves the snapshot in
-          // place: its packs must stay.
-          if (!repo_.snapshot_exists(snap.id)) out.snapshot.id.clear();
-        }
-      }
+      if (all_ok) save(out, blobs, stored_new);
     }
     discard_if_unsaved(out);
     if (comm_.rank() == 0) {
@@ -239,6 +199,48 @@ class BackupRun {
   }
 
  private:
+  // The parent snapshot: rank 0 read it in decide, the others read it now (it is on the
+  // repository's shared file system). Agreed; false ends the run.
+  bool load_parent(RunResult& result) {
+    if (decision_.parent.empty()) return true;
+    std::string error;
+    if (!parent_) {
+      auto p = repo_.load_snapshot(decision_.parent);
+      if (p)
+        parent_ = std::move(p.value());
+      else
+        error = p.error().message;
+    }
+    if (!comm_.agree(error.empty())) {
+      result.fatal =
+          error.empty() ? "a rank could not read the parent snapshot " + decision_.parent : error;
+      result.exit_code = kExitFatal;
+      return false;
+    }
+    parent_index_.reserve(parent_->entries.size());
+    for (uint32_t i = 0; i < parent_->entries.size(); ++i)
+      parent_index_.emplace(parent_->entries[i].path, i);
+    return true;
+  }
+
+  // Rank 0, every rank's packs durable: the merged snapshot saved (renamed into place).
+  void save(BackupResult& out, const std::vector<std::string>& blobs, uint64_t stored_new) {
+    RunResult& result = out.run;
+    repo::Snapshot snap = merge(blobs, stored_new);
+    snap.unreadable = result.errors.size();
+    out.snapshot = snap;
+    out.snapshot.entries.clear();
+    result.files = snap.files;
+    result.bytes = snap.bytes_raw;
+    for (const SnapEntry& e : snap.entries) result.count_kind(e.meta.type);
+    if (auto st = repo_.save_snapshot(snap); !st) {
+      result.fatal = st.error().message;
+      // A failure after the rename (syncing the directory) leaves the snapshot in place:
+      // its packs must stay.
+      if (!repo_.snapshot_exists(snap.id)) out.snapshot.id.clear();
+    }
+  }
+
   // No snapshot: every rank removes the packs it wrote, so that they neither fill the
   // repository nor make the next run fail for want of the space they hold. Collective.
   void discard_if_unsaved(BackupResult& out) {
@@ -602,7 +604,21 @@ class BackupRun {
     return out;
   }
 
-  repo::Snapshot merge(const std::vector<std::string>& blobs, uint64_t stored_new) {
+  // Rank 0: every rank's entries (and pack names, renumbered) in one snapshot, sorted by
+  // path, hard links across ranks resolved, totals counted.
+  repo::Snapshot merge(const std::vector<std::string>& blobs, uint64_t stored_new) const {
+    repo::Snapshot snap = snapshot_header();
+    std::vector<uint8_t> follower;
+    std::unordered_map<std::string, uint32_t> pack_index;
+    for (const std::string& b : blobs) read_rank_entries(b, snap, pack_index, follower);
+    sort_by_path(snap, follower);
+    link_groups(snap, follower);
+    count_totals(snap);
+    snap.bytes_stored_new = stored_new;
+    return snap;
+  }
+
+  repo::Snapshot snapshot_header() const {
     repo::Snapshot snap;
     int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
@@ -612,48 +628,48 @@ class BackupRun {
     snap.parent = decision_.parent;
     snap.base_full = decision_.kind == SnapKind::kFull ? snap.id : decision_.base_full;
     snap.time_ns = now;
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    snap.host = host;
+    snap.host = io::host_name();
     char* abs = ::realpath(opts_.source.c_str(), nullptr);
     snap.source = abs ? abs : opts_.source;
     std::free(abs);
     snap.tag = opts_.tag;
     snap.level = static_cast<uint32_t>(opts_.level);
-    std::unordered_map<std::string, uint32_t> pack_index;
-    std::vector<uint8_t> follower;
-    for (const std::string& b : blobs) {
-      WireReader r(b);
-      std::vector<uint32_t> remap;
-      uint32_t np = r.u32();
-      for (uint32_t k = 0; k < np; ++k) {
-        std::string name = r.str();
-        auto [it, fresh] = pack_index.try_emplace(name, static_cast<uint32_t>(snap.packs.size()));
-        if (fresh) snap.packs.push_back(name);
-        remap.push_back(it->second);
-      }
-      uint64_t n = r.u64();
-      for (uint64_t k = 0; k < n; ++k) {
-        SnapEntry e;
-        e.path = r.str();
-        e.meta = read_meta(r);
-        e.link_target = r.str();
-        follower.push_back(r.u8());
-        uint32_t nx = r.u32();
-        for (uint32_t x = 0; x < nx; ++x) {
-          std::string key = r.str();
-          e.xattrs.emplace_back(std::move(key), r.str());
-        }
-        uint32_t nc = r.u32();
-        for (uint32_t c = 0; c < nc; ++c) {
-          BlobRef ref = repo::read_chunk(r);
-          ref.pack = remap.at(ref.pack);
-          e.chunks.push_back(ref);
-        }
-        snap.entries.push_back(std::move(e));
-      }
+    return snap;
+  }
+
+  // One rank's serialize_local() appended to snap; `follower` gets each entry's mark.
+  static void read_rank_entries(const std::string& blob, repo::Snapshot& snap,
+                                std::unordered_map<std::string, uint32_t>& pack_index,
+                                std::vector<uint8_t>& follower) {
+    WireReader r(blob);
+    std::vector<uint32_t> remap;
+    for (uint32_t k = 0, np = r.u32(); k < np; ++k) {
+      std::string name = r.str();
+      auto [it, fresh] = pack_index.try_emplace(name, static_cast<uint32_t>(snap.packs.size()));
+      if (fresh) snap.packs.push_back(name);
+      remap.push_back(it->second);
     }
-    // Sort by path (parents first), carrying the follower marks along.
+    for (uint64_t k = 0, n = r.u64(); k < n; ++k) {
+      SnapEntry e;
+      e.path = r.str();
+      e.meta = read_meta(r);
+      e.link_target = r.str();
+      follower.push_back(r.u8());
+      for (uint32_t x = 0, nx = r.u32(); x < nx; ++x) {
+        std::string key = r.str();
+        e.xattrs.emplace_back(std::move(key), r.str());
+      }
+      for (uint32_t c = 0, nc = r.u32(); c < nc; ++c) {
+        BlobRef ref = repo::read_chunk(r);
+        ref.pack = remap.at(ref.pack);
+        e.chunks.push_back(ref);
+      }
+      snap.entries.push_back(std::move(e));
+    }
+  }
+
+  // Sorted by path (parents first), the follower marks carried along.
+  static void sort_by_path(repo::Snapshot& snap, std::vector<uint8_t>& follower) {
     std::vector<uint32_t> order(snap.entries.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(),
@@ -666,14 +682,18 @@ class BackupRun {
       sorted_follower.push_back(follower[i]);
     }
     snap.entries = std::move(sorted);
-    // Hard links across ranks: entries are sorted by path, so the first member of a group is
-    // the one leads_link_group picks (pipeline/core/plan.hpp); the rest link to it.
+    follower = std::move(sorted_follower);
+  }
+
+  // Hard links across ranks: entries are sorted by path, so the first member of a group is
+  // the one leads_link_group picks (pipeline/core/plan.hpp); the rest link to it.
+  static void link_groups(repo::Snapshot& snap, const std::vector<uint8_t>& follower) {
     std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
     for (uint32_t i = 0; i < snap.entries.size(); ++i) {
       SnapEntry& e = snap.entries[i];
       if (e.meta.type != io::FileType::kRegular || e.meta.nlink < 2) continue;
       auto [it, fresh] = leader.try_emplace({e.meta.device, e.meta.inode}, i);
-      if (fresh && !sorted_follower[i]) continue;
+      if (fresh && !follower[i]) continue;
       if (fresh) {  // a follower whose leader is not in the snapshot: keep it as a plain file
         leader.erase(it);
         continue;
@@ -681,6 +701,9 @@ class BackupRun {
       e.link_to = it->second;
       e.chunks.clear();
     }
+  }
+
+  static void count_totals(repo::Snapshot& snap) {
     std::unordered_map<uint64_t, bool> seen_blob;
     for (const SnapEntry& e : snap.entries) {
       if (e.meta.type != io::FileType::kRegular) continue;
@@ -693,8 +716,6 @@ class BackupRun {
           snap.bytes_stored += repo::kBlobHeaderBytes + c.stored_bytes;
       }
     }
-    snap.bytes_stored_new = stored_new;
-    return snap;
   }
 
   const BackupOptions& opts_;
@@ -793,6 +814,42 @@ void sweep_if_marked(const repo::Repository& r) {
 
 }  // namespace
 
+namespace {
+
+// Rank 0: opens (or creates) the repository, locks it, sweeps what a failed run left and
+// decides the backup's kind. Returns the error that stops the backup, or "".
+std::string open_and_decide(const BackupOptions& opts, std::optional<repo::Repository>& repository,
+                            repo::RepoLock& lock, Decision& decision,
+                            std::optional<repo::Snapshot>& parent) {
+  uint32_t chunk = opts.chunk_bytes ? static_cast<uint32_t>(opts.chunk_bytes) : 4u << 20;
+  auto r = repo::Repository::open(opts.repo, true, chunk);
+  if (!r) return r.error().message;
+  repository = std::move(r.value());
+  auto l = repo::RepoLock::acquire(repository->path(), "backup");
+  if (!l) return l.error().message;
+  lock = std::move(l.value());
+  sweep_if_marked(*repository);
+  auto d = decide(*repository, opts.mode, parent);
+  if (!d) return d.error().message;
+  decision = *d;
+  return {};
+}
+
+// Rank 0's decision (kind, parent, base) on every rank.
+void broadcast_decision(transport::Comm& comm, Decision& decision) {
+  WireWriter w;
+  w.u8(static_cast<uint8_t>(decision.kind));
+  w.str(decision.parent);
+  w.str(decision.base_full);
+  std::string bytes = comm.broadcast(w.take(), 0);
+  WireReader rd(bytes);
+  decision.kind = static_cast<SnapKind>(rd.u8());
+  decision.parent = rd.str();
+  decision.base_full = rd.str();
+}
+
+}  // namespace
+
 BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
   BackupResult out;
   RunResult& result = out.run;
@@ -822,27 +879,8 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
   if (rank0 && setup_error.empty()) {
     if (auto st = check_backup_paths(opts); !st) setup_error = st.error().message;
   }
-  if (rank0 && setup_error.empty()) {
-    uint32_t chunk = opts.chunk_bytes ? static_cast<uint32_t>(opts.chunk_bytes) : 4u << 20;
-    auto r = repo::Repository::open(opts.repo, true, chunk);
-    if (!r) {
-      setup_error = r.error().message;
-    } else {
-      repository = std::move(r.value());
-      auto l = repo::RepoLock::acquire(repository->path(), "backup");
-      if (!l) {
-        setup_error = l.error().message;
-      } else {
-        lock = std::move(l.value());
-        sweep_if_marked(*repository);
-        auto d = decide(*repository, opts.mode, parent);
-        if (!d)
-          setup_error = d.error().message;
-        else
-          decision = *d;
-      }
-    }
-  }
+  if (rank0 && setup_error.empty())
+    setup_error = open_and_decide(opts, repository, lock, decision, parent);
   // Every rank's verdict (rank 0's: repository, lock, decision; each rank's: its view of
   // SRC), the same on all: the first failure, naming its rank, fails them all.
   {
@@ -860,17 +898,7 @@ BackupResult run_backup(const BackupOptions& opts, transport::Comm& comm) {
   } else {
     (void)comm.agree(true);
   }
-  {
-    WireWriter w;
-    w.u8(static_cast<uint8_t>(decision.kind));
-    w.str(decision.parent);
-    w.str(decision.base_full);
-    std::string bytes = comm.broadcast(w.take(), 0);
-    WireReader rd(bytes);
-    decision.kind = static_cast<SnapKind>(rd.u8());
-    decision.parent = rd.str();
-    decision.base_full = rd.str();
-  }
+  broadcast_decision(comm, decision);
   result.started = true;
   // Warnings, not info: a backup other than the one asked for is said even with -q.
   if (rank0)

@@ -381,15 +381,7 @@ class RestoreRun {
         WireReader r(b);
         while (!r.done()) result.errors.push_back(r.str());
       }
-      for (uint32_t i : chosen_) {
-        const io::FileType type = snap_.entries[i].meta.type;
-        if (type == io::FileType::kDirectory)
-          ++result.dirs;
-        else if (type == io::FileType::kSymlink)
-          ++result.symlinks;
-        else if (type != io::FileType::kRegular)
-          ++result.others;
-      }
+      for (uint32_t i : chosen_) result.count_kind(snap_.entries[i].meta.type);
       result.files += links_made_;
       result.seconds = since(t0);
       result.resumable = false;
