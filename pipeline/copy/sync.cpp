@@ -296,39 +296,7 @@ class SyncVisitor {
           flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
         }
       } else {
-        bool content_differs = false;
-        if (e.meta.type == io::FileType::kRegular) {
-          if (e.meta.size_bytes != t->meta.size_bytes) {
-            content_differs = true;
-          } else if (opts_.checksum) {
-            auto a = hash_file(AT_FDCWD, plan.src_path(e));
-            auto b = hash_file(AT_FDCWD, plan.dst_path(e));
-            content_differs = !a || !b || !(a.value() == b.value());
-          } else {
-            content_differs = !same_time(e.meta.mtime, t->meta.mtime);
-          }
-        } else if (e.meta.type == io::FileType::kSymlink) {
-          content_differs = e.link_target != t->link_target;
-        } else if (!is_dir) {
-          content_differs = e.meta.rdev != t->meta.rdev;
-        }
-        std::string attrs =
-            attr_diff(e.meta, t->meta, owner_, content_differs && !is_dir && opts_.checksum);
-        if (opts_.copy.xattrs && !content_differs) {
-          auto a = io::read_xattrs(plan.src_path(e));
-          auto b = io::read_xattrs(plan.dst_path(e));
-          if (!a || !b || !(a.value() == b.value())) attrs += 'x';
-        }
-        if (content_differs) {
-          flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
-          lines.push_back(
-              item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
-        } else if (attrs.find_first_not_of('.') != std::string::npos) {
-          flag = kActMeta;
-          lines.push_back(item('.', tc, attrs, e.rel, is_dir));
-        } else if (is_dir) {
-          flag = kActMeta;  // its contents may still change its mtime; finalize checks
-        }
+        flag = compare(plan, e, *t, lines);
       }
       if (is_dir) out.subdirs.push_back(DirRef{d.root, e.rel});
       // Unchanged entries are forgotten, except hard-link members: their links are checked.
@@ -341,23 +309,8 @@ class SyncVisitor {
       out.entries.push_back(std::move(e));
       out.flags.push_back(flag);
     }
-    if (opts_.delete_extra) {
-      for (size_t j = 0; j < dst.size(); ++j) {
-        if (dst_paired[j]) continue;
-        const io::DirChild& child = dst[j];
-        const std::string& name = child.name;
-        std::string rel = io::join_path(d.rel, name);
-        if (filter_.excluded(rel, child.meta.type == io::FileType::kDirectory)) {
-          continue;  // excluded names are protected from deletion
-        }
-        lines.push_back("*deleting   " + rel +
-                        (child.meta.type == io::FileType::kDirectory ? "/" : ""));
-        if (!opts_.dry_run) {
-          if (auto st = remove_tree(dst_fd->get(), name, io::join_path(dst_dir, name)); !st)
-            errors_.add(st.error().message);
-        }
-      }
-    }
+    if (opts_.delete_extra)
+      delete_extras(d, dst, dst_paired, opts_.dry_run ? -1 : dst_fd->get(), dst_dir, lines);
     // After the deletions, so that space they free is there for the copies.
     if (!copy_now.empty() && !copier_->copy(plan, copy_now, copy_replaces, errors_)) {
       for (Entry& e : copy_now) {
@@ -368,6 +321,66 @@ class SyncVisitor {
     if (!lines.empty()) {
       std::lock_guard lock(mu_);
       for (auto& l : lines) changes_.push_back(std::move(l));
+    }
+  }
+
+  // Entry e against what DST holds under its name (of the same type): what the run must do
+  // with it (0: nothing), its change line added to `lines`.
+  uint8_t compare(const Plan& plan, const Entry& e, const io::DirChild& t,
+                  std::vector<std::string>& lines) const {
+    const bool is_dir = e.meta.type == io::FileType::kDirectory;
+    const char tc = type_code(e.meta.type);
+    bool content_differs = false;
+    if (e.meta.type == io::FileType::kRegular) {
+      if (e.meta.size_bytes != t.meta.size_bytes) {
+        content_differs = true;
+      } else if (opts_.checksum) {
+        auto a = hash_file(AT_FDCWD, plan.src_path(e));
+        auto b = hash_file(AT_FDCWD, plan.dst_path(e));
+        content_differs = !a || !b || !(a.value() == b.value());
+      } else {
+        content_differs = !same_time(e.meta.mtime, t.meta.mtime);
+      }
+    } else if (e.meta.type == io::FileType::kSymlink) {
+      content_differs = e.link_target != t.link_target;
+    } else if (!is_dir) {
+      content_differs = e.meta.rdev != t.meta.rdev;
+    }
+    std::string attrs =
+        attr_diff(e.meta, t.meta, owner_, content_differs && !is_dir && opts_.checksum);
+    if (opts_.copy.xattrs && !content_differs) {
+      auto a = io::read_xattrs(plan.src_path(e));
+      auto b = io::read_xattrs(plan.dst_path(e));
+      if (!a || !b || !(a.value() == b.value())) attrs += 'x';
+    }
+    if (content_differs) {
+      lines.push_back(
+          item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
+      return e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
+    }
+    if (attrs.find_first_not_of('.') != std::string::npos) {
+      lines.push_back(item('.', tc, attrs, e.rel, is_dir));
+      return kActMeta;
+    }
+    return is_dir ? kActMeta : 0;  // a directory's contents may still change its mtime
+  }
+
+  // --delete: what DST holds that SRC lacks (excluded names protected) is removed.
+  void delete_extras(const DirRef& d, const std::vector<io::DirChild>& dst,
+                     const std::vector<uint8_t>& dst_paired, int dst_fd, const std::string& dst_dir,
+                     std::vector<std::string>& lines) {
+    for (size_t j = 0; j < dst.size(); ++j) {
+      if (dst_paired[j]) continue;
+      const io::DirChild& child = dst[j];
+      const std::string& name = child.name;
+      std::string rel = io::join_path(d.rel, name);
+      if (filter_.excluded(rel, child.meta.type == io::FileType::kDirectory)) continue;
+      lines.push_back("*deleting   " + rel +
+                      (child.meta.type == io::FileType::kDirectory ? "/" : ""));
+      if (!opts_.dry_run) {
+        if (auto st = remove_tree(dst_fd, name, io::join_path(dst_dir, name)); !st)
+          errors_.add(st.error().message);
+      }
     }
   }
 
