@@ -346,6 +346,50 @@ io::Status validate(const VerifyManifestOptions& opts) {
   return io::Status::success();
 }
 
+namespace {
+
+// Each listed file's outcome into the result's lists.
+void collect(const std::vector<ManifestEntry>& list, std::vector<EntryCheck>& checks,
+             VerifyManifestResult& result) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    switch (checks[i].outcome) {
+      case Outcome::kOk:
+        break;
+      case Outcome::kMismatched:
+        result.mismatched.push_back(list[i].path);
+        break;
+      case Outcome::kMissing:
+        result.missing.push_back(list[i].path);
+        break;
+      case Outcome::kUnreadable:
+        result.unreadable.push_back(list[i].path);
+        result.errors.push_back(std::move(checks[i].error));
+        break;
+    }
+  }
+}
+
+// Every list in byte order; unreadable and errors are parallel lists, sorted together.
+void sort_lists(VerifyManifestResult& result) {
+  sort_bytewise(result.mismatched);
+  sort_bytewise(result.missing);
+  sort_bytewise(result.extra);
+  std::vector<std::pair<std::string, std::string>> unreadable;
+  unreadable.reserve(result.unreadable.size());
+  for (size_t i = 0; i < result.unreadable.size(); ++i) {
+    unreadable.emplace_back(std::move(result.unreadable[i]), std::move(result.errors[i]));
+  }
+  std::sort(unreadable.begin(), unreadable.end());
+  result.unreadable.clear();
+  result.errors.clear();
+  for (auto& [path, why] : unreadable) {
+    result.unreadable.push_back(std::move(path));
+    result.errors.push_back(std::move(why));
+  }
+}
+
+}  // namespace
+
 io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& opts) {
   const auto start = std::chrono::steady_clock::now();
   if (io::Status st = validate(opts); !st) return st.error();
@@ -405,40 +449,10 @@ io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& op
                            ExtraFinder(listed, manifest_id).run(root.get(), result);
                        });
 
-  for (size_t i = 0; i < list.size(); ++i) {
-    switch (checks[i].outcome) {
-      case Outcome::kOk:
-        break;
-      case Outcome::kMismatched:
-        result.mismatched.push_back(list[i].path);
-        break;
-      case Outcome::kMissing:
-        result.missing.push_back(list[i].path);
-        break;
-      case Outcome::kUnreadable:
-        result.unreadable.push_back(list[i].path);
-        result.errors.push_back(std::move(checks[i].error));
-        break;
-    }
-  }
+  collect(list, checks, result);
   result.files_checked = check.files();
   result.bytes_checked = check.bytes();
-  sort_bytewise(result.mismatched);
-  sort_bytewise(result.missing);
-  sort_bytewise(result.extra);
-  // unreadable and errors are parallel lists; sort them together.
-  std::vector<std::pair<std::string, std::string>> unreadable;
-  unreadable.reserve(result.unreadable.size());
-  for (size_t i = 0; i < result.unreadable.size(); ++i) {
-    unreadable.emplace_back(std::move(result.unreadable[i]), std::move(result.errors[i]));
-  }
-  std::sort(unreadable.begin(), unreadable.end());
-  result.unreadable.clear();
-  result.errors.clear();
-  for (auto& [path, why] : unreadable) {
-    result.unreadable.push_back(std::move(path));
-    result.errors.push_back(std::move(why));
-  }
+  sort_lists(result);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -119,7 +119,57 @@ bool make_dst_dir(int dst_dir_fd, const Plan& plan, const Entry& e, ErrorList& e
   return false;
 }
 
-namespace {}  // namespace
+namespace {
+
+// Rank 0: the roots' own entries (a root the visitor drops is left out); returns the
+// directories to list first.
+std::vector<DirRef> visit_roots(Plan& plan, ErrorList& errors, const RootVisitor& visit_root,
+                                std::vector<uint8_t>& flags) {
+  std::vector<DirRef> initial;
+  for (uint32_t i = 0; i < plan.roots.size(); ++i) {
+    const std::string& src = plan.roots[i].src;
+    auto meta = io::stat_entry(AT_FDCWD, src.c_str());
+    if (!meta) {
+      errors.add(meta.error().message);
+      continue;
+    }
+    Entry e;
+    e.root = i;
+    e.meta = *meta;
+    if (e.meta.type == io::FileType::kSymlink) {
+      if (auto t = io::read_link(AT_FDCWD, src.c_str())) e.link_target = std::move(t.value());
+    }
+    auto flag = visit_root(plan, e);
+    if (!flag) continue;
+    if (e.meta.type == io::FileType::kDirectory) initial.push_back(DirRef{i, ""});
+    if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
+    plan.entries.push_back(std::move(e));
+    flags.push_back(*flag);
+  }
+  return initial;
+}
+
+// Each listed directory's kept entries joined into the plan, which is sized once instead of
+// doubling (a grown vector briefly holds two copies); each part is freed as it is joined.
+void join_parts(Plan& plan, std::vector<WalkOutput>& parts, std::vector<uint8_t>& flags) {
+  size_t total = plan.entries.size();
+  for (const WalkOutput& p : parts) total += p.entries.size();
+  plan.entries.reserve(total);
+  flags.reserve(total);
+  for (WalkOutput& p : parts) {
+    for (size_t n = 0; n < p.entries.size(); ++n) {
+      plan.entries.push_back(std::move(p.entries[n]));
+      flags.push_back(p.flags[n]);
+    }
+    p = WalkOutput{};
+  }
+  parts = {};
+  for (uint32_t i = 0; i < plan.entries.size(); ++i) {
+    if (plan.entries[i].meta.type == io::FileType::kRegular) plan.files.push_back(i);
+  }
+}
+
+}  // namespace
 
 // The walk phase on every rank. Returns this rank's entries (the roots on rank 0, and every
 // child the visitor keeps from the directories this rank listed) with their action flags.
@@ -132,33 +182,10 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
   Plan plan;
   plan.roots = roots;
   std::vector<DirRef> initial;
-  if (comm.rank() == 0) {
-    for (uint32_t i = 0; i < roots.size(); ++i) {
-      auto meta = io::stat_entry(AT_FDCWD, roots[i].src.c_str());
-      if (!meta) {
-        errors.add(meta.error().message);
-        continue;
-      }
-      Entry e;
-      e.root = i;
-      e.meta = *meta;
-      if (e.meta.type == io::FileType::kSymlink) {
-        if (auto t = io::read_link(AT_FDCWD, roots[i].src.c_str()))
-          e.link_target = std::move(t.value());
-      }
-      auto flag = visit_root(plan, e);
-      if (!flag) continue;
-      if (e.meta.type == io::FileType::kDirectory) initial.push_back(DirRef{i, ""});
-      if (e.meta.type == io::FileType::kRegular) plan.total_file_bytes += e.meta.size_bytes;
-      plan.entries.push_back(std::move(e));
-      flags.push_back(*flag);
-    }
-  }
+  if (comm.rank() == 0) initial = visit_roots(plan, errors, visit_root, flags);
   std::mutex mu;
   tbb::task_arena arena(static_cast<int>(threads));
-  // Each listed directory's kept entries, joined once the walk is over: the plan's vector
-  // is sized once instead of doubling (a grown vector briefly holds two copies).
-  std::vector<WalkOutput> parts;
+  std::vector<WalkOutput> parts;  // each listed directory's kept entries (join_parts)
   // Lists one directory; its subdirectories go to `found`.
   auto list_one = [&](const DirRef& d, std::vector<DirRef>& found) {
     auto listing = io::read_directory(io::join_path(roots[d.root].src, d.rel));
@@ -216,21 +243,7 @@ Plan distributed_walk(transport::Comm& comm, const std::vector<Root>& roots, uns
   }
   if (coordinator.joinable()) coordinator.join();
   if (garbled) errors.add("walk: a rank sent a garbled request; the walk stopped early");
-  size_t total = plan.entries.size();
-  for (const WalkOutput& p : parts) total += p.entries.size();
-  plan.entries.reserve(total);
-  flags.reserve(total);
-  for (WalkOutput& p : parts) {
-    for (size_t n = 0; n < p.entries.size(); ++n) {
-      plan.entries.push_back(std::move(p.entries[n]));
-      flags.push_back(p.flags[n]);
-    }
-    p = WalkOutput{};  // freed as it is joined
-  }
-  parts = {};
-  for (uint32_t i = 0; i < plan.entries.size(); ++i) {
-    if (plan.entries[i].meta.type == io::FileType::kRegular) plan.files.push_back(i);
-  }
+  join_parts(plan, parts, flags);
   return plan;
 }
 

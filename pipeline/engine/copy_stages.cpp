@@ -187,6 +187,46 @@ void find_data(int fd, uint64_t begin, uint64_t end,
   }
 }
 
+// Opens the source of item `it` beneath its directory and checks it is still the file the
+// walk saw (else the item fails and -1 comes back).
+int ReadStage::open_source(Item& it, DirFdCache& dirs) const {
+  const Plan& plan = ctx_.plan;
+  const uint32_t file = it.ext.file;
+  const Entry& e = plan.entries[file];
+  int dirfd = dirs.get(ctx_.src_dir_of(e), e.rel.empty());
+  std::string name =
+      e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
+  if (dirfd < 0) {
+    ctx_.fail_file(file,
+                   io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
+    it.failed = true;
+    return -1;
+  }
+  int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_read ? O_DIRECT : 0));
+  if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL) fd = ::openat(dirfd, name.c_str(), flags);
+  if (fd < 0) {
+    ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
+    it.failed = true;
+    return -1;
+  }
+  if (ctx_.opts.direct_read && io::dio_alignment(fd) > kDirectAlign) {
+    // Buffers and lengths are aligned to 4 KiB; a device that needs more reads buffered.
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_DIRECT);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
+      st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
+      st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
+    ctx_.fail_file(file, plan.src_path(e) +
+                             ": file changed while being copied (replaced, resized or modified)");
+    it.failed = true;
+    return -1;
+  }
+  return fd;
+}
+
 void ReadStage::operator()(WorkUnit& unit) const {
   const Plan& plan = ctx_.plan;
   DirFdCache dirs;
@@ -206,39 +246,9 @@ void ReadStage::operator()(WorkUnit& unit) const {
       continue;
     }
     const Entry& e = plan.entries[file];
-    int dirfd = dirs.get(ctx_.src_dir_of(e), e.rel.empty());
-    std::string name =
-        e.rel.empty() ? std::string(io::base_name(plan.roots[e.root].src)) : plan.name(e);
-    if (dirfd < 0) {
-      ctx_.fail_file(file,
-                     io::Error::from_errno(errno, "open directory of " + plan.src_path(e)).message);
-      it.failed = true;
-      continue;
-    }
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
-    int fd = ::openat(dirfd, name.c_str(), flags | (ctx_.opts.direct_read ? O_DIRECT : 0));
-    if (fd < 0 && ctx_.opts.direct_read && errno == EINVAL)
-      fd = ::openat(dirfd, name.c_str(), flags);
-    if (fd < 0) {
-      ctx_.fail_file(file, io::Error::from_errno(errno, "open " + plan.src_path(e)).message);
-      it.failed = true;
-      continue;
-    }
+    int fd = open_source(it, dirs);
+    if (fd < 0) continue;
     io::UniqueFd owned(fd);
-    if (ctx_.opts.direct_read && io::dio_alignment(fd) > kDirectAlign) {
-      // Buffers and lengths are aligned to 4 KiB; a device that needs more reads buffered.
-      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_DIRECT);
-    }
-    struct stat st;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<uint64_t>(st.st_size) != e.meta.size_bytes || st.st_ino != e.meta.inode ||
-        st.st_dev != e.meta.device || st.st_mtim.tv_sec != e.meta.mtime.tv_sec ||
-        st.st_mtim.tv_nsec != e.meta.mtime.tv_nsec) {
-      ctx_.fail_file(file, plan.src_path(e) +
-                               ": file changed while being copied (replaced, resized or modified)");
-      it.failed = true;
-      continue;
-    }
     it.sparse = io::is_sparse(e.meta);
     if (it.sparse) {
       // Read only the data; holes stay zero in the buffer and are not written.

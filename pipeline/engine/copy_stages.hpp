@@ -136,6 +136,7 @@ class ReadStage {
   void operator()(WorkUnit& unit) const;
 
  private:
+  int open_source(Item& it, DirFdCache& dirs) const;
   CopyContext& ctx_;
 };
 
