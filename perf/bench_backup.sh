@@ -28,7 +28,7 @@ rm -rf "$work"; mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE="" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 settle() { sync; fstrim "$work" >/dev/null 2>&1 || true; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/perf/lib.sh"
 timeit() { /usr/bin/time -f "%e" -o "$work/t" "$@" > /dev/null 2>"$work/err" || { cat "$work/err" >&2; echo "FAILED: $*" >&2; exit 1; }; cat "$work/t"; }
 declare -A T S
 

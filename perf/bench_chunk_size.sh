@@ -18,7 +18,7 @@ rm -rf "$work"; mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 "$barge" gen "$work/large" --profile large --size "$large" --seed 3 -q
 "$barge" gen "$work/small" --profile small --size "$small" --seed 3 -q
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/perf/lib.sh"
 echo "| chunk size | large ($large) s | small ($small) s |"
 echo "|---|---|---|"
 for chunk in 1M 2M 4M 8M 16M; do

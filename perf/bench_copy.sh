@@ -65,7 +65,7 @@ run_tool() {  # $1 tool, $2 src, $3 dst
   rm -f "$out"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/perf/lib.sh"
 
 tools=(barge cp rsync barge-verify cp+xxhsum)
 declare -A secs rss

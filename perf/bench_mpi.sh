@@ -32,8 +32,7 @@ work=$here/data/bench-mpi
 rm -rf "$work"; mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 settle() { sync; fstrim "$work" >/dev/null 2>&1 || true; }
-warm() { find "$1" -type f -print0 | xargs -0 -r cat > /dev/null; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/perf/lib.sh"
 timeit() { /usr/bin/time -f "%e" -o "$work/t" "$@" > /dev/null 2>&1 || true; cat "$work/t"; }
 declare -A T
 

@@ -4,8 +4,8 @@
 # round (old, new, cp -a as the peer; odd rounds start with old, even ones with new, so neither
 # always runs on the disk state the other left), warm cache, fresh destinations kept until the dataset
 # is done (deleting a big tree slows the writes after it on this VM). Covers copy of large
-# files, copy of many small files, backup and restore. Prints every run, medians, and the
-# ratio old/new (> 1: the new build is faster).
+# files, copy of many small files, backup, restore, verify REPO and verify --manifest
+# ("manifest"). Prints every run, medians, and the ratio old/new (> 1: the new build is faster).
 #
 # Usage: perf/bench_regress.sh OLD_BARGE [--runs N] [--large SIZE] [--small SIZE] [--only large|small]
 # Build the old one with e.g.: git worktree add --detach ../old <rev> &&
@@ -38,21 +38,22 @@ rm -rf "$work"
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 
-secs() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null 2>&1; t1=$(date +%s%N); awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e9}'; }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; sync; }
+. "$here/perf/lib.sh"
 
 declare -A t
 # bench NAME SRC: copy, backup, restore per round, tools interleaved.
 bench() {
   local name=$1 src=$2 r
+  # verify --manifest checks this copy against the manifest its copy wrote (once, untimed).
+  "$new" copy -q --checksum-manifest "$work/$name.manifest" "$src" "$work/$name-checked"
+  sync
   for ((r = 1; r <= runs; r++)); do
     local order="old new cp"
     ((r % 2 == 0)) && order="new old cp"
     for tool in $order; do
       local bin=$new
       [ "$tool" = old ] && bin=$old
-      warm "$src"
+      warm "$src"; sync
       if [ "$tool" = cp ]; then
         t[$name,copy,$tool]+="$(secs cp -a "$src" "$work/$name-cp-$r") "
         continue
@@ -63,9 +64,12 @@ bench() {
       sync
       t[$name,restore,$tool]+="$(secs "$bin" restore -q "$work/$name-repo-$tool-$r" "$work/$name-restored-$tool-$r") "
       sync
+      t[$name,verify,$tool]+="$(secs "$bin" verify -q "$work/$name-repo-$tool-$r") "
+      warm "$work/$name-checked"
+      t[$name,manifest,$tool]+="$(secs "$bin" verify -q --manifest "$work/$name.manifest" "$work/$name-checked") "
     done
   done
-  for op in copy backup restore; do
+  for op in copy backup restore verify manifest; do
     local o n c
     o=$(echo "${t[$name,$op,old]}" | median)
     n=$(echo "${t[$name,$op,new]}" | median)

@@ -47,9 +47,8 @@ run() {
   t[$name]+="$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e9}') "
   m[$name]+="$((kb / 1024)) "
 }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/perf/lib.sh"
 maxof() { tr ' ' '\n' | grep . | sort -n | tail -1; }
-warm() { find "$1" -type f -print0 | xargs -0 -r cat >/dev/null; }
 
 bench() {
   local name=$1 src=$2 cleanup=$3 r
