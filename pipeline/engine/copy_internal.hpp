@@ -4,6 +4,7 @@
 
 #include <oneapi/tbb/enumerable_thread_specific.h>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -25,6 +26,10 @@ namespace detail {
 // an entry is there, so the direct link, which would fail, is not tried.
 int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp,
                     bool replacing = false);
+// Errors that mean the destination as a whole cannot take more data: the run stops.
+inline bool is_fatal_write_error(int err) {
+  return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS || err == EFBIG;
+}
 }  // namespace detail
 
 // One I/O backend per thread, created on first use; remembers which kind it got.

@@ -28,6 +28,8 @@
 #include "pipeline/engine/codec_stages.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/engine/graph.hpp"
+#include "pipeline/repo/backup_setup.hpp"
+#include "pipeline/repo/rank_entries.hpp"
 #include "pipeline/repo/repository.hpp"
 
 namespace barge::pipeline {
@@ -69,61 +71,6 @@ class PackTable {
   std::unordered_map<std::string, uint32_t> index_;
   std::vector<std::string> names_;
 };
-
-struct Decision {
-  SnapKind kind = SnapKind::kFull;
-  std::string parent, base_full;
-  std::vector<std::string> notes;  // warnings: the backup is not what was asked, and why
-};
-
-// Rank 0: which kind this backup is and what it compares against. `parent` receives the
-// parent snapshot, read whole: a damaged snapshot is passed over (and said so), never used.
-io::Result<Decision> decide(const repo::Repository& r, BackupMode mode,
-                            std::optional<repo::Snapshot>& parent) {
-  Decision d;
-  auto ids = r.list_snapshots();
-  if (!ids) return ids.error();
-  if (mode == BackupMode::kFull) return d;
-  const bool differential = mode == BackupMode::kDifferential;
-  const std::string what = differential ? "differential" : "incremental";
-  if (ids->empty()) {
-    if (mode != BackupMode::kAuto)
-      d.notes.push_back("no earlier snapshot: this " + what + " backup is a full one");
-    return d;
-  }
-  // Newest first: an incremental compares with the newest intact snapshot of any kind, a
-  // differential with the newest intact full one.
-  std::vector<std::string> damaged;
-  for (auto it = ids->rbegin(); it != ids->rend() && !parent; ++it) {
-    if (differential) {
-      auto k = r.snapshot_kind(*it);
-      if (k && *k != SnapKind::kFull) continue;
-    }
-    auto s = r.load_snapshot(*it);
-    if (!s) {
-      damaged.push_back(s.error().message);
-      continue;
-    }
-    if (!differential || s->kind == SnapKind::kFull) parent = std::move(s.value());
-  }
-  std::string skipped;
-  for (const std::string& why : damaged) skipped += (skipped.empty() ? "" : "; ") + why;
-  if (!parent) {
-    d.notes.push_back(
-        (differential ? "no intact full snapshot in the repository"
-                      : "no intact snapshot in the repository") +
-        (damaged.empty() ? std::string() : " (damaged: " + skipped + ")") + ": this " +
-        (mode == BackupMode::kAuto ? std::string("backup") : what + " backup") + " is a full one");
-    return d;
-  }
-  if (!damaged.empty())
-    d.notes.push_back("passing over damaged snapshots (" + skipped + "): this " + what +
-                      " backup compares with " + parent->id + " instead");
-  d.kind = differential ? SnapKind::kDifferential : SnapKind::kIncremental;
-  d.parent = parent->id;
-  d.base_full = parent->kind == SnapKind::kFull ? parent->id : parent->base_full;
-  return d;
-}
 
 struct FileWork {
   std::vector<BlobRef> chunks;     // by chunk number; raw_bytes 0 = hole
@@ -560,18 +507,13 @@ class BackupRun {
 
   // Entries this rank keeps (not dropped), with pack indices into its pack table.
   std::string serialize_local() {
-    WireWriter w;
-    std::vector<std::string> names = pack_table_.names();
-    w.u32(static_cast<uint32_t>(names.size()));
-    for (const std::string& p : names) w.str(p);
+    RankEntriesWriter w(pack_table_.names());
     // A local leader that failed takes its local followers with it.
     std::map<std::pair<uint64_t, uint64_t>, bool> leader_failed;
     for (uint32_t f : plan_.files) {
       const io::FileMeta& m = plan_.entries[f].meta;
       if (m.nlink > 1 && !follower_[f] && failed(f)) leader_failed[{m.device, m.inode}] = true;
     }
-    uint64_t count = 0;
-    WireWriter body;
     for (uint32_t i = 0; i < entries_.size(); ++i) {
       SnapEntry& s = entries_[i];
       if (failed(i)) continue;
@@ -585,35 +527,15 @@ class BackupRun {
         for (const BlobRef& c : work_[i].chunks)
           if (c.raw_bytes != 0) s.chunks.push_back(c);
       }
-      body.str(s.path);
-      write_meta(body, s.meta);
-      body.str(s.link_target);
-      body.u8(follower_[i]);
-      body.u32(static_cast<uint32_t>(s.xattrs.size()));
-      for (const auto& [k, v] : s.xattrs) {
-        body.str(k);
-        body.str(v);
-      }
-      body.u32(static_cast<uint32_t>(s.chunks.size()));
-      for (const BlobRef& c : s.chunks) repo::write_chunk(body, c);
-      ++count;
+      w.add(s, follower_[i] != 0);
     }
-    w.u64(count);
-    std::string out = w.take();
-    out += body.take();
-    return out;
+    return w.take();
   }
 
   // Rank 0: every rank's entries (and pack names, renumbered) in one snapshot, sorted by
   // path, hard links across ranks resolved, totals counted.
   repo::Snapshot merge(const std::vector<std::string>& blobs, uint64_t stored_new) const {
-    repo::Snapshot snap = snapshot_header();
-    std::vector<uint8_t> follower;
-    std::unordered_map<std::string, uint32_t> pack_index;
-    for (const std::string& b : blobs) read_rank_entries(b, snap, pack_index, follower);
-    sort_by_path(snap, follower);
-    link_groups(snap, follower);
-    count_totals(snap);
+    repo::Snapshot snap = merge_rank_entries(snapshot_header(), blobs);
     snap.bytes_stored_new = stored_new;
     return snap;
   }
@@ -637,87 +559,6 @@ class BackupRun {
     return snap;
   }
 
-  // One rank's serialize_local() appended to snap; `follower` gets each entry's mark.
-  static void read_rank_entries(const std::string& blob, repo::Snapshot& snap,
-                                std::unordered_map<std::string, uint32_t>& pack_index,
-                                std::vector<uint8_t>& follower) {
-    WireReader r(blob);
-    std::vector<uint32_t> remap;
-    for (uint32_t k = 0, np = r.u32(); k < np; ++k) {
-      std::string name = r.str();
-      auto [it, fresh] = pack_index.try_emplace(name, static_cast<uint32_t>(snap.packs.size()));
-      if (fresh) snap.packs.push_back(name);
-      remap.push_back(it->second);
-    }
-    for (uint64_t k = 0, n = r.u64(); k < n; ++k) {
-      SnapEntry e;
-      e.path = r.str();
-      e.meta = read_meta(r);
-      e.link_target = r.str();
-      follower.push_back(r.u8());
-      for (uint32_t x = 0, nx = r.u32(); x < nx; ++x) {
-        std::string key = r.str();
-        e.xattrs.emplace_back(std::move(key), r.str());
-      }
-      for (uint32_t c = 0, nc = r.u32(); c < nc; ++c) {
-        BlobRef ref = repo::read_chunk(r);
-        ref.pack = remap.at(ref.pack);
-        e.chunks.push_back(ref);
-      }
-      snap.entries.push_back(std::move(e));
-    }
-  }
-
-  // Sorted by path (parents first), the follower marks carried along.
-  static void sort_by_path(repo::Snapshot& snap, std::vector<uint8_t>& follower) {
-    std::vector<uint32_t> order(snap.entries.size());
-    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(),
-              [&](uint32_t a, uint32_t b) { return snap.entries[a].path < snap.entries[b].path; });
-    std::vector<SnapEntry> sorted;
-    std::vector<uint8_t> sorted_follower;
-    sorted.reserve(order.size());
-    for (uint32_t i : order) {
-      sorted.push_back(std::move(snap.entries[i]));
-      sorted_follower.push_back(follower[i]);
-    }
-    snap.entries = std::move(sorted);
-    follower = std::move(sorted_follower);
-  }
-
-  // Hard links across ranks: entries are sorted by path, so the first member of a group is
-  // the one leads_link_group picks (pipeline/core/plan.hpp); the rest link to it.
-  static void link_groups(repo::Snapshot& snap, const std::vector<uint8_t>& follower) {
-    std::map<std::pair<uint64_t, uint64_t>, uint32_t> leader;
-    for (uint32_t i = 0; i < snap.entries.size(); ++i) {
-      SnapEntry& e = snap.entries[i];
-      if (e.meta.type != io::FileType::kRegular || e.meta.nlink < 2) continue;
-      auto [it, fresh] = leader.try_emplace({e.meta.device, e.meta.inode}, i);
-      if (fresh && !follower[i]) continue;
-      if (fresh) {  // a follower whose leader is not in the snapshot: keep it as a plain file
-        leader.erase(it);
-        continue;
-      }
-      e.link_to = it->second;
-      e.chunks.clear();
-    }
-  }
-
-  static void count_totals(repo::Snapshot& snap) {
-    std::unordered_map<uint64_t, bool> seen_blob;
-    for (const SnapEntry& e : snap.entries) {
-      if (e.meta.type != io::FileType::kRegular) continue;
-      ++snap.files;
-      if (e.link_to != repo::kNoLink) continue;
-      snap.bytes_raw += e.meta.size_bytes;
-      for (const BlobRef& c : e.chunks) {
-        uint64_t key = (static_cast<uint64_t>(c.pack) << 40) ^ c.pack_offset;
-        if (seen_blob.emplace(key, true).second)
-          snap.bytes_stored += repo::kBlobHeaderBytes + c.stored_bytes;
-      }
-    }
-  }
-
   const BackupOptions& opts_;
   transport::Comm& comm_;
   const repo::Repository& repo_;
@@ -739,114 +580,6 @@ class BackupRun {
   std::atomic<bool> stop_{false};
   std::string result_backend_;
 };
-
-}  // namespace
-
-io::Status validate(const BackupOptions& opts) {
-  if (opts.source.empty()) return io::Error::plain("backup: SRC is an empty path");
-  if (opts.repo.empty()) return io::Error::plain("backup: REPO is an empty path");
-  if (opts.chunk_bytes != 0 &&
-      (opts.chunk_bytes < repo::kMinChunkBytes || opts.chunk_bytes > repo::kMaxChunkBytes ||
-       opts.chunk_bytes % 4096 != 0))
-    return io::Error::plain("--chunk-size " +
-                            Progress::human_bytes(static_cast<double>(opts.chunk_bytes)) +
-                            ": must be a multiple of 4 KiB from 4 KiB to 1 GiB");
-  if (opts.level < 1 || opts.level > 19)
-    return io::Error::plain("--level " + std::to_string(opts.level) + ": must be 1..19");
-  if (opts.memory_bytes == 0) return io::Error::plain("--memory must be more than 0");
-  if (opts.threads > 1024) return io::Error::plain("--threads must be at most 1024");
-  if (opts.pack_bytes == 0) return io::Error::plain("backup: pack size must be more than 0");
-  if (opts.progress_interval_s < 0)
-    return io::Error::plain("--progress-interval must not be negative");
-  return io::Status::success();
-}
-
-io::Status check_backup_paths(const BackupOptions& opts) {
-  const std::string src = canonical_or_parent(opts.source);
-  const std::string repo = canonical_or_parent(opts.repo);
-  if (src == repo)
-    return io::Error::plain("backup: source " + opts.source + " and repository " + opts.repo +
-                            " are the same directory");
-  if (is_inside(src, repo))
-    return io::Error::plain("backup: source " + opts.source + " lies inside the repository " +
-                            opts.repo + " (refusing to back up a repository into itself)");
-  if (!is_inside(repo, src)) return io::Status::success();
-  // REPO below SRC is fine only if the walk never enters it: it, or a directory above it,
-  // is left out by --exclude.
-  const std::string rel = repo.substr(src == "/" ? 1 : src.size() + 1);
-  PathFilter filter(opts.excludes, opts.includes);
-  for (size_t end = rel.find('/');; end = rel.find('/', end + 1)) {
-    if (filter.excluded(rel.substr(0, end), true)) return io::Status::success();
-    if (end == std::string::npos) break;
-  }
-  return io::Error::plain("backup: repository " + opts.repo + " lies inside the source " +
-                          opts.source +
-                          " (every snapshot would hold the repository itself); put it elsewhere "
-                          "or leave it out with --exclude /" +
-                          rel + "/");
-}
-
-namespace {
-
-// Rank 0, with the lock held: removes the packs that a failed or killed run left (REPO/sweep
-// says there may be some). Needs every snapshot readable: a pack is garbage only if no
-// snapshot references it.
-void sweep_if_marked(const repo::Repository& r) {
-  if (!repo::sweep_marked(r.path())) return;
-  auto ids = r.list_snapshots();
-  auto keep =
-      ids ? repo::referenced_packs(r, *ids) : io::Result<std::set<std::string>>(ids.error());
-  if (!keep) {
-    io::log_warn("packs a failed or killed run left stay in place: " + keep.error().message);
-    return;
-  }
-  auto swept = repo::remove_packs_except(r, *keep, false);
-  if (!swept) {
-    io::log_warn("packs a failed or killed run left stay in place: " + swept.error().message);
-    return;
-  }
-  if (auto st = repo::clear_sweep(r.path()); !st) io::log_warn(st.error().message);
-  if (swept->packs != 0)
-    io::log_info("removed " + std::to_string(swept->packs) + " packs (" +
-                 Progress::human_bytes(static_cast<double>(swept->bytes)) +
-                 ") that a failed or killed run left");
-}
-
-}  // namespace
-
-namespace {
-
-// Rank 0: opens (or creates) the repository, locks it, sweeps what a failed run left and
-// decides the backup's kind. Returns the error that stops the backup, or "".
-std::string open_and_decide(const BackupOptions& opts, std::optional<repo::Repository>& repository,
-                            repo::RepoLock& lock, Decision& decision,
-                            std::optional<repo::Snapshot>& parent) {
-  uint32_t chunk = opts.chunk_bytes ? static_cast<uint32_t>(opts.chunk_bytes) : 4u << 20;
-  auto r = repo::Repository::open(opts.repo, true, chunk);
-  if (!r) return r.error().message;
-  repository = std::move(r.value());
-  auto l = repo::RepoLock::acquire(repository->path(), "backup");
-  if (!l) return l.error().message;
-  lock = std::move(l.value());
-  sweep_if_marked(*repository);
-  auto d = decide(*repository, opts.mode, parent);
-  if (!d) return d.error().message;
-  decision = *d;
-  return {};
-}
-
-// Rank 0's decision (kind, parent, base) on every rank.
-void broadcast_decision(transport::Comm& comm, Decision& decision) {
-  WireWriter w;
-  w.u8(static_cast<uint8_t>(decision.kind));
-  w.str(decision.parent);
-  w.str(decision.base_full);
-  std::string bytes = comm.broadcast(w.take(), 0);
-  WireReader rd(bytes);
-  decision.kind = static_cast<SnapKind>(rd.u8());
-  decision.parent = rd.str();
-  decision.base_full = rd.str();
-}
 
 }  // namespace
 
