@@ -119,6 +119,14 @@ void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli)
   cmd->add_flag("--direct-read", o.direct_read, "O_DIRECT reads only");
   cmd->add_flag("--direct-write", o.direct_write, "O_DIRECT writes only");
   cmd->add_flag("--fsync", o.fsync, "fsync each file before renaming it into place");
+  const std::map<std::string, pipeline::Reflink> reflink{{"auto", pipeline::Reflink::kAuto},
+                                                         {"never", pipeline::Reflink::kNever},
+                                                         {"always", pipeline::Reflink::kAlways}};
+  cmd->add_option("--reflink", o.reflink,
+                  "auto | never | always: clone the source's extents instead of writing its "
+                  "bytes where the file system can (XFS, btrfs; checksums still computed; "
+                  "default auto)")
+      ->transform(CLI::CheckedTransformer(reflink, CLI::ignore_case));
   cmd->add_flag("--xattrs", o.xattrs,
                 "copy extended attributes (user.*; trusted.* and security.* as root)");
   cmd->add_option("--exclude", o.excludes,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <stdexcept>
 #include <string>
@@ -32,6 +33,9 @@ class MpiSum final : public AsyncSum {
  public:
   MpiSum() { check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup"); }
   ~MpiSum() override {
+    // Unwinding: a round the other ranks may never join is left pending (main aborts the
+    // job); waiting for it would hang this rank.
+    if (req_ != MPI_REQUEST_NULL && std::uncaught_exceptions() > 0) return;
     if (req_ != MPI_REQUEST_NULL) MPI_Wait(&req_, MPI_STATUS_IGNORE);
     MPI_Comm_free(&comm_);
   }

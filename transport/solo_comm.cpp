@@ -1,8 +1,8 @@
 // SoloComm: a run of one rank. Collectives are identities; point-to-point messages go to a
 // local mailbox (a rank may message itself, as rank 0's coordinator does).
-#include <cstdlib>
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 

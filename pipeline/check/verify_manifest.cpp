@@ -18,6 +18,7 @@
 #include <utility>
 
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/parallel_invoke.h>
 
 #include "io/buffer_pool.hpp"
@@ -78,6 +79,9 @@ EntryCheck open_outcome(int err, const ManifestEntry& entry) {
 
 uint64_t round_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
+// The least of a unit's buffer one large file is streamed through.
+constexpr uint64_t kMinSliceBytes = 256 << 10;
+
 // The stages of verify --manifest. Extent::file is the index of the listed file; an item
 // whose file could not be checked is failed, with its outcome already in `checks`.
 class ManifestCheck {
@@ -88,8 +92,9 @@ class ManifestCheck {
   // read: opens each file beneath the root; files that fit the room left in the unit are
   // read in one batch through the ring, larger ones streamed through the whole buffer
   // first (their hash computed on the way).
-  void read(WorkUnit& u, io::IoBackend& ring) const {
+  void read(WorkUnit& u, const BackendSource& ring) const {
     std::vector<io::UniqueFd> fds;
+    std::vector<std::pair<size_t, io::UniqueFd>> big;  // files larger than the room left
     std::vector<io::IoOp> ops;
     std::vector<size_t> op_item;
     const uint64_t cap = u.buffer.capacity_bytes();
@@ -119,10 +124,22 @@ class ManifestCheck {
         op_item.push_back(k);
         fds.push_back(std::move(fd));
       } else {
-        stream(it, fd.get(), u, ring);
+        big.emplace_back(k, std::move(fd));
       }
     }
-    ring.run(ops);
+    // The large files first, side by side in slices of the whole buffer (before the small
+    // files' reads fill it).
+    if (!big.empty()) {
+      const size_t ways = static_cast<size_t>(
+          std::clamp<uint64_t>(cap / kMinSliceBytes, 1, static_cast<uint64_t>(big.size())));
+      const uint64_t slice = cap / ways / io::BufferPool::kAlignment * io::BufferPool::kAlignment;
+      tbb::parallel_for(size_t{0}, ways, [&](size_t w) {
+        std::byte* at = u.buffer.data() + w * slice;
+        for (size_t n = w; n < big.size(); n += ways)
+          stream(u.items[big[n].first], big[n].second.get(), {at, slice}, u.buffer.index(), ring());
+      });
+    }
+    ring().run(ops);
     for (size_t n = 0; n < ops.size(); ++n) {
       Item& it = u.items[op_item[n]];
       if (ops[n].error != 0) {
@@ -162,13 +179,14 @@ class ManifestCheck {
     checks_[it.ext.file] = std::move(outcome);
   }
 
-  void stream(Item& it, int fd, WorkUnit& u, io::IoBackend& ring) const {
+  // Reads the whole file through `room` (a slice of the unit's registered buffer `index`),
+  // hashing as it goes.
+  void stream(Item& it, int fd, std::span<std::byte> room, int index, io::IoBackend& ring) const {
     (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // advice only
     StreamHasher hasher;
     uint64_t offset = 0;
-    const uint64_t cap = u.buffer.capacity_bytes();
     for (;;) {
-      io::IoOp op{io::IoKind::kRead, fd, u.buffer.data(), cap, offset, u.buffer.index()};
+      io::IoOp op{io::IoKind::kRead, fd, room.data(), room.size(), offset, index};
       ring.run(std::span<io::IoOp>(&op, 1));
       if (op.error != 0) {
         fail(it,
@@ -178,9 +196,9 @@ class ManifestCheck {
                   .message});
         return;
       }
-      hasher.update({u.buffer.data(), static_cast<size_t>(op.done_bytes)});
+      hasher.update({room.data(), static_cast<size_t>(op.done_bytes)});
       offset += op.done_bytes;
-      if (op.done_bytes < cap) break;  // end of file
+      if (op.done_bytes < room.size()) break;  // end of file
     }
     it.streamed = true;
     it.hash = hasher.digest();
@@ -427,7 +445,7 @@ io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& op
       u.items.emplace_back().ext.file = static_cast<uint32_t>(next);
     return !u.items.empty();
   };
-  a.stages = {{kStageRead, StageKind::kIo, [&](WorkUnit& u) { check.read(u, ring()); }},
+  a.stages = {{kStageRead, StageKind::kIo, [&](WorkUnit& u) { check.read(u, ring); }},
               {kStageHash, StageKind::kCpu, [&](WorkUnit& u) { check.hash(u); }}};
   a.last = [&](WorkUnit* u, const Emit& emit) {
     check.compare(*u);

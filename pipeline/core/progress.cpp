@@ -1,5 +1,7 @@
 #include "pipeline/core/progress.hpp"
 
+#include <exception>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,7 +25,12 @@ Progress::Progress(const LiveStats& stats, ProgressMode mode, std::string verb, 
   if (mode_ != ProgressMode::kNone || across_.sum) thread_ = std::thread([this] { loop(); });
 }
 
-Progress::~Progress() { stop(); }
+Progress::~Progress() {
+  // Unwinding: the other ranks wait elsewhere, not in our rounds; waiting for them to stop
+  // would hang this rank before main can end the job.
+  if (std::uncaught_exceptions() > 0) abandon_ = true;
+  stop();
+}
 
 void Progress::stop() {
   {
@@ -87,7 +94,10 @@ bool Progress::sum_across(Counters& c, bool stopping) {
                    mine == RunState::kSignalled ? 1u : 0u,
                    mine == RunState::kFailed ? 1u : 0u};
   across_.sum->start(v);
-  while (!across_.sum->test(v)) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  while (!across_.sum->test(v)) {
+    if (abandon_.load()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   c = {v[0], v[1], v[2], v[3]};
   if (mine == RunState::kRunning) check_peers(v[5], v[6]);
   return v[4] >= static_cast<uint64_t>(across_.ranks);
@@ -110,6 +120,7 @@ void Progress::loop() {
   for (;;) {
     bool stopping = cv_.wait_for(lock, tick, [&] { return stopping_; });
     Counters c = local();
+    if (across_.sum && abandon_.load()) break;
     if (across_.sum) {
       lock.unlock();
       bool all_stopped = sum_across(c, stopping);

@@ -4,6 +4,7 @@
 // ranks about once a second with a non-blocking reduction; rank 0 prints the sums.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -68,6 +69,9 @@ class Progress {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  // Set when the Progress is destroyed by an exception: the rounds across ranks are given
+  // up at once (the other ranks may never come to the next one; main ends the job).
+  std::atomic<bool> abandon_{false};
   std::thread thread_;
 };
 

@@ -86,7 +86,11 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     drop_temp();
   };
   // O_DIRECT padding is cut off, and a sparse file's trailing hole gets its length.
+  // Only when the size is wrong: a truncate to the same size still zeroes the tail of the
+  // last block, which on a reflink copy unshares it.
+  struct stat now {};
   if ((ctx_.opts.direct_write || io::is_sparse(e.meta)) &&
+      (::fstat(fd, &now) != 0 || static_cast<uint64_t>(now.st_size) != e.meta.size_bytes) &&
       ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
     return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");

@@ -10,6 +10,12 @@
 
 namespace barge::pipeline {
 
+// --reflink: clone the source's extents (FICLONERANGE) instead of writing its bytes where
+// source and destination share a file system that can (XFS with reflink, btrfs); the source
+// is still read and hashed once. auto: clone when it works, write otherwise; always: a file
+// that cannot be cloned fails; never: always write.
+enum class Reflink { kAuto, kNever, kAlways };
+
 struct CopyOptions : EngineOptions {
   std::vector<std::string> sources;
   std::string destination;
@@ -19,6 +25,7 @@ struct CopyOptions : EngineOptions {
   bool fsync = false;         // fsync each file before it is renamed
   bool xattrs = false;        // copy extended attributes (--xattrs)
   bool resume = false;        // skip files in place and chunks the journal lists (--resume)
+  Reflink reflink = Reflink::kAuto;
   // --exclude / --include globs: an entry is left out when it matches an exclude and no
   // include. A pattern with '/' matches the path below SRC, one without matches the name.
   std::vector<std::string> excludes;

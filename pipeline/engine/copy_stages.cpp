@@ -2,6 +2,8 @@
 #include "pipeline/engine/copy_internal.hpp"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +94,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
   std::vector<io::UniqueFd> fds;
   std::vector<size_t> op_item;
   std::vector<uint64_t> op_want;
+  std::vector<size_t> fd_item;  // the item each of fds belongs to
   ops.reserve(unit.items.size());
   fds.reserve(unit.items.size());
   for (size_t i = 0; i < unit.items.size(); ++i) {
@@ -131,6 +134,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
       op_want.push_back(it.ext.length_bytes);
     }
     fds.push_back(std::move(owned));
+    fd_item.push_back(i);
   }
   ctx_.backend().run(ops);
   for (size_t k = 0; k < ops.size(); ++k) {
@@ -147,6 +151,9 @@ void ReadStage::operator()(WorkUnit& unit) const {
       it.failed = true;
     }
   }
+  // The write stage may clone these bytes from the source instead of writing them.
+  if (ctx_.may_clone())
+    for (size_t n = 0; n < fds.size(); ++n) unit.items[fd_item[n]].src = std::move(fds[n]);
 }
 
 void HashStage::operator()(WorkUnit& unit) const {
@@ -289,7 +296,8 @@ int WriteStage::large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err)
       // Reserve the space up front: less fragmentation, and a full disk shows at once.
       // Sparse files only get their size, so their holes stay holes.
       const io::FileMeta& m = plan.entries[file].meta;
-      int rc = io::is_sparse(m)
+      // Once clones work, they bring their own extents: then the part only gets its size.
+      int rc = io::is_sparse(m) || ctx_.clone_state.load(std::memory_order_relaxed) == 1
                    ? (::ftruncate(fd, static_cast<off_t>(m.size_bytes)) == 0 ? 0 : errno)
                    : ::posix_fallocate(fd, 0, static_cast<off_t>(m.size_bytes));
       if (rc == ENOSPC || rc == EDQUOT) {
@@ -301,6 +309,33 @@ int WriteStage::large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err)
   if (lf.fd.get() < 0 && err.empty())
     err = "create temporary for " + plan.dst_path(plan.entries[file]) + " failed";
   return lf.fd.get();
+}
+
+// --reflink: the item's bytes shared with the source's extents (FICLONERANGE) instead of
+// written. True when done (or, with --reflink always, when the file failed for want of
+// it); false: write the bytes. A clone that fails before any worked turns cloning off.
+bool WriteStage::clone(Item& it) const {
+  file_clone_range r{};
+  r.src_fd = it.src.get();
+  r.src_offset = it.ext.offset_bytes;
+  r.src_length = it.ext.length_bytes;
+  r.dest_offset = it.ext.offset_bytes;
+  if (it.ext.length_bytes == 0 || ::ioctl(it.dst_fd, FICLONERANGE, &r) == 0) {
+    ctx_.clone_state.store(1, std::memory_order_relaxed);
+    return true;
+  }
+  const int err = errno;
+  if (ctx_.opts.reflink == Reflink::kAlways) {
+    ctx_.fail_file(
+        it.ext.file,
+        io::Error::from_errno(err, "reflink " + ctx_.plan.dst_path(ctx_.plan.entries[it.ext.file]))
+            .message);
+    it.failed = true;
+    return true;
+  }
+  int untried = 0;
+  ctx_.clone_state.compare_exchange_strong(untried, -1, std::memory_order_relaxed);
+  return false;
 }
 
 void WriteStage::operator()(WorkUnit& unit) const {
@@ -340,6 +375,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
       ops.push_back(io::IoOp{io::IoKind::kWrite, it.dst_fd, p, len, file_off, unit.buffer.index()});
       op_item.push_back(i);
     };
+    if (it.src.valid() && ctx_.may_clone() && clone(it)) continue;
     if (it.sparse) {
       for (const auto& [b, en] : it.data) add_write(b, en - b);
     } else {

@@ -69,6 +69,12 @@ class CopyContext {
 
   std::atomic<bool> stop{false};
   std::atomic<bool> use_tmpfile{true};  // cleared when the destination has no O_TMPFILE
+  // --reflink: 0 not tried yet, 1 a clone worked, -1 cloning does not work here (auto).
+  std::atomic<int> clone_state{0};
+  bool may_clone() const {
+    return opts.reflink != Reflink::kNever && !opts.direct_write &&
+           clone_state.load(std::memory_order_relaxed) >= 0;
+  }
   // Per entry, when known: its destination name holds a file that the copy replaces.
   std::vector<uint8_t> replacing;
   bool replaces(uint32_t file) const { return file < replacing.size() && replacing[file]; }
@@ -159,6 +165,7 @@ class WriteStage {
   int open_temp(uint32_t file, DirFdCache& dirs, bool& unnamed, std::string& err) const;
   int open_part(uint32_t file, DirFdCache& dirs, std::string& err) const;
   int large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err) const;
+  bool clone(Item& it) const;
   void verify(WorkUnit& unit, const std::vector<io::IoOp>& ops, const std::vector<size_t>& op_item,
               io::IoBackend& backend) const;
   CopyContext& ctx_;

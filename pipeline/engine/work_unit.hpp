@@ -37,6 +37,7 @@ struct Item {
   io::UniqueFd dst;      // temp file of a single-extent file (large files share one in LargeFile)
   int dst_fd = -1;       // descriptor to write through (dst.get() or the shared one)
   bool unnamed = false;  // dst is an O_TMPFILE inode, linked in at commit
+  io::UniqueFd src;      // the source, kept open for the write stage when it may clone it
   // Sparse source: the data ranges of this extent (file offsets, SEEK_DATA/SEEK_HOLE); holes
   // are zero in the buffer and are not written. Unused (all data) when sparse is false.
   bool sparse = false;

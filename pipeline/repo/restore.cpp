@@ -36,6 +36,8 @@
 #include "pipeline/engine/graph.hpp"
 #include "pipeline/repo/backup.hpp"
 #include "pipeline/repo/repository.hpp"
+#include "pipeline/repo/restore_files.hpp"
+#include "pipeline/repo/restore_paths.hpp"
 
 namespace barge::pipeline {
 namespace {
@@ -43,143 +45,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using repo::SnapEntry;
 
-std::string parent_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? std::string() : path.substr(0, slash);
-}
-std::string name_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// Opens directory `rel` beneath `root_fd` without following any symlink on the way.
-int open_beneath(int root_fd, const std::string& rel) {
-  if (rel.empty()) return ::fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
-  open_how how{};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
-}
-
-// The last parent directory opened, per thread (entries arrive sorted by path).
-class ParentCache {
- public:
-  explicit ParentCache(int root_fd) : root_fd_(root_fd) {}
-  int get(const std::string& rel) {
-    if (fd_.valid() && rel == rel_) return fd_.get();
-    fd_.reset(open_beneath(root_fd_, rel));
-    rel_ = fd_.valid() ? rel : std::string("\x01");
-    new_gid_ = ::getegid();
-    struct stat st {};
-    // A new file takes the group of a setgid directory (unknown: assume it differs).
-    if (fd_.valid() && (::fstat(fd_.get(), &st) != 0 || (st.st_mode & S_ISGID)))
-      new_gid_ = st.st_mode & S_ISGID ? st.st_gid : static_cast<gid_t>(-1);
-    return fd_.get();
-  }
-  // The group a file created now in the last directory returned by get() is given.
-  gid_t new_gid() const { return new_gid_; }
-
- private:
-  int root_fd_;
-  std::string rel_;
-  io::UniqueFd fd_;
-  gid_t new_gid_ = static_cast<gid_t>(-1);
-};
-
-// Pack files opened once, shared by all threads (pread is thread-safe).
-class PackFds {
- public:
-  PackFds(const repo::Repository& r, const std::vector<std::string>& packs)
-      : repo_(r), packs_(packs), fds_(packs.size()) {}
-  int get(uint32_t pack, std::string* error) {
-    std::lock_guard lock(mu_);
-    auto& slot = fds_[pack];
-    if (!slot.valid()) {
-      std::string path = repo_.pack_path(packs_[pack]);
-      slot.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!slot.valid()) {
-        *error = io::Error::from_errno(errno, "open " + path).message;
-        return -1;
-      }
-      std::byte header[repo::kPackHeaderBytes];
-      if (::pread(slot.get(), header, sizeof header, 0) != static_cast<ssize_t>(sizeof header)) {
-        *error = path + ": pack truncated";
-        slot.reset();
-        return -1;
-      }
-      if (auto st = repo::check_pack_header(header, packs_[pack]); !st) {
-        *error = path + ": " + st.error().message;
-        slot.reset();
-        return -1;
-      }
-    }
-    return slot.get();
-  }
-
- private:
-  const repo::Repository& repo_;
-  const std::vector<std::string>& packs_;
-  std::mutex mu_;
-  std::vector<io::UniqueFd> fds_;
-};
-
-// The byte ranges of a chunk to write: all of it, or for a sparse file its non-zero 4 KiB
-// blocks, neighbours merged.
-std::vector<std::pair<size_t, size_t>> write_ranges(std::span<const std::byte> raw, bool sparse) {
-  if (!sparse) return {{0, raw.size()}};
-  constexpr size_t kBlock = 4096;
-  std::vector<std::pair<size_t, size_t>> out;
-  for (size_t b = 0; b < raw.size(); b += kBlock) {
-    size_t e = std::min(raw.size(), b + kBlock);
-    bool zero = std::all_of(raw.begin() + static_cast<long>(b), raw.begin() + static_cast<long>(e),
-                            [](std::byte x) { return x == std::byte{0}; });
-    if (zero) continue;
-    if (!out.empty() && out.back().second == b)
-      out.back().second = e;
-    else
-      out.emplace_back(b, e);
-  }
-  return out;
-}
-
-// DST as given, trailing slashes removed; follow: named "DST/", so a symlink there is
-// followed to the directory it points to.
-struct Destination {
-  std::string path;
-  bool follow = false;
-};
-Destination destination_of(const std::string& given) {
-  Destination d{given, false};
-  while (d.path.size() > 1 && d.path.back() == '/') {
-    d.path.pop_back();
-    d.follow = true;
-  }
-  return d;
-}
-
-// --path, normalized: no leading or trailing slashes.
-std::vector<std::string> wanted_paths(const std::vector<std::string>& given) {
-  std::vector<std::string> wanted;
-  for (std::string p : given) {
-    while (!p.empty() && p.back() == '/') p.pop_back();
-    while (!p.empty() && p.front() == '/') p.erase(0, 1);
-    wanted.push_back(p);
-  }
-  return wanted;
-}
-
-bool selected_by(const std::string& path, const std::vector<std::string>& wanted) {
-  if (wanted.empty()) return true;
-  for (const std::string& w : wanted) {
-    if (path == w) return true;
-    if (path.size() > w.size() && path.compare(0, w.size(), w) == 0 && path[w.size()] == '/')
-      return true;  // below w
-    if (w.size() > path.size() &&
-        (path.empty() || (w.compare(0, path.size(), path) == 0 && w[path.size()] == '/')))
-      return true;  // an ancestor directory of w
-  }
-  return false;
-}
+using namespace restore;
 
 class RestoreRun {
  public:
@@ -215,7 +81,9 @@ class RestoreRun {
       Progress::Across share{across.get(), comm_.size(), {}, {}};
       Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "restore",
                         opts_.progress_interval_s, std::move(share));
-      transfer(mine, threads, result);
+      RestoreFiles files(opts_, snap_, packs_, root_.get(), apply_owner_, data_of_, stats_, errors_,
+                         [this](uint32_t i, std::string why) { fail(i, std::move(why)); });
+      files.run(mine, threads, result);
     }
     const double busy = since(tb);
     comm_.barrier();
@@ -403,195 +271,6 @@ class RestoreRun {
     errors_.add(std::move(why));
   }
 
-  // One file being restored: its unnamed inode, open from its first chunk's write until its
-  // last chunk is committed.
-  struct OpenFile {
-    std::mutex mu;
-    io::UniqueFd fd;
-    bool tried = false;
-    bool chown = true;  // ownership differs from what the new inode got
-    std::atomic<uint32_t> left{0};
-    std::atomic<bool> failed{false};
-  };
-
-  // restore = pack-fetch → decompress+check → write → commit, over the chunks of `mine`'s
-  // files (Extent::file is the position in `mine`), small files batched into one unit.
-  void transfer(const std::vector<uint32_t>& mine, unsigned threads, RunResult& result) {
-    mine_ = &mine;
-    open_ = std::make_unique<OpenFile[]>(mine.size());
-    uint64_t max_raw = 0, max_stored = 0, units = 1;
-    for (size_t k = 0; k < mine.size(); ++k) {
-      const auto& chunks = chunks_of(k);
-      open_[k].left.store(std::max<uint32_t>(1, static_cast<uint32_t>(chunks.size())));
-      units += std::max<size_t>(1, chunks.size());
-      for (const repo::BlobRef& c : chunks) {
-        max_raw = std::max<uint64_t>(max_raw, c.raw_bytes);
-        max_stored = std::max<uint64_t>(max_stored, c.stored_bytes);
-      }
-    }
-    const repo::BlobPool size =
-        repo::blob_pool(max_raw, max_stored, opts_.memory_bytes, units, threads);
-    const uint64_t buffer_bytes = size.buffer_bytes;
-    io::BufferPool pool(size.buffer_bytes, size.count);
-    BackendSet backends(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
-    const BackendSource backend = backends.source();
-    auto fail_item = [this](Item& it, const io::Error& e) {
-      it.failed = true;
-      const repo::BlobRef& ref = chunks_of(it.ext.file)[it.ext.chunk];
-      fail_file(it.ext.file, dst(entry_of(it.ext.file)) + ": not restored: chunk at offset " +
-                                 std::to_string(ref.file_offset) + " in pack " +
-                                 snap_.packs[ref.pack] + ": " + e.message);
-    };
-    repo::PackFetchStage fetch(
-        [this](uint32_t pack, std::string* err) { return packs_.get(pack, err); }, backend,
-        fail_item);
-    DecompressCheckStage check(
-        [&](Item& it, const std::string& why) { fail_item(it, io::Error::plain(why)); });
-    size_t next_file = 0, next_chunk = 0;
-    Assembly a;
-    a.buffers_per_unit = 2;
-    a.next = [&](WorkUnit& u) { return cut(u, buffer_bytes, next_file, next_chunk); };
-    a.stopping = [] { return stop_signal().load() != 0; };
-    a.stages = {{kStagePackFetch, StageKind::kIo, [&](WorkUnit& u) { fetch(u); }},
-                {kStageDecompress, StageKind::kCpu, [&](WorkUnit& u) { check(u); }},
-                {kStageWrite, StageKind::kIo, [&](WorkUnit& u) { write_unit(u, backend()); }}};
-    a.last = [&](WorkUnit* u, const Emit& emit) {
-      commit_unit(*u);
-      emit(u);
-    };
-    a.on_throw = [&](WorkUnit& u, const std::string& why) {
-      for (Item& it : u.items) fail_item(it, io::Error::plain(why));
-    };
-    run_graph(a, pool, stats_, threads);
-    // Files a stop left unfinished: their unnamed inodes go away with their descriptors.
-    open_.reset();
-    result.io_backend = backends.name();
-    result.buffers_registered = backends.registered();
-  }
-
-  const SnapEntry& entry_of(uint32_t k) const { return snap_.entries[(*mine_)[k]]; }
-  const std::vector<repo::BlobRef>& chunks_of(uint32_t k) const {
-    return snap_.entries[data_of_[(*mine_)[k]]].chunks;
-  }
-  void fail_file(uint32_t k, std::string why) {
-    if (!open_[k].failed.exchange(true)) fail((*mine_)[k], std::move(why));
-  }
-
-  // Fills `u` with the next chunks: as many as fit one buffer (and their stored forms the
-  // aux buffer), at most max_files_per_unit; a file without data gets one empty item.
-  bool cut(WorkUnit& u, uint64_t cap, size_t& k, size_t& c) const {
-    repo::BlobUnitFill fill(u, cap, opts_.max_files_per_unit);
-    while (k < mine_->size() && !fill.full()) {
-      const auto& chunks = chunks_of(static_cast<uint32_t>(k));
-      Item it;
-      if (!chunks.empty()) {
-        const repo::BlobRef& ref = chunks[c];
-        it = repo::blob_item(ref, ref.pack);
-        it.ext.chunk = static_cast<uint32_t>(c);
-        it.ext.chunk_count = static_cast<uint32_t>(chunks.size());
-        it.ext.offset_bytes = ref.file_offset;
-      }
-      it.ext.file = static_cast<uint32_t>(k);
-      if (!fill.add(std::move(it))) break;
-      if (chunks.empty() || ++c == chunks.size()) {
-        c = 0;
-        ++k;
-      }
-    }
-    return !u.items.empty();
-  }
-
-  // Opens file k's unnamed inode beneath its parent on first use; -1 once it failed.
-  int open_file(uint32_t k, ParentCache& parents) {
-    OpenFile& f = open_[k];
-    std::lock_guard lock(f.mu);
-    if (!f.tried) {
-      f.tried = true;
-      const SnapEntry& e = entry_of(k);
-      int pfd = parents.get(parent_of(e.path));
-      if (pfd < 0) {
-        fail_file(k, io::Error::from_errno(errno, "open parent of " + dst(e)).message);
-        return -1;
-      }
-      // Created with its final permission bits (the umask is 0 here); the commit sets the
-      // mode again, as a default ACL may have masked them.
-      f.fd.reset(::openat(pfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, e.meta.mode & 0777));
-      f.chown = apply_owner_ && (e.meta.uid != ::geteuid() || e.meta.gid != parents.new_gid());
-      if (!f.fd.valid()) {
-        fail_file(k, io::Error::from_errno(errno, "create " + dst(e)).message);
-      } else if (io::is_sparse(e.meta) &&  // otherwise the writes give the file its length
-                 ::ftruncate(f.fd.get(), static_cast<off_t>(e.meta.size_bytes)) != 0) {
-        fail_file(k, io::Error::from_errno(errno, "write " + dst(e)).message);
-        f.fd.reset();
-      }
-    }
-    return f.failed.load() ? -1 : f.fd.get();
-  }
-
-  // write: every checked chunk into its file's unnamed inode, one batch through the ring. A
-  // sparse file stays sparse: its zero blocks are left as holes (the inode was sized with
-  // ftruncate, so they read back as zeros).
-  void write_unit(WorkUnit& u, io::IoBackend& backend) {
-    ParentCache parents(root_.get());
-    std::vector<io::IoOp> ops;
-    std::vector<size_t> op_item;
-    for (size_t n = 0; n < u.items.size(); ++n) {
-      Item& it = u.items[n];
-      if (it.failed) continue;
-      int fd = open_file(it.ext.file, parents);
-      if (fd < 0) {
-        it.failed = true;
-        continue;
-      }
-      std::span<const std::byte> raw = u.bytes(it);
-      for (auto [begin, end] : write_ranges(raw, io::is_sparse(entry_of(it.ext.file).meta))) {
-        ops.push_back({io::IoKind::kWrite, fd, const_cast<std::byte*>(raw.data()) + begin,
-                       end - begin, it.ext.offset_bytes + begin, u.buffer.index()});
-        op_item.push_back(n);
-      }
-    }
-    backend.run(ops);
-    for (size_t n = 0; n < ops.size(); ++n) {
-      Item& it = u.items[op_item[n]];
-      if (ops[n].error == 0 && ops[n].done_bytes == ops[n].length_bytes) continue;
-      it.failed = true;
-      fail_file(it.ext.file, io::Error::from_errno(ops[n].error ? ops[n].error : EIO,
-                                                   "write " + dst(entry_of(it.ext.file)))
-                                 .message);
-    }
-    for (const Item& it : u.items)
-      if (!it.failed) stats_.bytes_done += it.ext.length_bytes;
-  }
-
-  // commit: a file whose last chunk is written gets its xattrs and metadata and is linked
-  // into place; a failed one's unnamed inode goes away with its descriptor.
-  void commit_unit(WorkUnit& u) {
-    ParentCache parents(root_.get());
-    for (const Item& it : u.items) {
-      OpenFile& f = open_[it.ext.file];
-      if (f.left.fetch_sub(1) != 1) continue;
-      io::UniqueFd fd = std::move(f.fd);
-      if (f.failed.load() || !fd.valid()) continue;
-      const uint32_t i = (*mine_)[it.ext.file];
-      const SnapEntry& e = snap_.entries[i];
-      if (opts_.xattrs && !e.xattrs.empty()) {
-        if (auto st = io::write_xattrs(e.xattrs, fd.get(), dst(e)); !st)
-          errors_.add(st.error().message);
-      }
-      if (auto st = io::apply_meta_fd(fd.get(), e.meta, f.chown, dst(e)); !st) {
-        fail_file(it.ext.file, st.error().message);
-        continue;
-      }
-      int pfd = parents.get(parent_of(e.path));
-      std::string tmp = ".barge-tmp." + name_of(e.path).substr(0, 32) + "." + std::to_string(i);
-      if (pfd < 0 || detail::link_into_place(fd.get(), pfd, name_of(e.path), tmp) != 0) {
-        fail_file(it.ext.file, io::Error::from_errno(errno, "link into place " + dst(e)).message);
-        continue;
-      }
-      stats_.files_done += 1;
-    }
-  }
-
   void link_follower(uint32_t i, ParentCache& parents) {
     const SnapEntry& e = snap_.entries[i];
     const SnapEntry& leader = snap_.entries[link_of_[i]];
@@ -663,9 +342,7 @@ class RestoreRun {
   std::mutex mu_;
   std::unordered_set<uint32_t> failed_;
   uint64_t links_made_ = 0;
-  std::vector<uint32_t> chosen_;                 // the entries restored, in snapshot order
-  const std::vector<uint32_t>* mine_ = nullptr;  // the files this rank restores
-  std::unique_ptr<OpenFile[]> open_;             // per file of mine_, during the transfer
+  std::vector<uint32_t> chosen_;   // the entries restored, in snapshot order
   std::vector<uint32_t> link_of_;  // per entry: the entry it is a hard link to, or kNoLink
   std::vector<uint32_t> data_of_;  // per entry: the entry whose chunks hold its bytes
   LiveStats stats_;
