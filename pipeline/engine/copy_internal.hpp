@@ -98,6 +98,11 @@ void raise_fd_limit();
 unsigned default_threads();
 // default_threads() divided among the ranks on this node (at least 2).
 unsigned default_threads_per_rank();
+// The worker threads of a command: `asked` (--threads) or the default, shared among the
+// ranks on this node when the job has several.
+inline unsigned engine_threads(unsigned asked, int ranks) {
+  return asked ? asked : ranks > 1 ? default_threads_per_rank() : default_threads();
+}
 // Creates a symlink, fifo or device node (entry `index`) under a temporary name in
 // parent_fd, applies its metadata and renames it into place; failures are named in ctx.
 void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& result);

@@ -320,7 +320,8 @@ bool WriteStage::clone(Item& it) const {
   r.src_offset = it.ext.offset_bytes;
   r.src_length = it.ext.length_bytes;
   r.dest_offset = it.ext.offset_bytes;
-  if (it.ext.length_bytes == 0 || ::ioctl(it.dst_fd, FICLONERANGE, &r) == 0) {
+  if (it.ext.length_bytes == 0) return true;  // nothing to share; says nothing of clones
+  if (::ioctl(it.dst_fd, FICLONERANGE, &r) == 0) {
     ctx_.clone_state.store(1, std::memory_order_relaxed);
     return true;
   }

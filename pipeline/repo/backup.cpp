@@ -88,9 +88,7 @@ class BackupRun {
   void execute(BackupResult& out) {
     RunResult& result = out.run;
     auto t0 = Clock::now();
-    unsigned threads = opts_.threads      ? opts_.threads
-                       : comm_.size() > 1 ? default_threads_per_rank()
-                                          : default_threads();
+    const unsigned threads = engine_threads(opts_.threads, comm_.size());
     // More threads than cores: reads block in the kernel while others compress.
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();

@@ -58,9 +58,7 @@ class RestoreRun {
   // on every rank.
   void execute(RunResult& result) {
     auto t0 = Clock::now();
-    unsigned threads = opts_.threads      ? opts_.threads
-                       : comm_.size() > 1 ? default_threads_per_rank()
-                                          : default_threads();
+    const unsigned threads = engine_threads(opts_.threads, comm_.size());
     // More threads than cores: reads block in the kernel while others compress.
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     raise_fd_limit();
