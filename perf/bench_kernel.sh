@@ -3,7 +3,8 @@
 # and kernel CPU (GNU time's system seconds, all threads) per GiB copied, on this VM's ext4
 # (data/) and on an XFS file system with reflink (a loop device on data/: cp -a clones there
 # by default, barge's --reflink auto too). Rounds interleave barge and cp; fresh
-# destinations; warm cache; medians of --runs.
+# destinations; warm cache; medians of --runs. Variants: --direct-write on ext4 large files,
+# --reflink never on XFS small files.
 # Usage: perf/bench_kernel.sh [--runs N] [--large SIZE] [--small SIZE] [--only ext4|xfs]
 # Needs root for the loop device (scripts/setup installs xfsprogs). Data: data/kernel.
 set -euo pipefail
@@ -38,31 +39,38 @@ timed() {
   k[$name]+="$s "
 }
 
-# bench FS SET SRC DSTDIR
+# bench FS SET SRC DSTDIR TOOL...: each round runs every TOOL once (the order rotates from
+# round to round), then prints each tool's medians and its ratios against cp -a.
+#   barge: barge copy; barge-direct: with --direct-write; barge-noclone: with --reflink never
 bench() {
-  local fs=$1 set=$2 src=$3 dir=$4 r gib
+  local fs=$1 set=$2 src=$3 dir=$4 r i gib
+  shift 4
+  local tools=("$@")
   gib=$(du -sb --apparent-size "$src" | awk '{printf "%.3f", $1 / 2^30}')
   for ((r = 1; r <= runs; r++)); do
-    local order="barge cp"
-    ((r % 2 == 0)) && order="cp barge"
-    for tool in $order; do
+    for ((i = 0; i < ${#tools[@]}; i++)); do
+      local tool=${tools[$(((i + r - 1) % ${#tools[@]}))]}
       warm "$src"; sync
       case $tool in
-        barge) timed "$fs,$set,barge" "$barge" copy -q "$src" "$dir/barge-$r" ;;
-        cp) timed "$fs,$set,cp" cp -a "$src" "$dir/cp-$r" ;;
+        barge) timed "$fs,$set,$tool" "$barge" copy -q "$src" "$dir/$tool-$r" ;;
+        barge-direct) timed "$fs,$set,$tool" "$barge" copy -q --direct-write "$src" "$dir/$tool-$r" ;;
+        barge-noclone) timed "$fs,$set,$tool" "$barge" copy -q --reflink never "$src" "$dir/$tool-$r" ;;
+        cp) timed "$fs,$set,$tool" cp -a "$src" "$dir/$tool-$r" ;;
       esac
       sync
     done
   done
-  local bw bk cw ck
-  bw=$(echo "${w[$fs,$set,barge]}" | median); bk=$(echo "${k[$fs,$set,barge]}" | median)
+  local cw ck tw tk
   cw=$(echo "${w[$fs,$set,cp]}" | median); ck=$(echo "${k[$fs,$set,cp]}" | median)
-  printf '%-4s %-5s %s GiB  barge %6.2f s (%s) sys %5.2f s (%s)  cp -a %6.2f s (%s) sys %5.2f s (%s)\n' \
-    "$fs" "$set" "$gib" "$bw" "${w[$fs,$set,barge]% }" "$bk" "${k[$fs,$set,barge]% }" \
-    "$cw" "${w[$fs,$set,cp]% }" "$ck" "${k[$fs,$set,cp]% }"
-  awk -v bw="$bw" -v cw="$cw" -v bk="$bk" -v ck="$ck" -v g="$gib" 'BEGIN {
-    printf "     speed barge vs cp -a %.2fx   kernel CPU per GiB barge %.2f s, cp %.2f s (%.2fx cp)\n",
-      cw / bw, bk / g, ck / g, (ck > 0 ? bk / ck : 0) }'
+  for tool in "${tools[@]}"; do
+    tw=$(echo "${w[$fs,$set,$tool]}" | median); tk=$(echo "${k[$fs,$set,$tool]}" | median)
+    printf '%-4s %-5s %s GiB  %-13s %6.2f s (%s) sys %5.2f s (%s)\n' "$fs" "$set" "$gib" "$tool" \
+      "$tw" "${w[$fs,$set,$tool]% }" "$tk" "${k[$fs,$set,$tool]% }"
+    [ "$tool" = cp ] && continue
+    awk -v tw="$tw" -v cw="$cw" -v tk="$tk" -v ck="$ck" -v g="$gib" 'BEGIN {
+      printf "     speed vs cp -a %.2fx   kernel CPU per GiB %.2f s, cp %.2f s (%.2fx cp)\n",
+        (tw > 0 ? cw / tw : 0), tk / g, ck / g, (ck > 0 ? tk / ck : 0) }'
+  done
 }
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -r); cp: $(cp --version | head -1)"
@@ -70,8 +78,8 @@ if [ "$only" != xfs ]; then
   "$barge" gen "$work/large" --profile large --size "$large" --seed 7 -q
   "$barge" gen "$work/small" --profile small --size "$small" --seed 7 -q
   mkdir -p "$work/out"
-  bench ext4 large "$work/large" "$work/out"
-  bench ext4 small "$work/small" "$work/out"
+  bench ext4 large "$work/large" "$work/out" barge cp barge-direct
+  bench ext4 small "$work/small" "$work/out" barge cp
 fi
 if [ "$only" != ext4 ]; then
   [ "$(id -u)" = 0 ] || { echo "bench_kernel: the XFS part needs root (loop device)" >&2; exit 2; }
@@ -81,6 +89,6 @@ if [ "$only" != ext4 ]; then
   mount -o loop "$work/img" "$mnt"
   "$barge" gen "$mnt/large" --profile large --size "$large" --seed 7 -q
   "$barge" gen "$mnt/small" --profile small --size "$small" --seed 7 -q
-  bench xfs large "$mnt/large" "$mnt"
-  bench xfs small "$mnt/small" "$mnt"
+  bench xfs large "$mnt/large" "$mnt" barge cp
+  bench xfs small "$mnt/small" "$mnt" barge cp barge-noclone
 fi

@@ -24,6 +24,7 @@
 #include "io/buffer_pool.hpp"
 #include "io/unique_fd.hpp"
 #include "pipeline/core/manifest.hpp"
+#include "pipeline/core/plan.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/engine/graph.hpp"
 
@@ -433,8 +434,11 @@ io::Result<VerifyManifestResult> verify_manifest(const VerifyManifestOptions& op
   const unsigned threads = opts.threads ? opts.threads : default_threads();
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads + 1);
   const uint64_t buffer_bytes = round_up(opts.chunk_bytes, io::BufferPool::kAlignment);
-  io::BufferPool pool(buffer_bytes, static_cast<size_t>(std::clamp<uint64_t>(
-                                        opts.memory_bytes / buffer_bytes, 2, 2 * threads + 2)));
+  // Useful: two units per thread in flight, and no more than the list has units.
+  const uint64_t units = (list.size() + opts.max_files_per_unit - 1) / opts.max_files_per_unit;
+  io::BufferPool pool(buffer_bytes,
+                      pool_buffers(opts.memory_bytes, buffer_bytes,
+                                   std::min<uint64_t>(units, 2 * uint64_t{threads} + 2), 2));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   const BackendSource ring = backends.source();
   ManifestCheck check(root.get(), list, checks);

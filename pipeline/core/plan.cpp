@@ -381,14 +381,20 @@ bool UnitCutter::next(std::vector<Extent>& out) {
   return !out.empty();
 }
 
+size_t pool_buffers(uint64_t memory_bytes, uint64_t buffer_bytes, uint64_t useful,
+                    size_t min_buffers) {
+  const uint64_t fit = memory_bytes / std::max<uint64_t>(buffer_bytes, 1);
+  return std::max(min_buffers, static_cast<size_t>(std::min(fit, useful)));
+}
+
 size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
-  const size_t max_buffers = static_cast<size_t>(sizing.memory_bytes / sizing.buffer_bytes);
-  size_t units = sizing.extra_units;
+  const uint64_t max_buffers = sizing.memory_bytes / sizing.buffer_bytes;
+  uint64_t units = sizing.extra_units;
   UnitCutter counter(plan, sizing.chunk_bytes, sizing.buffer_bytes, sizing.files_per_unit,
                      sizing.include);
   std::vector<Extent> scratch;
   while (units < max_buffers && counter.next(scratch)) ++units;
-  return std::max(sizing.min_buffers, std::min(max_buffers, units));
+  return pool_buffers(sizing.memory_bytes, sizing.buffer_bytes, units, sizing.min_buffers);
 }
 
 std::vector<uint32_t> hard_link_leaders(const Plan& plan) {

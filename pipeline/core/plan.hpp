@@ -135,9 +135,13 @@ inline constexpr uint32_t kLeadsItself = UINT32_MAX;
 std::vector<uint32_t> hard_link_leaders(const Plan& plan);
 
 // The one pool-sizing rule: as many buffers of `buffer_bytes` as `memory_bytes` holds, but
-// never more than the work has units (the units UnitCutter cuts from the included files,
-// plus `extra_units` cut elsewhere), so a small run registers, pins and touches little
-// memory; at least `min_buffers`.
+// never more than `useful` (what the work can keep busy: its units, or a bound per thread),
+// so a small run registers, pins and touches little memory; at least `min_buffers`.
+size_t pool_buffers(uint64_t memory_bytes, uint64_t buffer_bytes, uint64_t useful,
+                    size_t min_buffers);
+
+// The rule for a plan: useful = the units UnitCutter cuts from the included files, plus
+// `extra_units` cut elsewhere.
 struct PoolSizing {
   uint64_t memory_bytes = 0;
   uint64_t chunk_bytes = 0;

@@ -11,6 +11,7 @@
 
 #include "io/full_io.hpp"
 #include "pipeline/core/compress.hpp"
+#include "pipeline/core/plan.hpp"
 #include "pipeline/repo/repo_files.hpp"
 #include "pipeline/repo/repository.hpp"
 
@@ -172,8 +173,7 @@ BlobPool blob_pool(uint64_t max_raw, uint64_t max_stored, uint64_t memory_bytes,
   p.buffer_bytes =
       (std::max({max_raw, max_stored + 2 * kBlobSlotBytes, kMinBufferBytes}) + kA - 1) / kA * kA;
   const uint64_t useful = 2 * std::min<uint64_t>(units, 4 * uint64_t{std::max(threads, 1u)});
-  p.count = static_cast<size_t>(
-      std::clamp<uint64_t>(memory_bytes / p.buffer_bytes, 4, std::max<uint64_t>(4, useful)));
+  p.count = pool_buffers(memory_bytes, p.buffer_bytes, useful, 4);
   return p;
 }
 

@@ -185,5 +185,15 @@ TEST(PathFilter, RsyncLikePatterns) {
   EXPECT_FALSE(PathFilter().excluded("anything", false));
 }
 
+TEST(PoolBuffers, MemoryBoundsTheCountAndWorkCapsIt) {
+  // As many as memory holds when the work could use more.
+  EXPECT_EQ(pool_buffers(256ull << 20, 4 << 20, 1000, 2), 64u);
+  // No more than the work can keep busy.
+  EXPECT_EQ(pool_buffers(256ull << 20, 4 << 20, 3, 2), 3u);
+  // At least the minimum, even when memory holds fewer.
+  EXPECT_EQ(pool_buffers(1 << 20, 4 << 20, 1000, 2), 2u);
+  EXPECT_EQ(pool_buffers(256ull << 20, 4 << 20, 0, 1), 1u);
+}
+
 }  // namespace
 }  // namespace barge::pipeline
