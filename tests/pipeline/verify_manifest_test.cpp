@@ -37,7 +37,7 @@ class VerifyManifestTest : public ::testing::Test {
     tree_ = base_ / "tree";
     manifest_ = base_ / "MANIFEST";
 
-    // Larger than the 1 MiB read buffer, so hashing takes several preads.
+    // Larger than a stream's part, so hashing takes several reads.
     big_.resize(2 * 1024 * 1024 + 4097);
     for (size_t i = 0; i < big_.size(); ++i) {
       big_[i] = static_cast<char>((i * 2654435761u) >> 13);
@@ -46,6 +46,8 @@ class VerifyManifestTest : public ::testing::Test {
         {"a.txt", "alpha"},
         {"empty", ""},
         {"sub/big.bin", big_},
+        // A whole number of stream halves: the last read meets end of file with nothing.
+        {"sub/even.bin", big_.substr(0, 128 * 1024)},
         {"sub/deep/er/c", "gamma"},
         {"with space", "space"},
         {"new\nline", "newline"},
