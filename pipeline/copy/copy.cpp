@@ -179,6 +179,7 @@ void finish(RunResult& result, CopyContext& ctx, const LiveStats& stats, const B
   result.bytes_transferred = stats.bytes_done.load();
   result.files = stats.files_done.load();
   result.bytes_verified = stats.bytes_verified.load();
+  result.bytes_cloned = stats.bytes_cloned.load();
   for (int s = 0; s < kStageCount; ++s) result.stage_busy_ns[s] = stats.stage_busy_ns[s].load();
   result.io_backend = backends.name();
   result.buffers_registered = backends.registered();

@@ -14,9 +14,9 @@ double seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 void write_rank_stats(WireWriter& w, const RankStats& s) {
   w.u32(static_cast<uint32_t>(s.rank));
   w.str(s.host);
-  for (uint64_t v :
-       {s.bytes, s.files, ns(s.busy_seconds), ns(s.walk_seconds), s.peak_rss_bytes,
-        s.bytes_committed, s.bytes_verified, s.bytes_stored, s.dirs, s.symlinks, s.others})
+  for (uint64_t v : {s.bytes, s.files, ns(s.busy_seconds), ns(s.walk_seconds), s.peak_rss_bytes,
+                     s.bytes_committed, s.bytes_verified, s.bytes_cloned, s.bytes_stored, s.dirs,
+                     s.symlinks, s.others})
     w.u64(v);
   for (uint64_t v : s.stage_busy_ns) w.u64(v);
 }
@@ -32,6 +32,7 @@ RankStats read_rank_stats(WireReader& r) {
   s.peak_rss_bytes = r.u64();
   s.bytes_committed = r.u64();
   s.bytes_verified = r.u64();
+  s.bytes_cloned = r.u64();
   s.bytes_stored = r.u64();
   s.dirs = r.u64();
   s.symlinks = r.u64();
@@ -59,6 +60,7 @@ std::vector<RankStats> reduce_rank_stats(transport::Comm& comm, RankStats me, Ru
     into.bytes += k.bytes_committed;
     into.bytes_transferred += k.bytes;
     into.bytes_verified += k.bytes_verified;
+    into.bytes_cloned += k.bytes_cloned;
     into.dirs += k.dirs;
     into.symlinks += k.symlinks;
     into.others += k.others;

@@ -16,9 +16,9 @@ RankStats read_rank_stats(WireReader& r);  // throws WireError on a short or bad
 
 // Collective: every rank gives its own stats (rank, host and peak RSS filled in here) and
 // gets every rank's back, in rank order. Their sums go into `into`: files, bytes
-// (committed), bytes_transferred, bytes_verified, dirs, symlinks, others, stage busy times;
-// the largest peak RSS; the balance (least over most busy seconds). `into.ranks` lists
-// them when `list_ranks`.
+// (committed), bytes_transferred, bytes_verified, bytes_cloned, dirs, symlinks, others, stage busy
+// times; the largest peak RSS; the balance (least over most busy seconds). `into.ranks` lists them
+// when `list_ranks`.
 std::vector<RankStats> reduce_rank_stats(transport::Comm& comm, RankStats me, RunResult& into,
                                          bool list_ranks);
 

@@ -43,6 +43,7 @@ void LiveStats::add_done(const LiveStats& w) {
   bytes_done += w.bytes_done.load();
   bytes_total += w.bytes_done.load();
   bytes_verified += w.bytes_verified.load();
+  bytes_cloned += w.bytes_cloned.load();
   for (int s = 0; s < kStageCount; ++s) stage_busy_ns[s] += w.stage_busy_ns[s].load();
 }
 
@@ -62,6 +63,7 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["symlinks"] = r.symlinks;
   j["other_entries"] = r.others;
   j["bytes_verified"] = r.bytes_verified;
+  j["bytes_cloned"] = r.bytes_cloned;
   j["bytes_transferred"] = r.bytes_transferred;
   j["seconds"] = r.seconds;
   j["walk_seconds"] = r.walk_seconds;

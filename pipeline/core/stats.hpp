@@ -59,6 +59,7 @@ struct LiveStats {
   std::atomic<uint64_t> files_total{0};
   std::atomic<uint64_t> stage_busy_ns[kStageCount] = {};
   std::atomic<uint64_t> bytes_verified{0};
+  std::atomic<uint64_t> bytes_cloned{0};  // copy --reflink: shared with the source's extents
   // Counts the work `done` did as done here, and in the totals (sync: the walk's copies).
   void add_done(const LiveStats& done);
 };
@@ -87,6 +88,7 @@ struct RankStats {
   // Summed into the run's totals (reduce_rank_stats, pipeline/core/rank_stats.hpp).
   uint64_t bytes_committed = 0;  // bytes of the files this rank put in place
   uint64_t bytes_verified = 0;
+  uint64_t bytes_cloned = 0;
   uint64_t bytes_stored = 0;  // backup: bytes of the packs this rank wrote
   uint64_t dirs = 0, symlinks = 0, others = 0;
   uint64_t stage_busy_ns[kStageCount] = {};
@@ -107,6 +109,7 @@ struct RunResult {
   uint64_t symlinks = 0;
   uint64_t others = 0;
   uint64_t bytes_verified = 0;
+  uint64_t bytes_cloned = 0;  // of bytes_transferred: cloned (FICLONERANGE), not written
   uint64_t bytes_transferred =
       0;  // bytes read and written by this run (less than bytes on --resume)
   double seconds = 0;

@@ -24,6 +24,7 @@ RunResult CopyRun::report(std::chrono::steady_clock::time_point t0, double walk_
   me.walk_seconds = walk_seconds;
   me.bytes_committed = stats_.bytes_committed.load();
   me.bytes_verified = stats_.bytes_verified.load();
+  me.bytes_cloned = stats_.bytes_cloned.load();
   me.dirs = result_.dirs;
   me.symlinks = result_.symlinks;
   me.others = result_.others;

@@ -125,6 +125,8 @@ void ReadStage::operator()(WorkUnit& unit) const {
         op_item.push_back(i);
         op_want.push_back(en - b);
       }
+    } else if (ctx_.clone_unread()) {
+      it.unread = true;  // the write stage clones it (or reads it, if the clone fails)
     } else {
       uint64_t len = it.ext.length_bytes;
       if (ctx_.opts.direct_read) len = round_up(len, kDirectAlign);
@@ -158,7 +160,7 @@ void ReadStage::operator()(WorkUnit& unit) const {
 
 void HashStage::operator()(WorkUnit& unit) const {
   for (Item& it : unit.items) {
-    if (!it.failed) it.hash = hash_bytes(unit.bytes(it));
+    if (!it.failed && !it.unread) it.hash = hash_bytes(unit.bytes(it));
   }
 }
 
@@ -323,6 +325,7 @@ bool WriteStage::clone(Item& it) const {
   if (it.ext.length_bytes == 0) return true;  // nothing to share; says nothing of clones
   if (::ioctl(it.dst_fd, FICLONERANGE, &r) == 0) {
     ctx_.clone_state.store(1, std::memory_order_relaxed);
+    ctx_.stats.bytes_cloned.fetch_add(it.ext.length_bytes, std::memory_order_relaxed);
     return true;
   }
   const int err = errno;
@@ -336,6 +339,28 @@ bool WriteStage::clone(Item& it) const {
   }
   int untried = 0;
   ctx_.clone_state.compare_exchange_strong(untried, -1, std::memory_order_relaxed);
+  return false;
+}
+
+// An item left unread for a clone that then failed: its bytes read now, before the write.
+bool WriteStage::read_unread(WorkUnit& unit, Item& it) const {
+  const Entry& e = ctx_.plan.entries[it.ext.file];
+  io::IoOp op{
+      io::IoKind::kRead,   it.src.get(),        unit.buffer.data() + it.ext.buf_offset_bytes,
+      it.ext.length_bytes, it.ext.offset_bytes, unit.buffer.index()};
+  ctx_.backend().run(std::span<io::IoOp>(&op, 1));
+  it.unread = false;
+  if (op.error != 0) {
+    ctx_.fail_file(it.ext.file,
+                   io::Error::from_errno(op.error, "read " + ctx_.plan.src_path(e) + " at offset " +
+                                                       std::to_string(it.ext.offset_bytes))
+                       .message);
+  } else if (op.done_bytes < it.ext.length_bytes) {
+    ctx_.fail_file(it.ext.file, ctx_.plan.src_path(e) + ": file shrank while being copied");
+  } else {
+    return true;
+  }
+  it.failed = true;
   return false;
 }
 
@@ -377,6 +402,7 @@ void WriteStage::operator()(WorkUnit& unit) const {
       op_item.push_back(i);
     };
     if (it.src.valid() && ctx_.may_clone() && clone(it)) continue;
+    if (it.unread && !read_unread(unit, it)) continue;
     if (it.sparse) {
       for (const auto& [b, en] : it.data) add_write(b, en - b);
     } else {

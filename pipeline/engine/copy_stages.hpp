@@ -75,6 +75,13 @@ class CopyContext {
     return opts.reflink != Reflink::kNever && !opts.direct_write &&
            clone_state.load(std::memory_order_relaxed) >= 0;
   }
+  // Once clones are known to work, and when nothing needs a file's bytes (no manifest, no
+  // --verify), the read stage leaves files unread: a clone shares the source's extents
+  // without the bytes passing through barge, as cp -a does.
+  bool clone_unread() const {
+    return manifest == nullptr && !opts.verify && !opts.direct_read &&
+           clone_state.load(std::memory_order_relaxed) == 1 && may_clone();
+  }
   // Per entry, when known: its destination name holds a file that the copy replaces.
   std::vector<uint8_t> replacing;
   bool replaces(uint32_t file) const { return file < replacing.size() && replacing[file]; }
@@ -166,6 +173,7 @@ class WriteStage {
   int open_part(uint32_t file, DirFdCache& dirs, std::string& err) const;
   int large_file_fd(uint32_t file, DirFdCache& dirs, std::string& err) const;
   bool clone(Item& it) const;
+  bool read_unread(WorkUnit& unit, Item& it) const;
   void verify(WorkUnit& unit, const std::vector<io::IoOp>& ops, const std::vector<size_t>& op_item,
               io::IoBackend& backend) const;
   CopyContext& ctx_;

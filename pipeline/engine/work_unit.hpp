@@ -46,6 +46,9 @@ struct Item {
   // where it lives in a pack (backup: after pack-append; restore, verify: read by pack-fetch).
   Stored stored;
   bool streamed = false;  // hashed while read in pieces (a file larger than its unit's room)
+  // copy --reflink: not read, because clones work here and nothing needs the bytes (no
+  // manifest, no --verify); the write stage clones it, or reads it first if the clone fails.
+  bool unread = false;
 };
 
 struct WorkUnit {

@@ -34,6 +34,7 @@ TEST(RankStats, OneLayoutRoundTripsEveryField) {
   s.peak_rss_bytes = 3;
   s.bytes_committed = 4;
   s.bytes_verified = 5;
+  s.bytes_cloned = 10;
   s.bytes_stored = 6;
   s.dirs = 7;
   s.symlinks = 8;
@@ -48,8 +49,8 @@ TEST(RankStats, OneLayoutRoundTripsEveryField) {
   EXPECT_EQ(t.rank, 3);
   EXPECT_EQ(t.host, "node-7");
   EXPECT_EQ(std::make_tuple(t.bytes, t.files, t.peak_rss_bytes, t.bytes_committed, t.bytes_verified,
-                            t.bytes_stored, t.dirs, t.symlinks, t.others),
-            std::make_tuple(1u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u));
+                            t.bytes_cloned, t.bytes_stored, t.dirs, t.symlinks, t.others),
+            std::make_tuple(1u, 2u, 3u, 4u, 5u, 10u, 6u, 7u, 8u, 9u));
   EXPECT_DOUBLE_EQ(t.busy_seconds, 1.5);
   EXPECT_DOUBLE_EQ(t.walk_seconds, 0.25);
   for (int k = 0; k < kStageCount; ++k) EXPECT_EQ(t.stage_busy_ns[k], 100u + k);
