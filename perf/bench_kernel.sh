@@ -4,7 +4,7 @@
 # (data/) and on an XFS file system with reflink (a loop device on data/: cp -a clones there
 # by default, barge's --reflink auto too). Rounds interleave barge and cp; fresh
 # destinations; warm cache; medians of --runs. Variants: --direct-write on ext4 large files,
-# --reflink never on XFS small files.
+# --reflink never on XFS small files, --checksum-manifest.
 # Usage: perf/bench_kernel.sh [--runs N] [--large SIZE] [--small SIZE] [--only ext4|xfs]
 # Needs root for the loop device (scripts/setup installs xfsprogs). Data: data/kernel.
 set -euo pipefail
@@ -41,7 +41,8 @@ timed() {
 
 # bench FS SET SRC DSTDIR TOOL...: each round runs every TOOL once (the order rotates from
 # round to round), then prints each tool's medians and its ratios against cp -a.
-#   barge: barge copy; barge-direct: with --direct-write; barge-noclone: with --reflink never
+#   barge: barge copy; barge-direct: with --direct-write; barge-noclone: with --reflink never;
+#   barge-manifest: with --checksum-manifest (reads and hashes the source)
 bench() {
   local fs=$1 set=$2 src=$3 dir=$4 r i gib
   shift 4
@@ -55,6 +56,7 @@ bench() {
         barge) timed "$fs,$set,$tool" "$barge" copy -q "$src" "$dir/$tool-$r" ;;
         barge-direct) timed "$fs,$set,$tool" "$barge" copy -q --direct-write "$src" "$dir/$tool-$r" ;;
         barge-noclone) timed "$fs,$set,$tool" "$barge" copy -q --reflink never "$src" "$dir/$tool-$r" ;;
+        barge-manifest) timed "$fs,$set,$tool" "$barge" copy -q --checksum-manifest "$dir/$tool-$r.m" "$src" "$dir/$tool-$r" ;;
         cp) timed "$fs,$set,$tool" cp -a "$src" "$dir/$tool-$r" ;;
       esac
       sync
@@ -78,8 +80,8 @@ if [ "$only" != xfs ]; then
   "$barge" gen "$work/large" --profile large --size "$large" --seed 7 -q
   "$barge" gen "$work/small" --profile small --size "$small" --seed 7 -q
   mkdir -p "$work/out"
-  bench ext4 large "$work/large" "$work/out" barge cp barge-direct
-  bench ext4 small "$work/small" "$work/out" barge cp
+  bench ext4 large "$work/large" "$work/out" barge cp barge-direct barge-manifest
+  bench ext4 small "$work/small" "$work/out" barge cp barge-manifest
 fi
 if [ "$only" != ext4 ]; then
   [ "$(id -u)" = 0 ] || { echo "bench_kernel: the XFS part needs root (loop device)" >&2; exit 2; }
@@ -89,6 +91,6 @@ if [ "$only" != ext4 ]; then
   mount -o loop "$work/img" "$mnt"
   "$barge" gen "$mnt/large" --profile large --size "$large" --seed 7 -q
   "$barge" gen "$mnt/small" --profile small --size "$small" --seed 7 -q
-  bench xfs large "$mnt/large" "$mnt" barge cp
+  bench xfs large "$mnt/large" "$mnt" barge cp barge-manifest
   bench xfs small "$mnt/small" "$mnt" barge cp barge-noclone
 fi

@@ -46,7 +46,7 @@ class VerifyManifestTest : public ::testing::Test {
         {"a.txt", "alpha"},
         {"empty", ""},
         {"sub/big.bin", big_},
-        // A whole number of stream halves: the last read meets end of file with nothing.
+        // A whole number of stream slices: the last read meets end of file with nothing.
         {"sub/even.bin", big_.substr(0, 128 * 1024)},
         {"sub/deep/er/c", "gamma"},
         {"with space", "space"},
