@@ -1,0 +1,207 @@
+#include "transport/net/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/ssl.h>
+
+#include <csignal>
+#include <cstring>
+#include <mutex>
+
+namespace barge::transport {
+namespace {
+
+constexpr std::string_view kPskIdentity = "barge-psk-v1";
+constexpr std::string_view kHkdfSalt = "barge send/recv";
+constexpr std::string_view kHkdfInfo = "tls13 external psk v1";
+// The PSK's session needs a cipher whose hash is the PSK's: SHA-256.
+constexpr unsigned char kAes128GcmSha256[] = {0x13, 0x01};
+
+// The oldest queued OpenSSL error, as text ("" when none).
+std::string openssl_error() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return {};
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+struct CtxFree {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+
+// What a handshake's callbacks need, reached through the SSL's app data.
+struct PskState {
+  std::string psk;
+  bool identity_matched = false;
+};
+
+SSL_SESSION* psk_session(SSL* ssl, const std::string& psk) {
+  const SSL_CIPHER* cipher = SSL_CIPHER_find(ssl, kAes128GcmSha256);
+  if (cipher == nullptr) return nullptr;
+  SSL_SESSION* s = SSL_SESSION_new();
+  if (s == nullptr) return nullptr;
+  if (SSL_SESSION_set1_master_key(s, reinterpret_cast<const unsigned char*>(psk.data()),
+                                  psk.size()) != 1 ||
+      SSL_SESSION_set_cipher(s, cipher) != 1 ||
+      SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION) != 1) {
+    SSL_SESSION_free(s);
+    return nullptr;
+  }
+  return s;
+}
+
+int use_session(SSL* ssl, const EVP_MD* md, const unsigned char** id, size_t* id_len,
+                SSL_SESSION** sess) {
+  auto* st = static_cast<PskState*>(SSL_get_app_data(ssl));
+  const SSL_CIPHER* cipher = SSL_CIPHER_find(ssl, kAes128GcmSha256);
+  if (md != nullptr && cipher != nullptr && md != SSL_CIPHER_get_handshake_digest(cipher)) {
+    *sess = nullptr;  // a retry after HelloRetryRequest with another hash: offer nothing
+    return 1;
+  }
+  *sess = psk_session(ssl, st->psk);
+  if (*sess == nullptr) return 0;
+  *id = reinterpret_cast<const unsigned char*>(kPskIdentity.data());
+  *id_len = kPskIdentity.size();
+  return 1;
+}
+
+int find_session(SSL* ssl, const unsigned char* id, size_t id_len, SSL_SESSION** sess) {
+  auto* st = static_cast<PskState*>(SSL_get_app_data(ssl));
+  *sess = nullptr;
+  if (id_len != kPskIdentity.size() || std::memcmp(id, kPskIdentity.data(), id_len) != 0)
+    return 1;  // unknown identity: no PSK, and with no certificate the handshake fails
+  st->identity_matched = true;
+  *sess = psk_session(ssl, st->psk);
+  return *sess == nullptr ? 0 : 1;
+}
+
+std::unique_ptr<SSL_CTX, CtxFree> make_ctx(TlsRole role) {
+  std::unique_ptr<SSL_CTX, CtxFree> ctx(
+      SSL_CTX_new(role == TlsRole::kClient ? TLS_client_method() : TLS_server_method()));
+  if (!ctx) throw TlsError("TLS context: " + openssl_error());
+  if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx.get(), "TLS_AES_128_GCM_SHA256") != 1)
+    throw TlsError("TLS context: " + openssl_error());
+  // No session tickets: every connection authenticates with the key itself.
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+  return ctx;
+}
+
+}  // namespace
+
+struct TlsStream::Ssl {
+  std::unique_ptr<SSL_CTX, CtxFree> ctx;
+  SSL* ssl = nullptr;
+  PskState psk;
+  std::string peer;
+  ~Ssl() { SSL_free(ssl); }
+};
+
+std::string derive_psk(std::string_view key) {
+  std::string out(32, '\0');
+  EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr);
+  size_t len = out.size();
+  const bool ok =
+      pctx != nullptr && EVP_PKEY_derive_init(pctx) == 1 &&
+      EVP_PKEY_CTX_set_hkdf_md(pctx, EVP_sha256()) == 1 &&
+      EVP_PKEY_CTX_set1_hkdf_salt(pctx, reinterpret_cast<const unsigned char*>(kHkdfSalt.data()),
+                                  static_cast<int>(kHkdfSalt.size())) == 1 &&
+      EVP_PKEY_CTX_set1_hkdf_key(pctx, reinterpret_cast<const unsigned char*>(key.data()),
+                                 static_cast<int>(key.size())) == 1 &&
+      EVP_PKEY_CTX_add1_hkdf_info(pctx, reinterpret_cast<const unsigned char*>(kHkdfInfo.data()),
+                                  static_cast<int>(kHkdfInfo.size())) == 1 &&
+      EVP_PKEY_derive(pctx, reinterpret_cast<unsigned char*>(out.data()), &len) == 1 &&
+      len == out.size();
+  EVP_PKEY_CTX_free(pctx);
+  if (!ok) throw TlsError("derive the TLS key: " + openssl_error());
+  return out;
+}
+
+TlsStream TlsStream::handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer) {
+  // A peer that goes away must fail the write that meets it, not kill the process.
+  static std::once_flag no_sigpipe;
+  std::call_once(no_sigpipe, [] { (void)std::signal(SIGPIPE, SIG_IGN); });
+  auto s = std::make_unique<Ssl>();
+  s->peer = std::move(peer);
+  s->psk.psk = derive_psk(key);
+  s->ctx = make_ctx(role);
+  s->ssl = SSL_new(s->ctx.get());
+  if (s->ssl == nullptr || SSL_set_fd(s->ssl, fd) != 1)
+    throw TlsError("TLS with " + s->peer + ": " + openssl_error());
+  SSL_set_app_data(s->ssl, &s->psk);
+  if (role == TlsRole::kClient) {
+    SSL_set_psk_use_session_callback(s->ssl, use_session);
+  } else {
+    SSL_set_psk_find_session_callback(s->ssl, find_session);
+  }
+  TlsStream t(std::move(s));
+  const int rc = role == TlsRole::kClient ? SSL_connect(t.ssl_->ssl) : SSL_accept(t.ssl_->ssl);
+  if (rc != 1) {
+    if (role == TlsRole::kServer && !t.ssl_->psk.identity_matched)
+      t.fail("TLS handshake with " + t.ssl_->peer + " (no barge pre-shared key offered)", rc);
+    t.fail("TLS handshake with " + t.ssl_->peer + " (wrong key?)", rc);
+  }
+  return t;
+}
+
+TlsStream::TlsStream(std::unique_ptr<Ssl> ssl) : ssl_(std::move(ssl)) {}
+TlsStream::TlsStream(TlsStream&&) noexcept = default;
+TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
+TlsStream::~TlsStream() = default;
+
+void TlsStream::fail(const std::string& what, int rc) const {
+  const int err = SSL_get_error(ssl_->ssl, rc);
+  std::string why = openssl_error();
+  if (why.empty()) {
+    if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0))
+      why = "connection closed by the peer";
+    else if (err == SSL_ERROR_SYSCALL)
+      why = std::strerror(errno);
+    else
+      why = "TLS error " + std::to_string(err);
+  }
+  throw TlsError(what + ": " + why);
+}
+
+void TlsStream::write_all(std::span<const std::byte> data) {
+  while (!data.empty()) {
+    size_t done = 0;
+    const int rc = SSL_write_ex(ssl_->ssl, data.data(), data.size(), &done);
+    if (rc != 1) fail("send to " + ssl_->peer, rc);
+    data = data.subspan(done);
+  }
+}
+
+size_t TlsStream::read_some(std::span<std::byte> into) {
+  size_t got = 0;
+  const int rc = SSL_read_ex(ssl_->ssl, into.data(), into.size(), &got);
+  if (rc == 1) return got;
+  if (SSL_get_error(ssl_->ssl, rc) == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
+  fail("receive from " + ssl_->peer, rc);
+}
+
+void TlsStream::read_exact(std::span<std::byte> into) {
+  while (!into.empty()) {
+    const size_t got = read_some(into);
+    if (got == 0)
+      throw TlsError("receive from " + ssl_->peer + ": stream closed " +
+                     std::to_string(into.size()) + " bytes early");
+    into = into.subspan(got);
+  }
+}
+
+void TlsStream::close() {
+  if (ssl_ && ssl_->ssl) (void)SSL_shutdown(ssl_->ssl);  // close_notify; the peer's is not awaited
+}
+
+std::string TlsStream::version() const { return SSL_get_version(ssl_->ssl); }
+std::string TlsStream::cipher() const {
+  return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_->ssl));
+}
+
+}  // namespace barge::transport

@@ -1,0 +1,62 @@
+#pragma once
+// One authenticated, encrypted stream over a connected socket: TLS 1.3 through OpenSSL
+// (user-space TLS: this kernel has no kTLS). Mutual authentication by a pre-shared key
+// (RFC 8446 external PSK with an ephemeral ECDHE exchange, psk_dhe_ke: a leaked key does not
+// expose earlier transfers). Nothing from the peer is handed to the caller before the
+// handshake has authenticated it; a failed handshake throws TlsError naming the peer.
+
+#include <openssl/types.h>
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace barge::transport {
+
+class TlsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class TlsRole { kClient, kServer };
+
+class TlsStream {
+ public:
+  // Runs the handshake on `fd` (connected, blocking; the stream does not own it) with the
+  // pre-shared key `key` (the raw bytes of a key file; the TLS key is derived from it with
+  // HKDF-SHA256). `peer` names the other end in errors ("10.0.0.2:40512").
+  static TlsStream handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer);
+
+  TlsStream(TlsStream&&) noexcept;
+  TlsStream& operator=(TlsStream&&) noexcept;
+  ~TlsStream();
+
+  // Writes every byte, or throws TlsError.
+  void write_all(std::span<const std::byte> data);
+  // Reads what is there (at least one byte); 0 when the peer closed the stream cleanly
+  // (close_notify). A connection cut without close_notify throws: a truncated stream is
+  // never taken for a complete one.
+  size_t read_some(std::span<std::byte> into);
+  // Reads exactly into.size() bytes; throws on a close or an error before then.
+  void read_exact(std::span<std::byte> into);
+  // Sends close_notify (the peer's read_some then returns 0).
+  void close();
+
+  std::string version() const;  // "TLSv1.3"
+  std::string cipher() const;   // "TLS_AES_128_GCM_SHA256"
+
+ private:
+  struct Ssl;
+  explicit TlsStream(std::unique_ptr<Ssl> ssl);
+  [[noreturn]] void fail(const std::string& what, int rc) const;
+  std::unique_ptr<Ssl> ssl_;
+};
+
+// Derives the TLS pre-shared key from a key file's bytes (HKDF-SHA256, fixed salt and
+// label): the same file gives both ends the same 32 bytes.
+std::string derive_psk(std::string_view key);
+
+}  // namespace barge::transport
