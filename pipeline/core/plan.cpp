@@ -381,12 +381,6 @@ bool UnitCutter::next(std::vector<Extent>& out) {
   return !out.empty();
 }
 
-size_t pool_buffers(uint64_t memory_bytes, uint64_t buffer_bytes, uint64_t useful,
-                    size_t min_buffers) {
-  const uint64_t fit = memory_bytes / std::max<uint64_t>(buffer_bytes, 1);
-  return std::max(min_buffers, static_cast<size_t>(std::min(fit, useful)));
-}
-
 size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
   const uint64_t max_buffers = sizing.memory_bytes / sizing.buffer_bytes;
   uint64_t units = sizing.extra_units;

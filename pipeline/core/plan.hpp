@@ -3,6 +3,7 @@
 // files split into chunks).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -137,8 +138,11 @@ std::vector<uint32_t> hard_link_leaders(const Plan& plan);
 // The one pool-sizing rule: as many buffers of `buffer_bytes` as `memory_bytes` holds, but
 // never more than `useful` (what the work can keep busy: its units, or a bound per thread),
 // so a small run registers, pins and touches little memory; at least `min_buffers`.
-size_t pool_buffers(uint64_t memory_bytes, uint64_t buffer_bytes, uint64_t useful,
-                    size_t min_buffers);
+inline size_t pool_buffers(uint64_t memory_bytes, uint64_t buffer_bytes, uint64_t useful,
+                           size_t min_buffers) {
+  const uint64_t fit = memory_bytes / std::max<uint64_t>(buffer_bytes, 1);
+  return std::max(min_buffers, static_cast<size_t>(std::min(fit, useful)));
+}
 
 // The rule for a plan: useful = the units UnitCutter cuts from the included files, plus
 // `extra_units` cut elsewhere.
