@@ -1,0 +1,165 @@
+#include "transport/net/endpoint.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <memory>
+
+namespace barge::transport {
+namespace {
+
+struct AddrFree {
+  void operator()(addrinfo* a) const { freeaddrinfo(a); }
+};
+
+io::Result<std::unique_ptr<addrinfo, AddrFree>> resolve(const Endpoint& e, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(e.port);
+  const int rc =
+      ::getaddrinfo(e.host.empty() ? nullptr : e.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) return io::Error::plain("resolve " + e.text() + ": " + gai_strerror(rc));
+  return std::unique_ptr<addrinfo, AddrFree>(res);
+}
+
+std::string address_text(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return "unknown peer";
+}
+
+// connect() bounded by timeout_ms: non-blocking connect, poll, then blocking again.
+int connect_within(int fd, const sockaddr* addr, socklen_t len, int timeout_ms) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return errno;
+  int err = 0;
+  if (::connect(fd, addr, len) != 0) {
+    err = errno;
+    if (err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int n;
+      do n = ::poll(&p, 1, timeout_ms);
+      while (n < 0 && errno == EINTR);
+      if (n == 0) return ETIMEDOUT;
+      if (n < 0) return errno;
+      socklen_t l = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0) return errno;
+    }
+  }
+  if (err == 0 && ::fcntl(fd, F_SETFL, flags) < 0) return errno;
+  return err;
+}
+
+}  // namespace
+
+std::string Endpoint::text() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+io::Result<Endpoint> parse_endpoint(const std::string& text, const std::string& what) {
+  auto bad = [&](const std::string& why) {
+    return io::Error::plain(what + " " + text + ": " + why + " (want HOST:PORT or [IPV6]:PORT)");
+  };
+  Endpoint e;
+  std::string port;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return bad("unclosed [ or no port after ]");
+    e.host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos) return bad("no port");
+    e.host = text.substr(0, colon);
+    if (e.host.find(':') != std::string::npos) return bad("an IPv6 address needs brackets");
+    port = text.substr(colon + 1);
+  }
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535)
+    return bad("port must be a number from 0 to 65535");
+  e.port = static_cast<uint16_t>(value);
+  return e;
+}
+
+io::Result<io::UniqueFd> listen_tcp(const Endpoint& at, int backlog) {
+  auto addrs = resolve(at, true);
+  if (!addrs) return addrs.error();
+  int last = EADDRNOTAVAIL;
+  for (addrinfo* a = addrs->get(); a != nullptr; a = a->ai_next) {
+    io::UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) {
+      last = errno;
+      continue;
+    }
+    const int one = 1;
+    (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd.get(), backlog) == 0)
+      return fd;
+    last = errno;
+  }
+  return io::Error::from_errno(last, "listen on " + at.text());
+}
+
+io::Result<io::UniqueFd> connect_tcp(const Endpoint& to, int timeout_ms) {
+  auto addrs = resolve(to, false);
+  if (!addrs) return addrs.error();
+  int last = EADDRNOTAVAIL;
+  for (addrinfo* a = addrs->get(); a != nullptr; a = a->ai_next) {
+    io::UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (!fd.valid()) {
+      last = errno;
+      continue;
+    }
+    last = connect_within(fd.get(), a->ai_addr, a->ai_addrlen, timeout_ms);
+    if (last == 0) {
+      const int one = 1;
+      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return fd;
+    }
+  }
+  return io::Error::from_errno(last, "connect to " + to.text());
+}
+
+uint16_t local_port(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return 0;
+}
+
+std::string peer_name(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown peer";
+  return address_text(ss);
+}
+
+}  // namespace barge::transport
