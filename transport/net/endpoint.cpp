@@ -107,43 +107,41 @@ io::Result<Endpoint> parse_endpoint(const std::string& text, const std::string& 
   return e;
 }
 
-io::Result<io::UniqueFd> listen_tcp(const Endpoint& at, int backlog) {
-  auto addrs = resolve(at, true);
+namespace {
+
+// A socket for each of `at`'s addresses in turn, handed to `use` (errno, 0 when it worked)
+// until one works; the error names `what`.
+template <class Use>
+io::Result<io::UniqueFd> first_socket(const Endpoint& at, bool passive, const std::string& what,
+                                      Use use) {
+  auto addrs = resolve(at, passive);
   if (!addrs) return addrs.error();
   int last = EADDRNOTAVAIL;
   for (addrinfo* a = addrs->get(); a != nullptr; a = a->ai_next) {
     io::UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-    if (!fd.valid()) {
-      last = errno;
-      continue;
-    }
-    const int one = 1;
-    (void)::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd.get(), backlog) == 0)
-      return fd;
-    last = errno;
+    last = fd.valid() ? use(fd.get(), *a) : errno;
+    if (last == 0) return fd;
   }
-  return io::Error::from_errno(last, "listen on " + at.text());
+  return io::Error::from_errno(last, what + " " + at.text());
+}
+
+}  // namespace
+
+io::Result<io::UniqueFd> listen_tcp(const Endpoint& at, int backlog) {
+  return first_socket(at, true, "listen on", [&](int fd, const addrinfo& a) {
+    const int one = 1;
+    (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    return ::bind(fd, a.ai_addr, a.ai_addrlen) == 0 && ::listen(fd, backlog) == 0 ? 0 : errno;
+  });
 }
 
 io::Result<io::UniqueFd> connect_tcp(const Endpoint& to, int timeout_ms) {
-  auto addrs = resolve(to, false);
-  if (!addrs) return addrs.error();
-  int last = EADDRNOTAVAIL;
-  for (addrinfo* a = addrs->get(); a != nullptr; a = a->ai_next) {
-    io::UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
-    if (!fd.valid()) {
-      last = errno;
-      continue;
-    }
-    last = connect_within(fd.get(), a->ai_addr, a->ai_addrlen, timeout_ms);
-    if (last == 0) {
-      const int one = 1;
-      (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      return fd;
-    }
-  }
-  return io::Error::from_errno(last, "connect to " + to.text());
+  return first_socket(to, false, "connect to", [&](int fd, const addrinfo& a) {
+    const int err = connect_within(fd, a.ai_addr, a.ai_addrlen, timeout_ms);
+    const int one = 1;
+    if (err == 0) (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return err;
+  });
 }
 
 uint16_t local_port(int fd) {
