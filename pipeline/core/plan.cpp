@@ -69,94 +69,117 @@ bool is_inside(const std::string& inner, const std::string& outer) {
           inner[outer.size()] == '/');
 }
 
+namespace {
+
+// The destination as the copy starts: "DST/" must be a directory; several sources need one.
+struct Destination {
+  std::string given;  // as the user wrote it
+  std::string path;   // without trailing slashes
+  bool must_be_dir = false;
+  bool exists = false;
+  bool is_dir = false;
+};
+
+io::Result<Destination> check_destination(const std::string& destination, size_t sources) {
+  Destination d;
+  d.given = destination;
+  d.path = strip_trailing_slashes(destination);
+  d.must_be_dir = d.path.size() < destination.size();  // "DST/" names a directory
+  struct stat dst_st;
+  d.exists = ::stat(d.path.c_str(), &dst_st) == 0;
+  if (!d.exists && errno != ENOENT) return io::Error::from_errno(errno, "destination " + d.path);
+  d.is_dir = d.exists && S_ISDIR(dst_st.st_mode);
+  if (d.must_be_dir && d.exists && !d.is_dir) {
+    return io::Error::plain("destination " + destination + ": Not a directory");
+  }
+  if (sources > 1 && !d.is_dir) {
+    return io::Error::plain("destination " + d.path +
+                            (d.exists ? " is not a directory" : " does not exist") +
+                            " (several sources need an existing directory)");
+  }
+  if (!d.exists) {
+    std::string parent(io::parent_of(d.path));
+    struct stat pst;
+    if (::stat(parent.empty() ? "." : parent.c_str(), &pst) != 0 || !S_ISDIR(pst.st_mode)) {
+      return io::Error::plain("destination " + d.path + ": parent directory does not exist");
+    }
+  }
+  return d;
+}
+
+// The source `raw` checked (it exists, can be opened) and placed by cp's rules.
+io::Result<Root> resolve_root(const std::string& raw, const Destination& dst) {
+  if (raw.empty()) return io::Error::plain("source: empty path");
+  std::string src = strip_trailing_slashes(raw);
+  struct stat st;
+  if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
+  if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
+    // "LINK/" names the directory the link points to, as with cp and rsync: keep the
+    // slash so every open of the root follows it.
+    if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
+    src += '/';
+  }
+  bool src_is_dir = S_ISDIR(st.st_mode);
+  if (src_is_dir || S_ISREG(st.st_mode)) {
+    int fd =
+        ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return io::Error::from_errno(errno, "source " + src);
+    ::close(fd);
+  }
+  if (dst.must_be_dir && !dst.exists && !src_is_dir) {
+    return io::Error::plain("destination " + dst.given +
+                            ": Not a directory (cannot copy non-directory " + src + " to it)");
+  }
+  Root r;
+  r.src = src;
+  std::string base(io::base_name(src));
+  if (base == "/")
+    return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
+  if (base == "." || base == "..") {
+    // As with cp: "SRC/." names the directory itself, so its contents merge into an
+    // existing DST (and a missing DST becomes the copy).
+    r.dst = dst.path;
+    r.manifest_prefix = "";
+  } else if (dst.is_dir) {
+    r.dst = io::join_path(dst.path, base);
+    r.manifest_prefix = base;
+  } else {
+    r.dst = dst.path;
+    r.manifest_prefix = src_is_dir ? "" : std::string(io::base_name(dst.path));
+  }
+  struct stat target_st;
+  if (::lstat(r.dst.c_str(), &target_st) == 0) {
+    if (src_is_dir && !S_ISDIR(target_st.st_mode)) {
+      return io::Error::plain("cannot overwrite non-directory " + r.dst + " with directory " + src);
+    }
+    if (!src_is_dir && S_ISDIR(target_st.st_mode)) {
+      return io::Error::plain("cannot overwrite directory " + r.dst + " with non-directory " + src);
+    }
+  }
+  const std::string csrc = canonical_or_parent(src);
+  const std::string cdst = canonical_or_parent(r.dst);
+  if (src_is_dir && is_inside(cdst, csrc)) {
+    return io::Error::plain("cannot copy directory " + src + " into itself (" + r.dst + ")");
+  }
+  if (!src_is_dir && csrc == cdst) {
+    return io::Error::plain(src + " and " + r.dst + " are the same file");
+  }
+  return r;
+}
+
+}  // namespace
+
 io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
                                             const std::string& destination) {
   if (sources.empty()) return io::Error::plain("copy: no source given");
   if (destination.empty()) return io::Error::plain("copy: empty destination");
-  std::string dst = strip_trailing_slashes(destination);
-  bool dst_must_be_dir = dst.size() < destination.size();  // "DST/" names a directory
-  struct stat dst_st;
-  bool dst_exists = ::stat(dst.c_str(), &dst_st) == 0;
-  if (!dst_exists && errno != ENOENT) return io::Error::from_errno(errno, "destination " + dst);
-  bool dst_is_dir = dst_exists && S_ISDIR(dst_st.st_mode);
-  if (dst_must_be_dir && dst_exists && !dst_is_dir) {
-    return io::Error::plain("destination " + destination + ": Not a directory");
-  }
-  if (sources.size() > 1 && !dst_is_dir) {
-    return io::Error::plain("destination " + dst +
-                            (dst_exists ? " is not a directory" : " does not exist") +
-                            " (several sources need an existing directory)");
-  }
-  if (!dst_exists) {
-    std::string parent(io::parent_of(dst));
-    struct stat pst;
-    if (::stat(parent.empty() ? "." : parent.c_str(), &pst) != 0 || !S_ISDIR(pst.st_mode)) {
-      return io::Error::plain("destination " + dst + ": parent directory does not exist");
-    }
-  }
+  auto dst = check_destination(destination, sources.size());
+  if (!dst) return dst.error();
   std::vector<Root> roots;
   for (const std::string& raw : sources) {
-    if (raw.empty()) return io::Error::plain("source: empty path");
-    std::string src = strip_trailing_slashes(raw);
-    struct stat st;
-    if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
-    if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
-      // "LINK/" names the directory the link points to, as with cp and rsync: keep the
-      // slash so every open of the root follows it.
-      if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
-      src += '/';
-    }
-    bool src_is_dir = S_ISDIR(st.st_mode);
-    if (src_is_dir || S_ISREG(st.st_mode)) {
-      int fd =
-          ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) return io::Error::from_errno(errno, "source " + src);
-      ::close(fd);
-    }
-    if (dst_must_be_dir && !dst_exists && !src_is_dir) {
-      return io::Error::plain("destination " + destination +
-                              ": Not a directory (cannot copy non-directory " + src + " to it)");
-    }
-    Root r;
-    r.src = src;
-    std::string base(io::base_name(src));
-    if (base == "/")
-      return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
-    if (base == "." || base == "..") {
-      // As with cp: "SRC/." names the directory itself, so its contents merge into an
-      // existing DST (and a missing DST becomes the copy).
-      r.dst = dst;
-      r.manifest_prefix = "";
-    } else if (dst_is_dir) {
-      r.dst = io::join_path(dst, base);
-      r.manifest_prefix = base;
-    } else {
-      r.dst = dst;
-      r.manifest_prefix = src_is_dir ? "" : std::string(io::base_name(dst));
-    }
-    struct stat target_st;
-    if (::lstat(r.dst.c_str(), &target_st) == 0) {
-      if (src_is_dir && !S_ISDIR(target_st.st_mode)) {
-        return io::Error::plain("cannot overwrite non-directory " + r.dst + " with directory " +
-                                src);
-      }
-      if (!src_is_dir && S_ISDIR(target_st.st_mode)) {
-        return io::Error::plain("cannot overwrite directory " + r.dst + " with non-directory " +
-                                src);
-      }
-    }
-    if (src_is_dir) {
-      std::string csrc = canonical_or_parent(src);
-      std::string cdst = canonical_or_parent(r.dst);
-      if (is_inside(cdst, csrc)) {
-        return io::Error::plain("cannot copy directory " + src + " into itself (" + r.dst + ")");
-      }
-    } else {
-      std::string csrc = canonical_or_parent(src);
-      std::string cdst = canonical_or_parent(r.dst);
-      if (csrc == cdst) return io::Error::plain(src + " and " + r.dst + " are the same file");
-    }
-    roots.push_back(std::move(r));
+    auto r = resolve_root(raw, *dst);
+    if (!r) return r.error();
+    roots.push_back(std::move(*r));
   }
   return roots;
 }
