@@ -141,7 +141,7 @@ class ManifestCheck {
       tbb::parallel_for(size_t{0}, ways, [&](size_t w) {
         std::byte* at = u.buffer.data() + w * slice;
         for (size_t n = w; n < big.size(); n += ways)
-          stream(u.items[big[n].first], big[n].second.get(), {at, slice}, u.buffer.index(), ring);
+          stream(u.items[big[n].first], big[n].second.get(), {at, slice}, u.buffer.index(), ring());
       });
     }
     ring().run(ops);
@@ -188,10 +188,9 @@ class ManifestCheck {
   // hashing as it goes. (Hashing one part while a task reads the next was faster with the
   // worker threads awake, twice slower when they slept: a wake-up per part.)
   void stream(Item& it, int fd, std::span<std::byte> room, int index,
-              const BackendSource& ring) const {
+              io::IoBackend& backend) const {
     (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  // advice only
     StreamHasher hasher;
-    io::IoBackend& backend = ring();
     uint64_t offset = 0;
     for (;;) {
       io::IoOp op{io::IoKind::kRead, fd, room.data(), room.size(), offset, index};

@@ -87,6 +87,28 @@ int ReadStage::open_source(Item& it, DirFdCache& dirs) const {
   return fd;
 }
 
+namespace {
+
+// A read of the item's source that failed or met end of file before `want` bytes fails the
+// file, naming it; true when it read them all.
+bool check_read(CopyContext& ctx, Item& it, const io::IoOp& op, uint64_t want) {
+  const std::string& src = ctx.plan.src_path(ctx.plan.entries[it.ext.file]);
+  if (op.error != 0) {
+    ctx.fail_file(it.ext.file,
+                  io::Error::from_errno(
+                      op.error, "read " + src + " at offset " + std::to_string(it.ext.offset_bytes))
+                      .message);
+  } else if (op.done_bytes < want) {
+    ctx.fail_file(it.ext.file, src + ": file shrank while being copied");
+  } else {
+    return true;
+  }
+  it.failed = true;
+  return false;
+}
+
+}  // namespace
+
 void ReadStage::operator()(WorkUnit& unit) const {
   const Plan& plan = ctx_.plan;
   DirFdCache dirs;
@@ -139,20 +161,8 @@ void ReadStage::operator()(WorkUnit& unit) const {
     fd_item.push_back(i);
   }
   ctx_.backend().run(ops);
-  for (size_t k = 0; k < ops.size(); ++k) {
-    Item& it = unit.items[op_item[k]];
-    const Entry& e = plan.entries[it.ext.file];
-    if (ops[k].error != 0) {
-      ctx_.fail_file(it.ext.file, io::Error::from_errno(ops[k].error,
-                                                        "read " + plan.src_path(e) + " at offset " +
-                                                            std::to_string(it.ext.offset_bytes))
-                                      .message);
-      it.failed = true;
-    } else if (ops[k].done_bytes < op_want[k]) {
-      ctx_.fail_file(it.ext.file, plan.src_path(e) + ": file shrank while being copied");
-      it.failed = true;
-    }
-  }
+  for (size_t k = 0; k < ops.size(); ++k)
+    check_read(ctx_, unit.items[op_item[k]], ops[k], op_want[k]);
   // The write stage may clone these bytes from the source instead of writing them.
   if (ctx_.may_clone())
     for (size_t n = 0; n < fds.size(); ++n) unit.items[fd_item[n]].src = std::move(fds[n]);
@@ -344,24 +354,12 @@ bool WriteStage::clone(Item& it) const {
 
 // An item left unread for a clone that then failed: its bytes read now, before the write.
 bool WriteStage::read_unread(WorkUnit& unit, Item& it) const {
-  const Entry& e = ctx_.plan.entries[it.ext.file];
   io::IoOp op{
       io::IoKind::kRead,   it.src.get(),        unit.buffer.data() + it.ext.buf_offset_bytes,
       it.ext.length_bytes, it.ext.offset_bytes, unit.buffer.index()};
   ctx_.backend().run(std::span<io::IoOp>(&op, 1));
   it.unread = false;
-  if (op.error != 0) {
-    ctx_.fail_file(it.ext.file,
-                   io::Error::from_errno(op.error, "read " + ctx_.plan.src_path(e) + " at offset " +
-                                                       std::to_string(it.ext.offset_bytes))
-                       .message);
-  } else if (op.done_bytes < it.ext.length_bytes) {
-    ctx_.fail_file(it.ext.file, ctx_.plan.src_path(e) + ": file shrank while being copied");
-  } else {
-    return true;
-  }
-  it.failed = true;
-  return false;
+  return check_read(ctx_, it, op, it.ext.length_bytes);
 }
 
 void WriteStage::operator()(WorkUnit& unit) const {
