@@ -12,6 +12,7 @@ declare -A allowed=(
   [repo]="core engine dist repo"
   [check]="core engine check"
   [gen]="core gen"
+  [remote]="core engine dist copy remote"
 )
 bad=0
 for f in pipeline/*.cpp pipeline/*.hpp; do

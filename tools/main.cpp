@@ -20,6 +20,7 @@
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/gen/gen.hpp"
 #include "tools/cli_common.hpp"
+#include "tools/net_cli.hpp"
 #include "tools/repo_cli.hpp"
 #include "tools/size_parse.hpp"
 #include "transport/comm.hpp"
@@ -103,6 +104,7 @@ struct Cli {
   GenCli gen;
   tools::RepoCli repo;
   VerifyCli verify;
+  tools::NetCli net;
 };
 
 void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli) {
@@ -228,6 +230,7 @@ void add_commands(CLI::App& app, Cli& cli) {
   add_gen_command(app, cli.gen, quiet);
   tools::add_repo_commands(app, cli.repo, quiet);  // backup, restore, snapshots, forget, repair
   add_verify_command(app, cli.verify, cli.repo, quiet);
+  tools::add_net_commands(app, cli.net, quiet);  // send, recv
 }
 
 // An exit code when the command line does not lead to a run (help, version, usage error).
@@ -384,6 +387,7 @@ int run_command(Cli& cli, transport::Comm& comm) {
   if (*cli.copy.cmd) return run_copy_command(cli.copy, cli.engine, comm);
   if (*cli.sync.cmd) return run_sync_command(cli.sync, cli.engine, comm);
   if (int rc = tools::run_repo_commands(cli.repo, comm, quiet); rc >= 0) return rc;
+  if (int rc = tools::run_net_commands(cli.net, comm, quiet); rc >= 0) return rc;
   if (*cli.verify.cmd && cli.verify.manifest_path.empty())
     return run_verify_repo_command(cli, comm);
   // One rank is enough for gen and verify --manifest.

@@ -166,6 +166,29 @@ std::unique_ptr<Journal> open_journal(CopyContext& ctx, const std::vector<uint8_
   return std::move(j.value());
 }
 
+// copy's transfer: the files `include` selects (with --resume, less what is done), read →
+// hash → write → commit, large files' chunks journaled.
+void transfer_files(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+                    std::vector<uint8_t> include, RunResult& result) {
+  const CopyOptions& opts = ctx.opts;
+  const std::string journal_dir = Journal::dir_for(opts.destination);
+  JournalState journal_state;
+  std::vector<const std::unordered_set<uint32_t>*> done_chunks;
+  if (opts.resume) {
+    journal_state = Journal::load(journal_dir);
+    result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
+  }
+  std::unique_ptr<Journal> journal = open_journal(ctx, include, journal_dir);
+  JournalFlusher flusher(ctx.journal, ctx);
+  UnitCutter cutter(ctx.plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
+                    &include);
+  if (opts.resume) {
+    cutter.set_skip(
+        [&](uint32_t f, uint32_t c) { return done_chunks[f] && done_chunks[f]->count(c) > 0; });
+  }
+  transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
+}
+
 // The report's counts, cause and exit code once the run is over.
 void finish(RunResult& result, CopyContext& ctx, const LiveStats& stats, const BackendSet& backends,
             Clock::time_point t0) {
@@ -204,14 +227,22 @@ RunResult run_copy(const CopyOptions& opts) {
   PathFilter filter(opts.excludes, opts.includes);
   Plan plan = walk_roots(std::move(*roots), threads, filter);
   result.walk_seconds = since(t0);
+  return copy_planned(opts, plan, std::move(result), t0, {});
+}
 
+RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult result,
+                       std::chrono::steady_clock::time_point t0, const PlannedCopy& how) {
+  unsigned threads = opts.threads ? opts.threads : default_threads();
   // The pool never needs more buffers than the data has units: small runs stay small (and
   // register, pin and touch less memory).
-  io::BufferPool pool(opts.chunk_bytes,
-                      pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
-                                               .chunk_bytes = opts.chunk_bytes,
-                                               .buffer_bytes = opts.chunk_bytes,
-                                               .files_per_unit = opts.max_files_per_unit}));
+  io::BufferPool pool(
+      opts.chunk_bytes,
+      how.buffers_per_unit *
+          pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes / how.buffers_per_unit,
+                                   .chunk_bytes = opts.chunk_bytes,
+                                   .buffer_bytes = opts.chunk_bytes,
+                                   .files_per_unit = opts.max_files_per_unit,
+                                   .min_buffers = how.min_units}));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());
@@ -229,27 +260,16 @@ RunResult run_copy(const CopyOptions& opts) {
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
     io::ScopedUmask umask0(0);
-    Progress progress(stats, opts.progress, "copy", opts.progress_interval_s);
+    Progress progress(stats, opts.progress, how.verb, opts.progress_interval_s);
     create_entries(ctx, result);
     std::vector<uint8_t> include = ctx.parent_ok;
     for (uint32_t f : followers) include[f] = 0;
-    const std::string journal_dir = Journal::dir_for(opts.destination);
-    JournalState journal_state;
-    std::vector<const std::unordered_set<uint32_t>*> done_chunks;
-    if (opts.resume) {
-      journal_state = Journal::load(journal_dir);
-      result.skipped_files = plan_resume(ctx, include, journal_state, done_chunks);
-    }
-    std::unique_ptr<Journal> journal = open_journal(ctx, include, journal_dir);
     try {
-      JournalFlusher flusher(ctx.journal, ctx);
-      UnitCutter cutter(plan, opts.chunk_bytes, pool.buffer_bytes(), opts.max_files_per_unit,
-                        &include);
-      if (opts.resume) {
-        cutter.set_skip(
-            [&](uint32_t f, uint32_t c) { return done_chunks[f] && done_chunks[f]->count(c) > 0; });
+      if (how.transfer) {
+        how.transfer(ctx, pool, threads, include);
+      } else {
+        transfer_files(ctx, pool, threads, include, result);
       }
-      transfer(ctx, pool, threads, [&](std::vector<Extent>& out) { return cutter.next(out); });
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
     }

@@ -107,32 +107,17 @@ io::Result<Destination> check_destination(const std::string& destination, size_t
   return d;
 }
 
-// The source `raw` checked (it exists, can be opened) and placed by cp's rules.
-io::Result<Root> resolve_root(const std::string& raw, const Destination& dst) {
-  if (raw.empty()) return io::Error::plain("source: empty path");
-  std::string src = strip_trailing_slashes(raw);
-  struct stat st;
-  if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
-  if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
-    // "LINK/" names the directory the link points to, as with cp and rsync: keep the
-    // slash so every open of the root follows it.
-    if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
-    src += '/';
-  }
-  bool src_is_dir = S_ISDIR(st.st_mode);
-  if (src_is_dir || S_ISREG(st.st_mode)) {
-    int fd =
-        ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return io::Error::from_errno(errno, "source " + src);
-    ::close(fd);
-  }
+// Where a source named `src` (base name `base`, "." for "SRC/.") lands by cp's rules, and
+// whether what is there already can take it.
+io::Result<Root> place_root(const std::string& src, std::string_view base_name, bool src_is_dir,
+                            const Destination& dst) {
   if (dst.must_be_dir && !dst.exists && !src_is_dir) {
     return io::Error::plain("destination " + dst.given +
                             ": Not a directory (cannot copy non-directory " + src + " to it)");
   }
   Root r;
   r.src = src;
-  std::string base(io::base_name(src));
+  std::string base(base_name);
   if (base == "/")
     return io::Error::plain("source " + src + ": copy the root directory's entries instead (/.)");
   if (base == "." || base == "..") {
@@ -156,6 +141,31 @@ io::Result<Root> resolve_root(const std::string& raw, const Destination& dst) {
       return io::Error::plain("cannot overwrite directory " + r.dst + " with non-directory " + src);
     }
   }
+  return r;
+}
+
+// The source `raw` checked (it exists, can be opened) and placed by cp's rules.
+io::Result<Root> resolve_root(const std::string& raw, const Destination& dst) {
+  if (raw.empty()) return io::Error::plain("source: empty path");
+  std::string src = strip_trailing_slashes(raw);
+  struct stat st;
+  if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
+  if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
+    // "LINK/" names the directory the link points to, as with cp and rsync: keep the
+    // slash so every open of the root follows it.
+    if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
+    src += '/';
+  }
+  bool src_is_dir = S_ISDIR(st.st_mode);
+  if (src_is_dir || S_ISREG(st.st_mode)) {
+    int fd =
+        ::open(src.c_str(), (src_is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return io::Error::from_errno(errno, "source " + src);
+    ::close(fd);
+  }
+  auto placed = place_root(src, io::base_name(src), src_is_dir, dst);
+  if (!placed) return placed.error();
+  Root r = std::move(*placed);
   const std::string csrc = canonical_or_parent(src);
   const std::string cdst = canonical_or_parent(r.dst);
   if (src_is_dir && is_inside(cdst, csrc)) {
@@ -178,6 +188,23 @@ io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sour
   std::vector<Root> roots;
   for (const std::string& raw : sources) {
     auto r = resolve_root(raw, *dst);
+    if (!r) return r.error();
+    roots.push_back(std::move(*r));
+  }
+  return roots;
+}
+
+io::Result<std::vector<Root>> resolve_remote_roots(const std::vector<RemoteSource>& sources,
+                                                   const std::string& destination) {
+  if (sources.empty()) return io::Error::plain("no source given");
+  auto dst = check_destination(destination, sources.size());
+  if (!dst) return dst.error();
+  std::vector<Root> roots;
+  for (const RemoteSource& s : sources) {
+    if (s.name.empty() || s.name == ".." || s.name.find('/') != std::string::npos ||
+        s.name.find('\0') != std::string::npos)
+      return io::Error::plain("source name \"" + s.name + "\" is not one path component");
+    auto r = place_root(s.name, s.name, s.is_dir, *dst);
     if (!r) return r.error();
     roots.push_back(std::move(*r));
   }

@@ -59,6 +59,17 @@ struct Plan {
 io::Result<std::vector<Root>> resolve_roots(const std::vector<std::string>& sources,
                                             const std::string& destination);
 
+// A source as a receiver on another host knows it (recv): its base name ("." for "SRC/.",
+// whose contents merge into DST) and whether it is a directory.
+struct RemoteSource {
+  std::string name;
+  bool is_dir = false;
+};
+// cp's placement rules for remote sources against `destination` as it is now; a name that
+// is not one path component ("..", "a/b", "") is refused. Root::src is the source's name.
+io::Result<std::vector<Root>> resolve_remote_roots(const std::vector<RemoteSource>& sources,
+                                                   const std::string& destination);
+
 // Canonical absolute path of an existing path, or of the nearest existing ancestor joined
 // with the rest (a destination may not exist yet).
 std::string canonical_or_parent(const std::string& path);

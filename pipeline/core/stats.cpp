@@ -14,9 +14,9 @@ std::atomic<int>& stop_signal() {
 }
 
 const char* stage_name(int stage) {
-  static constexpr const char* kNames[] = {"read",        "hash",       "write",
-                                           "verify",      "commit",     "compress",
-                                           "pack_append", "pack_fetch", "decompress"};
+  static constexpr const char* kNames[] = {"read",       "hash",     "write",       "verify",
+                                           "commit",     "compress", "pack_append", "pack_fetch",
+                                           "decompress", "net_send", "net_receive"};
   static_assert(std::size(kNames) == kStageCount);
   return stage >= 0 && stage < kStageCount ? kNames[stage] : "?";
 }

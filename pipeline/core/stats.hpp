@@ -46,6 +46,8 @@ enum Stage {
   kStagePackAppend,
   kStagePackFetch,
   kStageDecompress,
+  kStageNetSend,
+  kStageNetReceive,
   kStageCount
 };
 const char* stage_name(int stage);

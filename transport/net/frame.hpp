@@ -23,8 +23,10 @@ enum class FrameType : uint8_t {
   kAck = 4,      // receiver → sender: chunks committed
   kDone = 5,     // the sender has nothing more; the receiver's final report
   kError = 6,    // one line naming what failed; the stream ends after it
+  kPlan = 7,     // sender → receiver: a batch of the transfer's entries, in pre-order
+  kReady = 8,    // receiver → sender: the plan is placed and its directories made
 };
-inline constexpr uint8_t kMaxFrameType = 6;
+inline constexpr uint8_t kMaxFrameType = 8;
 inline constexpr size_t kFrameHeaderBytes = 8;
 
 struct FrameHeader {

@@ -199,6 +199,9 @@ void TlsStream::close() {
   if (ssl_ && ssl_->ssl) (void)SSL_shutdown(ssl_->ssl);  // close_notify; the peer's is not awaited
 }
 
+size_t TlsStream::pending() const { return static_cast<size_t>(SSL_pending(ssl_->ssl)); }
+const std::string& TlsStream::peer() const { return ssl_->peer; }
+
 std::string TlsStream::version() const { return SSL_get_version(ssl_->ssl); }
 std::string TlsStream::cipher() const {
   return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_->ssl));

@@ -45,6 +45,9 @@ class TlsStream {
   // Sends close_notify (the peer's read_some then returns 0).
   void close();
 
+  // Decrypted bytes already buffered (a poll on the socket does not see them).
+  size_t pending() const;
+  const std::string& peer() const;
   std::string version() const;  // "TLSv1.3"
   std::string cipher() const;   // "TLS_AES_128_GCM_SHA256"
 

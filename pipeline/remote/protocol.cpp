@@ -1,0 +1,358 @@
+#include "pipeline/remote/protocol.hpp"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "pipeline/core/wire.hpp"
+
+namespace barge::pipeline::remote {
+
+namespace {
+
+using nlohmann::json;
+
+bool is_session_id(const std::string& s) {
+  return s.size() == 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
+// A path below a root made of real names: no empty, "." or ".." component, no NUL.
+bool safe_rel(std::string_view rel) {
+  if (rel.find('\0') != std::string_view::npos) return false;
+  size_t start = 0;
+  for (;;) {
+    size_t slash = rel.find('/', start);
+    std::string_view part =
+        rel.substr(start, slash == std::string_view::npos ? rel.npos : slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (slash == std::string_view::npos) return true;
+    start = slash + 1;
+  }
+}
+
+std::string key_of(uint32_t root, std::string_view rel) {
+  std::string k = std::to_string(root);
+  k.push_back('\0');
+  k.append(rel);
+  return k;
+}
+
+// JSON from a peer: parse errors and wrong types become one line.
+template <class T, class F>
+io::Result<T> parse_json(std::string_view payload, const char* what, F&& fill) {
+  try {
+    json j = json::parse(payload);
+    if (!j.is_object()) return io::Error::plain(std::string(what) + ": not a JSON object");
+    T out;
+    fill(j, out);
+    return out;
+  } catch (const json::exception& ex) {
+    return io::Error::plain(std::string(what) + ": malformed (" + ex.what() + ")");
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& capabilities() {
+  static const std::vector<std::string> caps{"xxh3-128", "zstd"};
+  return caps;
+}
+
+std::string encode_hello(const Hello& h) {
+  json j{{"protocol", h.protocol},
+         {"session", h.session},
+         {"stream", h.stream},
+         {"streams", h.streams}};
+  if (h.stream == 0) {
+    j["capabilities"] = h.capabilities;
+    j["chunk_bytes"] = h.chunk_bytes;
+    j["files_per_unit"] = h.files_per_unit;
+    json sources = json::array();
+    for (const RemoteSource& s : h.sources)
+      sources.push_back({{"name", s.name}, {"dir", s.is_dir}});
+    j["sources"] = sources;
+    j["entries"] = h.entries;
+    j["files"] = h.files;
+    j["bytes"] = h.bytes;
+  }
+  return j.dump();
+}
+
+io::Result<Hello> decode_hello(std::string_view payload) {
+  auto h = parse_json<Hello>(payload, "hello", [](const json& j, Hello& h) {
+    h.protocol = j.at("protocol").get<uint32_t>();
+    h.session = j.at("session").get<std::string>();
+    h.stream = j.at("stream").get<uint32_t>();
+    h.streams = j.at("streams").get<uint32_t>();
+    if (h.stream != 0) return;
+    h.capabilities = j.at("capabilities").get<std::vector<std::string>>();
+    h.chunk_bytes = j.at("chunk_bytes").get<uint64_t>();
+    h.files_per_unit = j.at("files_per_unit").get<uint32_t>();
+    for (const json& s : j.at("sources"))
+      h.sources.push_back({s.at("name").get<std::string>(), s.at("dir").get<bool>()});
+    h.entries = j.at("entries").get<uint64_t>();
+    h.files = j.at("files").get<uint64_t>();
+    h.bytes = j.at("bytes").get<uint64_t>();
+  });
+  if (!h) return h;
+  if (h->protocol != kProtocolVersion)
+    return io::Error::plain("hello: protocol version " + std::to_string(h->protocol) +
+                            " (this receiver speaks " + std::to_string(kProtocolVersion) + ")");
+  if (!is_session_id(h->session)) return io::Error::plain("hello: bad session id");
+  if (h->streams == 0 || h->streams > kMaxStreams || h->stream > h->streams)
+    return io::Error::plain("hello: bad stream count or number");
+  if (h->stream != 0) return h;
+  if (h->chunk_bytes < 4096 || h->chunk_bytes > kMaxChunkBytes || h->chunk_bytes % 4096 != 0)
+    return io::Error::plain("hello: chunk size " + std::to_string(h->chunk_bytes) +
+                            " out of range (4 KiB multiples up to 64 MiB)");
+  if (h->files_per_unit == 0 || h->files_per_unit > kMaxItemsPerUnit)
+    return io::Error::plain("hello: files per unit out of range");
+  if (h->sources.empty()) return io::Error::plain("hello: no sources");
+  if (h->files > h->entries) return io::Error::plain("hello: more files than entries");
+  return h;
+}
+
+std::string encode_welcome(const Welcome& w) {
+  return json{{"protocol", w.protocol}, {"session", w.session}, {"capabilities", w.capabilities}}
+      .dump();
+}
+
+io::Result<Welcome> decode_welcome(std::string_view payload) {
+  auto w = parse_json<Welcome>(payload, "welcome", [](const json& j, Welcome& w) {
+    w.protocol = j.at("protocol").get<uint32_t>();
+    w.session = j.at("session").get<std::string>();
+    w.capabilities = j.at("capabilities").get<std::vector<std::string>>();
+  });
+  if (w && w->protocol != kProtocolVersion)
+    return io::Error::plain("welcome: protocol version " + std::to_string(w->protocol));
+  return w;
+}
+
+std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes) {
+  WireWriter w;
+  while (next < plan.entries.size() && w.bytes().size() < max_bytes)
+    write_entry(w, plan.entries[next++]);
+  return w.take();
+}
+
+io::Status PlanBuilder::add_batch(std::string_view payload) {
+  WireReader r(payload);
+  try {
+    while (!r.done()) {
+      if (auto st = add(read_entry(r)); !st) return st;
+    }
+  } catch (const WireError& ex) {
+    return io::Error::plain(std::string("plan: ") + ex.what());
+  }
+  return io::Status::success();
+}
+
+io::Status PlanBuilder::add(Entry e) {
+  auto bad = [&](const std::string& why) {
+    return io::Error::plain("plan: entry \"" + e.rel + "\": " + why);
+  };
+  if (plan_.entries.size() >= hello_.entries) return bad("more entries than announced");
+  if (e.root >= sources_.size()) return bad("no such source");
+  root_seen_.resize(sources_.size());
+  const bool is_dir = e.meta.type == io::FileType::kDirectory;
+  if (e.rel.empty()) {
+    if (root_seen_[e.root]) return bad("its source's entry came twice");
+    if (is_dir != sources_[e.root].is_dir) return bad("its type is not its source's");
+    root_seen_[e.root] = 1;
+    e.parent = kNoParent;
+  } else {
+    if (!safe_rel(e.rel)) return bad("not a path of names below its source");
+    size_t slash = e.rel.rfind('/');
+    std::string parent = slash == std::string::npos ? "" : e.rel.substr(0, slash);
+    auto it = dirs_.find(key_of(e.root, parent));
+    if (it == dirs_.end()) return bad("its directory is not in the plan before it");
+    e.parent = it->second;
+  }
+  if (e.meta.type == io::FileType::kSymlink && e.link_target.empty())
+    return bad("a symlink without a target");
+  if (e.meta.type != io::FileType::kSymlink && !e.link_target.empty())
+    return bad("a link target on a non-symlink");
+  if (!names_.insert(key_of(e.root, e.rel)).second) return bad("it came twice");
+  const uint32_t index = static_cast<uint32_t>(plan_.entries.size());
+  if (is_dir) dirs_.emplace(key_of(e.root, e.rel), index);
+  if (e.meta.type == io::FileType::kRegular) {
+    if (plan_.files.size() >= hello_.files) return bad("more files than announced");
+    if (e.meta.size_bytes > hello_.bytes - plan_.total_file_bytes)
+      return bad("more bytes than announced");
+    plan_.files.push_back(index);
+    plan_.total_file_bytes += e.meta.size_bytes;
+  } else {
+    e.meta.size_bytes = 0;  // only regular files have bytes to receive
+  }
+  plan_.entries.push_back(std::move(e));
+  return io::Status::success();
+}
+
+io::Status PlanBuilder::finish() const {
+  if (plan_.entries.size() != hello_.entries)
+    return io::Error::plain("plan: " + std::to_string(plan_.entries.size()) + " of " +
+                            std::to_string(hello_.entries) + " announced entries arrived");
+  for (size_t r = 0; r < sources_.size(); ++r)
+    if (r >= root_seen_.size() || !root_seen_[r])
+      return io::Error::plain("plan: source " + std::to_string(r) + " has no entry");
+  return io::Status::success();
+}
+
+std::string encode_unit_table(const std::vector<WireItem>& items) {
+  WireWriter w;
+  w.u32(static_cast<uint32_t>(items.size()));
+  for (const WireItem& it : items) {
+    w.u32(it.file);
+    w.u32(it.chunk);
+    w.u64(it.offset);
+    w.u64(it.length);
+    w.u64(it.hash.low);
+    w.u64(it.hash.high);
+    w.u8(static_cast<uint8_t>((it.compressed ? 1 : 0) | (it.sparse ? 2 : 0) | (it.failed ? 4 : 0)));
+    w.u32(it.wire_bytes);
+    if (!it.sparse) continue;
+    w.u32(static_cast<uint32_t>(it.data.size()));
+    for (const auto& [b, e] : it.data) {
+      w.u64(b);
+      w.u64(e);
+    }
+  }
+  return w.take();
+}
+
+io::Result<std::vector<WireItem>> decode_unit_table(std::string_view table) {
+  WireReader r(table);
+  std::vector<WireItem> items;
+  try {
+    uint32_t n = r.u32();
+    if (n == 0 || n > kMaxItemsPerUnit) return io::Error::plain("unit: item count out of range");
+    items.resize(n);
+    for (WireItem& it : items) {
+      it.file = r.u32();
+      it.chunk = r.u32();
+      it.offset = r.u64();
+      it.length = r.u64();
+      it.hash.low = r.u64();
+      it.hash.high = r.u64();
+      uint8_t flags = r.u8();
+      if (flags > 7) return io::Error::plain("unit: unknown item flags");
+      it.compressed = flags & 1;
+      it.sparse = flags & 2;
+      it.failed = flags & 4;
+      it.wire_bytes = r.u32();
+      if (!it.sparse) continue;
+      uint32_t ranges = r.u32();
+      if (ranges > kMaxDataRanges) return io::Error::plain("unit: too many data ranges");
+      it.data.resize(ranges);
+      for (auto& [b, e] : it.data) {
+        b = r.u64();
+        e = r.u64();
+      }
+    }
+    if (!r.done()) return io::Error::plain("unit: bytes after the item table");
+  } catch (const WireError& ex) {
+    return io::Error::plain(std::string("unit: ") + ex.what());
+  }
+  return items;
+}
+
+ChunkLedger::ChunkLedger(const Plan& plan, const std::vector<uint8_t>& expected,
+                         uint64_t chunk_bytes, uint64_t buffer_bytes)
+    : plan_(plan), expected_(expected), chunk_bytes_(chunk_bytes), buffer_bytes_(buffer_bytes) {}
+
+uint32_t ChunkLedger::chunk_count(uint32_t file) const {
+  return chunk_count_for(plan_.entries[file].meta.size_bytes, chunk_bytes_, buffer_bytes_);
+}
+
+io::Status ChunkLedger::accept(const WireItem& it) {
+  auto bad = [&](const std::string& why) {
+    return io::Error::plain("unit: item of file " + std::to_string(it.file) + " chunk " +
+                            std::to_string(it.chunk) + ": " + why);
+  };
+  if (it.file >= plan_.entries.size() || plan_.entries[it.file].meta.type != io::FileType::kRegular)
+    return bad("not a file of the plan");
+  if (!expected_[it.file]) return bad("a file this transfer does not expect bytes for");
+  const uint64_t size = plan_.entries[it.file].meta.size_bytes;
+  const uint32_t count = chunk_count(it.file);
+  if (it.chunk >= count) return bad("no such chunk");
+  const uint64_t offset = count == 1 ? 0 : uint64_t{it.chunk} * chunk_bytes_;
+  const uint64_t length = count == 1 ? size : std::min(chunk_bytes_, size - offset);
+  if (it.offset != offset || it.length != length) return bad("wrong offset or length");
+  if (it.failed && (it.wire_bytes != 0 || it.compressed)) return bad("bytes for a failed item");
+  uint64_t data_bytes = 0;
+  uint64_t at = it.offset;
+  for (const auto& [b, e] : it.data) {
+    if (b < at || e <= b || e > it.offset + it.length) return bad("bad data range");
+    data_bytes += e - b;
+    at = e;
+  }
+  if (!it.failed && !it.compressed && it.wire_bytes != (it.sparse ? data_bytes : it.length))
+    return bad("wrong byte count");
+  if (it.compressed && (it.wire_bytes == 0 || it.wire_bytes > buffer_bytes_))
+    return bad("wrong compressed size");
+  std::lock_guard lock(mu_);
+  auto [pos, fresh] = got_.try_emplace(it.file);
+  if (fresh) {
+    pos->second.assign(count, false);
+    left_[it.file] = count;
+  }
+  if (pos->second[it.chunk]) return bad("it came twice");
+  pos->second[it.chunk] = true;
+  --left_[it.file];
+  return io::Status::success();
+}
+
+std::vector<uint32_t> ChunkLedger::incomplete() const {
+  std::lock_guard lock(mu_);
+  std::vector<uint32_t> out;
+  for (uint32_t f : plan_.files) {
+    if (!expected_[f]) continue;
+    auto it = left_.find(f);
+    if (it == left_.end() || it->second > 0) out.push_back(f);
+  }
+  return out;
+}
+
+io::Result<RunResult> decode_report(std::string_view payload) {
+  return parse_json<RunResult>(payload, "report", [](const json& j, RunResult& r) {
+    r.exit_code = j.at("exit_code").get<int>();
+    r.bytes = j.at("bytes").get<uint64_t>();
+    r.files = j.at("files").get<uint64_t>();
+    r.dirs = j.at("directories").get<uint64_t>();
+    r.symlinks = j.at("symlinks").get<uint64_t>();
+    r.others = j.at("other_entries").get<uint64_t>();
+    r.bytes_transferred = j.at("bytes_transferred").get<uint64_t>();
+    r.seconds = j.at("seconds").get<double>();
+    r.peak_rss_bytes = j.at("peak_rss_bytes").get<uint64_t>();
+    r.errors = j.at("errors").get<std::vector<std::string>>();
+    r.stopped_entries = j.at("stopped_entries").get<std::vector<std::string>>();
+    r.files_not_copied = j.at("files_not_copied").get<uint64_t>();
+    r.fatal = j.value("fatal", std::string());
+    r.started = true;
+  });
+}
+
+std::string new_session_id() {
+  unsigned char raw[16];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error("getrandom failed");
+    got += static_cast<size_t>(n);
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+}  // namespace barge::pipeline::remote

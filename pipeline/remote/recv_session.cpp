@@ -1,0 +1,193 @@
+#include "pipeline/remote/recv_session.hpp"
+
+#include <oneapi/tbb/global_control.h>
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "io/log.hpp"
+#include "pipeline/copy/copy.hpp"
+#include "pipeline/core/wire.hpp"
+#include "pipeline/engine/codec_stages.hpp"
+#include "pipeline/engine/copy_internal.hpp"
+#include "pipeline/engine/graph.hpp"
+#include "pipeline/remote/recv_units.hpp"
+
+namespace barge::pipeline::remote {
+
+using transport::FrameType;
+
+namespace {
+constexpr auto kStreamWait = std::chrono::seconds(30);
+}
+
+RunResult RecvSession::run() {
+  RunResult result;
+  auto t0 = std::chrono::steady_clock::now();
+  // More threads than cores: I/O stages block in the kernel and on the network.
+  tbb::global_control gc(
+      tbb::global_control::max_allowed_parallelism,
+      std::max<unsigned>(opts_.threads ? opts_.threads : default_threads(), hello_.streams + 1));
+  try {
+    if (auto st = admit(); !st) {
+      send_error(st.error().message);
+      result.fatal = st.error().message;
+    } else {
+      control_->send(FrameType::kWelcome,
+                     encode_welcome(Welcome{kProtocolVersion, hello_.session, capabilities()}));
+      if (auto pst = receive_plan(); !pst) {
+        send_error(pst.error().message);
+        result.fatal = pst.error().message;
+      } else {
+        result.started = true;
+        PlannedCopy how;
+        how.transfer = [this](CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+                              const std::vector<uint8_t>& include) {
+          transfer(ctx, pool, threads, include);
+        };
+        how.buffers_per_unit = 2;
+        how.min_units = hello_.streams + 2;
+        how.verb = "recv";
+        result = copy_planned(copy_opts_, plan_, std::move(result), t0, how);
+        control_->send(FrameType::kDone, to_json(result, "recv").dump());
+      }
+    }
+  } catch (const std::exception& ex) {
+    result.fatal = ex.what();
+  }
+  if (!result.fatal.empty()) result.exit_code = kExitFatal;
+  {
+    std::lock_guard lock(mu_);
+    accepting_ = false;
+  }
+  for (auto& s : streams_)
+    if (s) s->abort();
+  control_->close();
+  return result;
+}
+
+// The transfer asked for, against this receiver's limits and DST as it is now.
+io::Status RecvSession::admit() {
+  if (std::find(hello_.capabilities.begin(), hello_.capabilities.end(), "xxh3-128") ==
+      hello_.capabilities.end())
+    return io::Error::plain("the sender does not checksum its chunks (xxh3-128)");
+  if (opts_.max_files && hello_.files > opts_.max_files)
+    return io::Error::plain("the transfer has " + std::to_string(hello_.files) +
+                            " files; this receiver takes at most " +
+                            std::to_string(opts_.max_files));
+  if (opts_.max_bytes && hello_.bytes > opts_.max_bytes)
+    return io::Error::plain("the transfer has " + std::to_string(hello_.bytes) +
+                            " bytes; this receiver takes at most " +
+                            std::to_string(opts_.max_bytes));
+  copy_opts_ = opts_;
+  copy_opts_.chunk_bytes = hello_.chunk_bytes;
+  copy_opts_.max_files_per_unit = hello_.files_per_unit;
+  copy_opts_.reflink = Reflink::kNever;
+  copy_opts_.resume = false;
+  copy_opts_.xattrs = false;
+  copy_opts_.manifest_path.clear();
+  const uint64_t need = uint64_t{hello_.streams + 2} * 2 * hello_.chunk_bytes;
+  if (need > copy_opts_.memory_bytes)
+    return io::Error::plain("the transfer needs --memory " + std::to_string(need) +
+                            " on the receiver (streams and chunk size)");
+  auto roots = resolve_remote_roots(hello_.sources, opts_.destination);
+  if (!roots) return roots.error();
+  plan_.roots = std::move(*roots);
+  std::lock_guard lock(mu_);
+  streams_.resize(hello_.streams);
+  return io::Status::success();
+}
+
+io::Status RecvSession::receive_plan() {
+  PlanBuilder builder(plan_, hello_, hello_.sources);
+  while (plan_.entries.size() < hello_.entries) {
+    if (auto st = builder.add_batch(control_->expect(FrameType::kPlan, kMaxControlPayload)); !st)
+      return st;
+  }
+  return builder.finish();
+}
+
+bool RecvSession::add_stream(std::unique_ptr<transport::FrameStream> s, uint32_t number) {
+  std::lock_guard lock(mu_);
+  if (!accepting_ || number == 0 || number > streams_.size() || streams_[number - 1]) return false;
+  streams_[number - 1] = std::move(s);
+  cv_.notify_all();
+  return true;
+}
+
+bool RecvSession::wait_for_streams() {
+  std::unique_lock lock(mu_);
+  bool all = cv_.wait_for(lock, kStreamWait, [this] {
+    for (auto& s : streams_)
+      if (!s) return false;
+    return true;
+  });
+  accepting_ = false;
+  return all;
+}
+
+void RecvSession::send_error(const std::string& line) {
+  io::log_error("recv: " + control_->peer() + ": " + line);
+  try {
+    control_->send(FrameType::kError, line);
+  } catch (const std::exception&) {
+  }
+}
+
+// ready (the files not wanted: their directory failed, or they are hard links made here),
+// the data streams, then network → decompress+check → write → commit.
+void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+                           const std::vector<uint8_t>& include) {
+  WireWriter ready;
+  std::vector<uint32_t> unwanted;
+  for (uint32_t f : plan_.files)
+    if (!include[f]) unwanted.push_back(f);
+  ready.u32(static_cast<uint32_t>(unwanted.size()));
+  for (uint32_t f : unwanted) ready.u32(f);
+  control_->send(FrameType::kReady, ready.take());
+  if (!wait_for_streams())
+    throw std::runtime_error("the sender did not open its " + std::to_string(hello_.streams) +
+                             " data streams within 30 s");
+  ChunkLedger ledger(plan_, include, copy_opts_.chunk_bytes, pool.buffer_bytes());
+  StreamClaims claims(streams_, ctx.stop);
+  NetReceiveStage receive(ctx, claims, streams_, ledger);
+  DecompressCheckStage check([&ctx](Item& it, const std::string& why) {
+    ctx.fail_file(it.ext.file, ctx.plan.dst_path(ctx.plan.entries[it.ext.file]) + ": " + why +
+                                   " (the bytes received are not the source's)");
+    it.failed = true;
+  });
+  WriteStage write(ctx);
+  CommitStage commit(ctx);
+  Assembly a;
+  a.next = [&](WorkUnit& u) { return claims.claim(u.source); };
+  a.stopping = [&ctx] {
+    if (int sig = stop_signal().load(); sig != 0 && !ctx.stop.load())
+      ctx.set_fatal("stopped by signal " + std::to_string(sig));
+    return ctx.stop.load();
+  };
+  a.stages = {{kStageNetReceive, StageKind::kIo, [&](WorkUnit& u) { receive(u); }},
+              {kStageDecompress, StageKind::kCpu, [&](WorkUnit& u) { check(u); }},
+              {kStageWrite, StageKind::kIo, [&](WorkUnit& u) { write(u); }}};
+  a.last = [&](WorkUnit* u, const Emit& emit) { commit(u, emit); };
+  a.drain = [&] { return commit.abandon_unfinished(); };
+  a.on_throw = [&](WorkUnit& u, const std::string& why) {
+    ctx.set_fatal(why);
+    for (Item& it : u.items) {
+      it.failed = true;
+      ctx.abandon_file(it.ext.file);
+    }
+    claims.abort_all();
+  };
+  a.buffers_per_unit = 2;
+  run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, hello_.streams + 1));
+  for (uint32_t f : ledger.incomplete()) {
+    if (ctx.file_failed(f)) continue;
+    if (ctx.fatal().empty())
+      ctx.fail_file(f, plan_.dst_path(plan_.entries[f]) + ": not received");
+    else
+      ctx.abandon_file(f);
+  }
+}
+
+}  // namespace barge::pipeline::remote

@@ -1,0 +1,49 @@
+// barge send / barge recv: a copy between hosts that share no file system, over TLS 1.3
+// streams (docs/PROTOCOL.md). The sender walks and reads (read → hash → compress → network);
+// the receiver places the sources in DST by copy's rules and writes (network →
+// decompress+check → write → commit), with copy's create, hard-link and metadata phases.
+#pragma once
+
+#include <string>
+
+#include "pipeline/core/stats.hpp"
+#include "pipeline/engine/copy_options.hpp"
+
+namespace barge::pipeline::remote {
+
+// sources, the engine's options, --report, --progress and --exclude/--include are copy's;
+// destination is unused (the receiver has it).
+struct SendOptions : CopyOptions {
+  std::string target;      // HOST:PORT
+  std::string psk_file;    // --psk-file
+  unsigned streams = 4;    // data streams (TCP connections)
+  int compress_level = 1;  // zstd level for --compress auto|LEVEL; 0: --compress none
+  std::string congestion;  // --congestion: TCP_CONGESTION per socket
+  int connect_timeout_ms = 10000;
+};
+
+struct RecvOptions : CopyOptions {  // destination, the engine's options, --report
+  std::string listen;               // ADDR:PORT
+  std::string psk_file;
+  bool once = false;       // one transfer, then exit with its code
+  uint64_t max_files = 0;  // refuse a transfer of more files (0: no limit)
+  uint64_t max_bytes = 0;  // ... or more bytes
+  bool devices = false;    // create device nodes the sender lists (otherwise named, skipped)
+  int handshake_timeout_ms = 10000;
+  // Test hook: after listening, the bound port is written here (for --listen HOST:0).
+  std::string port_file;
+};
+
+io::Status validate(const SendOptions& opts);
+io::Status validate(const RecvOptions& opts);
+
+// The whole transfer; the result merges the receiver's report (files, bytes, its errors)
+// with what the sender saw (unreadable files). Exit codes as copy's.
+RunResult run_send(const SendOptions& opts);
+
+// Serves transfers into DST until a stop signal (or, with --once, after one); one at a time:
+// a sender arriving during a transfer is told so and may retry. Returns the last transfer's
+// result (with --once, the exit code of that transfer).
+RunResult run_recv(const RecvOptions& opts);
+
+}  // namespace barge::pipeline::remote

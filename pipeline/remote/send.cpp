@@ -1,0 +1,451 @@
+// barge send: walk → hello/plan on the control stream → read → hash → compress → net-send over
+// the data streams → the receiver's report.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <oneapi/tbb/global_control.h>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "io/log.hpp"
+#include "io/path_ops.hpp"
+#include "pipeline/core/manifest.hpp"
+#include "pipeline/core/wire.hpp"
+#include "pipeline/engine/codec_stages.hpp"
+#include "pipeline/engine/copy_internal.hpp"
+#include "pipeline/engine/graph.hpp"
+#include "pipeline/remote/protocol.hpp"
+#include "pipeline/remote/remote.hpp"
+#include "pipeline/remote/streams.hpp"
+#include "transport/net/endpoint.hpp"
+#include "transport/net/key_file.hpp"
+
+namespace barge::pipeline::remote {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::FrameStream;
+using transport::FrameType;
+
+// A source as the sender walks it, and the name the receiver places it by.
+io::Result<Root> local_root(const std::string& raw, RemoteSource& as) {
+  if (raw.empty()) return io::Error::plain("source: empty path");
+  std::string src = raw;
+  while (src.size() > 1 && src.back() == '/') src.pop_back();
+  struct stat st;
+  if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
+  if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
+    if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
+    src += '/';
+  }
+  as.is_dir = S_ISDIR(st.st_mode);
+  int fd = ::open(src.c_str(), (as.is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC |
+                                   (S_ISLNK(st.st_mode) ? O_PATH | O_NOFOLLOW : 0));
+  if (fd < 0) return io::Error::from_errno(errno, "source " + src);
+  ::close(fd);
+  std::string base(io::base_name(src));
+  if (base == "/")
+    return io::Error::plain("source " + src + ": send the root's entries instead (/.)");
+  as.name = base == "." || base == ".." ? "." : base;
+  if (as.name == "." && !as.is_dir) return io::Error::plain("source " + raw + ": Not a directory");
+  Root r;
+  r.src = src;
+  r.manifest_prefix = "";
+  return r;
+}
+
+// The data streams of the sender: a unit goes out whole on whichever stream is free.
+class StreamSet {
+ public:
+  void add(std::unique_ptr<FrameStream> s) {
+    slots_.push_back(std::make_unique<Slot>(std::move(s)));
+  }
+  template <class F>
+  void with_one(F&& f) {
+    const size_t n = slots_.size();
+    const size_t start = next_.fetch_add(1, std::memory_order_relaxed);
+    for (size_t k = 0; k < n; ++k) {
+      Slot& s = *slots_[(start + k) % n];
+      std::unique_lock lock(s.mu, std::try_to_lock);
+      if (lock.owns_lock()) return f(*s.stream);
+    }
+    Slot& s = *slots_[start % n];
+    std::lock_guard lock(s.mu);
+    f(*s.stream);
+  }
+  void finish() {
+    for (auto& s : slots_) {
+      std::lock_guard lock(s->mu);
+      s->stream->send(FrameType::kDone, std::string_view());
+      s->stream->close();
+    }
+  }
+  void abort() {
+    for (auto& s : slots_) s->stream->abort();
+  }
+
+ private:
+  struct Slot {
+    explicit Slot(std::unique_ptr<FrameStream> s) : stream(std::move(s)) {}
+    std::mutex mu;
+    std::unique_ptr<FrameStream> stream;
+  };
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<size_t> next_{0};
+};
+
+// net-send: the unit's table, then each item's bytes as they are (stored form, raw, or a
+// sparse extent's data ranges), as one frame on a free stream.
+class NetSendStage {
+ public:
+  NetSendStage(StreamSet& streams, std::atomic<uint64_t>& wire) : streams_(streams), wire_(wire) {}
+  void operator()(WorkUnit& u) const {
+    std::vector<WireItem> items;
+    std::vector<std::span<const std::byte>> parts(2);
+    uint64_t bytes = 0;
+    for (Item& it : u.items) {
+      WireItem& w = items.emplace_back();
+      w.file = it.ext.file;
+      w.chunk = it.ext.chunk;
+      w.offset = it.ext.offset_bytes;
+      w.length = it.ext.length_bytes;
+      w.hash = it.hash;
+      if (it.failed) {
+        w.failed = true;
+        continue;
+      }
+      w.sparse = it.sparse;
+      if (it.sparse) w.data = it.data;
+      if (it.stored.present && it.stored.compressed) {
+        w.compressed = true;
+        parts.push_back(u.stored_bytes(it));
+        w.wire_bytes = it.stored.stored_bytes;
+      } else if (it.sparse) {
+        for (const auto& [b, e] : it.data) {
+          parts.push_back(u.bytes(it).subspan(b - it.ext.offset_bytes, e - b));
+          w.wire_bytes += static_cast<uint32_t>(e - b);
+        }
+      } else {
+        parts.push_back(u.bytes(it));
+        w.wire_bytes = static_cast<uint32_t>(it.ext.length_bytes);
+      }
+      bytes += w.wire_bytes;
+    }
+    std::string table = encode_unit_table(items);
+    uint32_t table_bytes = static_cast<uint32_t>(table.size());
+    parts[0] = std::as_bytes(std::span<const uint32_t>(&table_bytes, 1));
+    parts[1] = std::as_bytes(std::span<const char>(table.data(), table.size()));
+    streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
+    wire_.fetch_add(bytes + table.size(), std::memory_order_relaxed);
+  }
+
+ private:
+  StreamSet& streams_;
+  std::atomic<uint64_t>& wire_;
+};
+
+}  // namespace
+
+namespace {
+
+// One transfer from this host's sources to a receiver.
+class Sender {
+ public:
+  explicit Sender(const SendOptions& opts) : opts_(opts), t0_(Clock::now()) {}
+
+  RunResult run() {
+    try {
+      if (!prepare()) return std::move(result_);
+      handshake();
+      transfer();
+    } catch (const std::exception& ex) {
+      if (ctx_)
+        ctx_->set_fatal(ex.what());
+      else
+        fatal_ = ex.what();
+    }
+    return report();
+  }
+
+ private:
+  // Usage checks, the key, the walk. False: result_ says why (nothing was sent).
+  bool prepare() {
+    auto refuse = [&](std::string why) {
+      result_.exit_code = kExitFatal;
+      result_.fatal = std::move(why);
+      return false;
+    };
+    if (auto st = validate(opts_); !st) return refuse(st.error().message);
+    auto to = transport::parse_endpoint(opts_.target, "destination");
+    if (!to) return refuse(to.error().message);
+    auto key = transport::read_key_file(opts_.psk_file);
+    if (!key) return refuse(key.error().message);
+    connect_.to = *to;
+    connect_.key = std::move(*key);
+    connect_.congestion = opts_.congestion;
+    connect_.timeout_ms = opts_.connect_timeout_ms;
+    std::vector<Root> roots;
+    for (const std::string& raw : opts_.sources) {
+      RemoteSource as;
+      auto r = local_root(raw, as);
+      if (!r) return refuse(r.error().message);
+      roots.push_back(std::move(*r));
+      sources_.push_back(std::move(as));
+    }
+    raise_fd_limit();
+    threads_ = opts_.threads ? opts_.threads : default_threads();
+    gc_.emplace(tbb::global_control::max_allowed_parallelism, threads_);
+    plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
+    result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
+    result_.started = true;
+    return true;
+  }
+
+  // hello → welcome, the plan, ready (the files the receiver does not want back), then the
+  // data streams.
+  void handshake() {
+    hello_.session = new_session_id();
+    hello_.streams = opts_.streams;
+    hello_.capabilities = capabilities();
+    hello_.chunk_bytes = opts_.chunk_bytes;
+    hello_.files_per_unit = opts_.max_files_per_unit;
+    hello_.sources = sources_;
+    hello_.entries = plan_.entries.size();
+    hello_.files = plan_.files.size();
+    hello_.bytes = plan_.total_file_bytes;
+    Welcome welcome;
+    control_ = open_stream(connect_, hello_, welcome);
+    for (size_t next = 0; next < plan_.entries.size();)
+      control_->send(FrameType::kPlan, encode_entries(plan_, next, kPlanBatchBytes));
+    std::string ready = control_->expect(FrameType::kReady, kMaxControlPayload);
+    include_.assign(plan_.entries.size(), 0);
+    for (uint32_t f : plan_.files) include_[f] = 1;
+    WireReader r(ready);
+    for (uint32_t n = r.u32(); n > 0; --n) {
+      uint32_t f = r.u32();
+      if (f >= include_.size()) throw std::runtime_error("ready: no such entry");
+      include_[f] = 0;
+    }
+    for (uint32_t k = 1; k <= opts_.streams; ++k) {
+      Hello h;
+      h.session = hello_.session;
+      h.stream = k;
+      h.streams = opts_.streams;
+      Welcome w;
+      streams_.add(open_stream(connect_, h, w));
+    }
+  }
+
+  void transfer();
+  RunResult report();
+  bool stopping() {
+    if (int sig = stop_signal().load(); sig != 0 && !ctx_->stop.load())
+      ctx_->set_fatal("stopped by signal " + std::to_string(sig));
+    return ctx_->stop.load();
+  }
+  void count_sent(const WorkUnit& u) {
+    for (const Item& it : u.items) {
+      if (it.failed) continue;
+      stats_.bytes_done += it.ext.length_bytes;
+      if (ctx_->finish_chunk(it.ext.file)) ++stats_.files_done;
+    }
+  }
+  void read_control();
+  void wait_for_reader(std::thread& reader);
+
+  const SendOptions& opts_;
+  Clock::time_point t0_;
+  RunResult result_;
+  std::string fatal_;
+  ConnectOptions connect_;
+  std::vector<RemoteSource> sources_;
+  unsigned threads_ = 1;
+  std::optional<tbb::global_control> gc_;
+  Plan plan_;
+  Hello hello_;
+  std::unique_ptr<FrameStream> control_;
+  StreamSet streams_;
+  std::vector<uint8_t> include_;
+  std::atomic<uint64_t> wire_bytes_{0};
+  LiveStats stats_;
+  std::unique_ptr<BackendSet> backends_;
+  std::unique_ptr<CopyContext> ctx_;
+  CopyOptions copy_opts_;
+  std::optional<RunResult> receiver_;
+  std::string receiver_error_;
+  std::mutex reader_mu_;
+  std::condition_variable reader_cv_;
+  bool reader_done_ = false;
+};
+
+// read → hash → [compress] → net-send over the files the receiver wants; the control stream
+// is read meanwhile for the receiver's report or its error.
+void Sender::transfer() {
+  const bool compress = opts_.compress_level != 0;
+  const size_t per_unit = compress ? 2 : 1;
+  io::BufferPool pool(
+      opts_.chunk_bytes,
+      per_unit * pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes / per_unit,
+                                           .chunk_bytes = opts_.chunk_bytes,
+                                           .buffer_bytes = opts_.chunk_bytes,
+                                           .files_per_unit = opts_.max_files_per_unit,
+                                           .include = &include_,
+                                           .min_buffers = 1}));
+  backends_ =
+      std::make_unique<BackendSet>(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
+  copy_opts_ = opts_;
+  copy_opts_.reflink = Reflink::kNever;  // the bytes are read: they leave this host
+  copy_opts_.verify = false;
+  ctx_ = std::make_unique<CopyContext>(plan_, copy_opts_, stats_, backends_->source());
+  for (auto& e : plan_.walk_errors) ctx_->errors.add(e.message);
+  for (uint32_t f : plan_.files) {
+    if (!include_[f]) continue;
+    stats_.bytes_total += plan_.entries[f].meta.size_bytes;
+    ++stats_.files_total;
+  }
+  std::thread reader([this] { read_control(); });
+  UnitCutter cutter(plan_, opts_.chunk_bytes, pool.buffer_bytes(), opts_.max_files_per_unit,
+                    &include_);
+  std::vector<Extent> extents;
+  ReadStage read(*ctx_);
+  HashStage hash;
+  CompressUnitStage pack(opts_.compress_level, 0);
+  NetSendStage net(streams_, wire_bytes_);
+  Assembly a;
+  a.next = [&](WorkUnit& u) {
+    if (!cutter.next(extents)) return false;
+    for (const Extent& x : extents) {
+      Item& it = u.items.emplace_back();
+      it.ext = x;
+      it.stored.present = compress;
+    }
+    return true;
+  };
+  a.stopping = [this] { return stopping(); };
+  a.stages = {{kStageRead, StageKind::kIo, [&](WorkUnit& u) { read(u); }},
+              {kStageHash, StageKind::kCpu, [&](WorkUnit& u) { hash(u); }}};
+  if (compress)
+    a.stages.push_back({kStageCompress, StageKind::kCpu, [&](WorkUnit& u) { pack(u); }});
+  a.stages.push_back({kStageNetSend, StageKind::kIo, [&](WorkUnit& u) {
+                        net(u);
+                        count_sent(u);
+                      }});
+  a.on_throw = [this](WorkUnit& u, const std::string& why) {
+    ctx_->set_fatal(why);
+    for (Item& it : u.items) it.failed = true;
+    streams_.abort();
+  };
+  a.buffers_per_unit = per_unit;
+  {
+    Progress progress(stats_, opts_.progress, "send", opts_.progress_interval_s);
+    run_graph(a, pool, stats_, threads_);
+    progress.stop();
+  }
+  if (ctx_->fatal().empty()) {
+    try {
+      streams_.finish();
+    } catch (const std::exception& ex) {
+      ctx_->set_fatal(ex.what());
+    }
+  }
+  wait_for_reader(reader);
+}
+
+// The receiver's last word on the control stream: its report, or an error line.
+void Sender::read_control() {
+  try {
+    for (;;) {
+      transport::FrameHeader h = control_->read_header(kMaxControlPayload);
+      std::string payload = control_->read_payload(h);
+      if (h.type == FrameType::kDone) {
+        auto r = decode_report(payload);
+        if (r)
+          receiver_ = std::move(*r);
+        else
+          receiver_error_ = r.error().message;
+        break;
+      }
+      receiver_error_ = h.type == FrameType::kError ? printable_path(payload.substr(0, 4096))
+                                                    : "unexpected frame on the control stream";
+      ctx_->set_fatal("receiver: " + receiver_error_);
+      streams_.abort();
+      break;
+    }
+  } catch (const std::exception& ex) {
+    receiver_error_ = ex.what();
+    ctx_->set_fatal(receiver_error_);
+    streams_.abort();
+  }
+  std::lock_guard lock(reader_mu_);
+  reader_done_ = true;
+  reader_cv_.notify_all();
+}
+
+// After the data: the receiver's report (it may take long: directory metadata, fsync). After
+// a failure here, its error line is awaited a few seconds, then the control stream is cut.
+void Sender::wait_for_reader(std::thread& reader) {
+  {
+    std::unique_lock lock(reader_mu_);
+    if (!ctx_->fatal().empty())
+      reader_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return reader_done_; });
+    else
+      reader_cv_.wait(lock, [this] { return reader_done_ || !ctx_->fatal().empty(); });
+    if (!reader_done_) control_->abort();
+  }
+  reader.join();
+}
+
+RunResult Sender::report() {
+  RunResult r = receiver_ ? *receiver_ : RunResult{};
+  if (!result_.started) return std::move(result_);
+  r.started = true;
+  std::string fatal = fatal_;
+  if (fatal.empty() && !receiver_error_.empty()) fatal = "receiver: " + receiver_error_;
+  if (ctx_) {
+    if (fatal.empty()) fatal = ctx_->fatal();
+    std::vector<std::string> mine = ctx_->errors.take();
+    r.errors.insert(r.errors.begin(), mine.begin(), mine.end());
+  }
+  if (fatal.empty()) fatal = r.fatal;
+  r.fatal = fatal;
+  r.walk_seconds = result_.walk_seconds;
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
+  r.bytes_transferred = stats_.bytes_done.load();
+  for (int s = 0; s < kStageCount; ++s) r.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
+  if (backends_) r.io_backend = backends_->name();
+  r.peak_rss_bytes = peak_rss_bytes();
+  const int mine = exit_code_for(false, !r.fatal.empty(), !r.errors.empty());
+  r.exit_code = receiver_ ? std::max(mine, r.exit_code) : mine;
+  if (!r.fatal.empty()) r.exit_code = kExitFatal;
+  return r;
+}
+
+}  // namespace
+
+io::Status validate(const SendOptions& opts) {
+  if (auto st = validate(static_cast<const CopyOptions&>(opts)); !st) return st;
+  if (opts.sources.empty()) return io::Error::plain("send: no source given");
+  if (opts.streams < 1 || opts.streams > kMaxStreams)
+    return io::Error::plain("--streams " + std::to_string(opts.streams) + ": out of range (1-" +
+                            std::to_string(kMaxStreams) + ")");
+  if (opts.chunk_bytes % 4096 != 0 || opts.chunk_bytes > kMaxChunkBytes)
+    return io::Error::plain("--chunk-size: a multiple of 4 KiB up to 64 MiB for send");
+  if (opts.compress_level < 0 || opts.compress_level > 19)
+    return io::Error::plain("--compress " + std::to_string(opts.compress_level) +
+                            ": a zstd level 1-19, auto or none");
+  if (opts.psk_file.empty()) return io::Error::plain("send: --psk-file is required");
+  return io::Status::success();
+}
+
+RunResult run_send(const SendOptions& opts) { return Sender(opts).run(); }
+
+}  // namespace barge::pipeline::remote

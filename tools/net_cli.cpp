@@ -1,0 +1,121 @@
+#include "tools/net_cli.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "io/log.hpp"
+#include "tools/cli_common.hpp"
+
+namespace barge::tools {
+
+namespace {
+
+void add_common(CLI::App* cmd, pipeline::CopyOptions& o, std::string& psk, std::string& progress,
+                bool& quiet) {
+  cmd->add_option("--psk-file", psk,
+                  "pre-shared key: a file of at least 32 bytes (head -c 32 /dev/urandom > key), "
+                  "readable by its owner only; the same file at both ends")
+      ->required();
+  cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
+  cmd->add_option("--progress", progress, "auto | tty | plain | none")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
+  cmd->add_option("--progress-interval", o.progress_interval_s,
+                  "seconds between progress lines (default 0.5 on a terminal, 5 otherwise)")
+      ->check(CLI::Range(0.1, 86400.0));
+  cmd->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
+}
+
+void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
+  auto& o = cli.send;
+  cli.send_cmd = app.add_subcommand(
+      "send", "send files and trees to a barge recv on another host, over TLS 1.3 streams");
+  cli.send_cmd->add_option("paths", cli.send_paths, "SRC... HOST:PORT")
+      ->required()
+      ->expected(2, -1);
+  add_common(cli.send_cmd, o, o.psk_file, cli.progress, quiet);
+  cli.send_cmd->add_option("--streams", o.streams, "data streams (TCP connections; default 4)")
+      ->check(CLI::Range(1, 64));
+  cli.send_cmd->add_option("--compress", cli.compress,
+                           "auto (zstd level 1 per chunk, raw where it does not shrink) | none | "
+                           "LEVEL (zstd 1-19)");
+  cli.send_cmd->add_option("--congestion", o.congestion,
+                           "TCP congestion control per socket (bbr, cubic, ...; default: the "
+                           "system's)");
+  cli.send_cmd
+      ->add_option("--connect-timeout", o.connect_timeout_ms,
+                   "milliseconds to wait for each connection (default 10000)")
+      ->check(CLI::Range(100, 600000));
+  cli.send_cmd->add_option("--exclude", o.excludes, "leave out entries matching this glob");
+  cli.send_cmd->add_option("--include", o.includes,
+                           "keep entries matching this glob despite an --exclude");
+  add_engine_flags(cli.send_cmd, o,
+                   "work-unit size; larger files are split (default 4M, at most 64M)");
+}
+
+void add_recv(CLI::App& app, NetCli& cli, bool& quiet) {
+  auto& o = cli.recv;
+  cli.recv_cmd = app.add_subcommand(
+      "recv", "receive transfers from barge send into DST (cp -a placement rules)");
+  cli.recv_cmd->add_option("dst", o.destination, "DST")->required();
+  cli.recv_cmd->add_option("--listen", o.listen, "ADDR:PORT to listen on ([::]:PORT, 0.0.0.0:PORT)")
+      ->required();
+  add_common(cli.recv_cmd, o, o.psk_file, cli.progress, quiet);
+  cli.recv_cmd->add_flag("--once", o.once, "one transfer, then exit with its exit code");
+  cli.recv_cmd->add_option("--max-files", o.max_files, "refuse transfers of more files");
+  cli.recv_cmd->add_option("--max-bytes", o.max_bytes, "refuse transfers of more bytes")
+      ->transform(size_validator());
+  cli.recv_cmd->add_flag("--fsync", o.fsync, "fsync each file before renaming it into place");
+  cli.recv_cmd->add_flag("--verify", o.verify,
+                         "re-read what was written and compare its checksum with the sender's");
+  cli.recv_cmd->add_option("--port-file", o.port_file,
+                           "write the port listened on to FILE (for --listen ADDR:0)");
+  add_engine_flags(cli.recv_cmd, o, nullptr);
+}
+
+int finish(const pipeline::RunResult& r, const char* verb, const std::string& report, bool quiet) {
+  print_summary(r, verb, quiet);
+  int rc = write_report(report, pipeline::to_json(r, verb));
+  return rc ? std::max(rc, r.exit_code) : r.exit_code;
+}
+
+}  // namespace
+
+void add_net_commands(CLI::App& app, NetCli& cli, bool& quiet) {
+  add_send(app, cli, quiet);
+  add_recv(app, cli, quiet);
+}
+
+int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
+  if (!*cli.send_cmd && !*cli.recv_cmd) return -1;
+  if (comm.size() > 1) {
+    if (comm.rank() == 0)
+      io::log_error(std::string(*cli.send_cmd ? "send" : "recv") +
+                    ": one rank per end for now (run it without mpirun/srun)");
+    return pipeline::kExitFatal;
+  }
+  if (*cli.send_cmd) {
+    auto& o = cli.send;
+    o.target = cli.send_paths.back();
+    o.sources.assign(cli.send_paths.begin(), cli.send_paths.end() - 1);
+    if (cli.compress == "auto") {
+      o.compress_level = 1;
+    } else if (cli.compress == "none") {
+      o.compress_level = 0;
+    } else {
+      try {
+        size_t used = 0;
+        o.compress_level = std::stoi(cli.compress, &used);
+        if (used != cli.compress.size() || o.compress_level < 1) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        io::log_error("--compress " + cli.compress + ": auto, none or a zstd level 1-19");
+        return pipeline::kExitFatal;
+      }
+    }
+    o.progress = progress_mode(quiet, cli.progress);
+    return finish(pipeline::remote::run_send(o), "send", o.report_path, quiet);
+  }
+  auto& o = cli.recv;
+  o.progress = progress_mode(quiet, cli.progress);
+  return finish(pipeline::remote::run_recv(o), "recv", o.report_path, quiet);
+}
+
+}  // namespace barge::tools
