@@ -1,0 +1,85 @@
+// libFuzzer target: send/recv's parsers of what a peer sends (pipeline/remote/protocol.cpp):
+// the hello and welcome, the plan's entry batches, the unit table with the receiver's chunk
+// ledger, and the receiver's report. The first byte picks the parser; none may crash, and
+// whatever is accepted must satisfy what the receiver relies on.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "pipeline/remote/protocol.hpp"
+
+using namespace barge::pipeline;
+using namespace barge::pipeline::remote;
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+void fuzz_plan(std::string_view in) {
+  Hello h;
+  h.session = std::string(32, 'a');
+  h.entries = 64;
+  h.files = 32;
+  h.bytes = 1 << 30;
+  h.sources = {{"a", true}, {"b", false}};
+  Plan plan;
+  plan.roots = {Root{"a", "/d/a", "a"}, Root{"b", "/d/b", "b"}};
+  PlanBuilder b(plan, h, h.sources);
+  if (!b.add_batch(in)) return;
+  for (const Entry& e : plan.entries) {
+    check(e.root < 2);
+    check(e.rel.find("..") == std::string::npos || e.rel.find("../") == std::string::npos);
+    check(e.rel.empty() || (e.rel.front() != '/' && e.rel.back() != '/'));
+    check(e.rel.empty() || e.parent < plan.entries.size());
+  }
+  check(plan.files.size() <= h.files && plan.total_file_bytes <= h.bytes);
+}
+
+void fuzz_unit(std::string_view in) {
+  auto items = decode_unit_table(in);
+  if (!items) return;
+  Plan plan;
+  plan.roots = {Root{"a", "/d/a", "a"}};
+  Entry dir, file, big;
+  dir.meta.type = barge::io::FileType::kDirectory;
+  file.meta.type = big.meta.type = barge::io::FileType::kRegular;
+  file.meta.size_bytes = 5000;
+  big.meta.size_bytes = 5 << 20;
+  plan.entries = {dir, file, big};
+  plan.files = {1, 2};
+  std::vector<uint8_t> expected{0, 1, 1};
+  ChunkLedger ledger(plan, expected, 1 << 20, 1 << 20);
+  for (const WireItem& it : *items) {
+    if (!ledger.accept(it)) continue;
+    check(it.file == 1 || it.file == 2);
+    check(it.offset + it.length <= plan.entries[it.file].meta.size_bytes);
+    for (const auto& [b, e] : it.data) check(b >= it.offset && e <= it.offset + it.length);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  switch (data[0] % 5) {
+    case 0:
+      if (auto h = decode_hello(in); h && h->stream == 0) check(!h->sources.empty());
+      break;
+    case 1:
+      (void)decode_welcome(in);
+      break;
+    case 2:
+      fuzz_plan(in);
+      break;
+    case 3:
+      fuzz_unit(in);
+      break;
+    default:
+      (void)decode_report(in);
+  }
+  return 0;
+}

@@ -1,0 +1,176 @@
+// send/recv's parsers of untrusted bytes: hello, the plan's entries, the unit table and the
+// receiver's chunk ledger, fed malformed and hostile input.
+#include "pipeline/remote/protocol.hpp"
+
+#include <gtest/gtest.h>
+
+#include "pipeline/core/wire.hpp"
+
+namespace barge::pipeline::remote {
+namespace {
+
+Hello good_hello() {
+  Hello h;
+  h.session = std::string(32, 'a');
+  h.streams = 2;
+  h.capabilities = capabilities();
+  h.chunk_bytes = 1 << 20;
+  h.files_per_unit = 16;
+  h.sources = {{"src", true}};
+  h.entries = 3;
+  h.files = 1;
+  h.bytes = 5000;
+  return h;
+}
+
+TEST(RemoteHello, RoundTripsAndRefusesNonsense) {
+  auto h = decode_hello(encode_hello(good_hello()));
+  ASSERT_TRUE(h) << h.error().message;
+  EXPECT_EQ(h->sources.size(), 1u);
+  EXPECT_EQ(h->chunk_bytes, 1u << 20);
+  for (const char* bad : {"", "[]", "{", "{\"protocol\":1}", "\xff\xfe", "null"})
+    EXPECT_FALSE(decode_hello(bad)) << bad;
+  auto tweak = [](auto f) {
+    Hello h = good_hello();
+    f(h);
+    return decode_hello(encode_hello(h));
+  };
+  EXPECT_FALSE(tweak([](Hello& h) { h.protocol = 2; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.session = "../x"; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.streams = 0; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.streams = kMaxStreams + 1; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.chunk_bytes = 4097; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.chunk_bytes = 1ull << 40; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.files = 10; }));
+  EXPECT_FALSE(tweak([](Hello& h) { h.sources.clear(); }));
+  // A wrong type where a number belongs is one line, not an exception.
+  EXPECT_FALSE(decode_hello(R"({"protocol":"1","session":"x","stream":0,"streams":1})"));
+}
+
+Entry entry(const std::string& rel, io::FileType type, uint64_t size = 0) {
+  Entry e;
+  e.rel = rel;
+  e.meta.type = type;
+  e.meta.size_bytes = size;
+  e.meta.mode = 0644;
+  if (type == io::FileType::kSymlink) e.link_target = "/anywhere";
+  return e;
+}
+
+std::string batch(const std::vector<Entry>& entries) {
+  WireWriter w;
+  for (const Entry& e : entries) write_entry(w, e);
+  return w.take();
+}
+
+io::Status build(const std::vector<Entry>& entries, Hello h = good_hello()) {
+  Plan plan;
+  plan.roots.push_back(Root{"src", "/dst/src", "src"});
+  std::vector<RemoteSource> sources = h.sources;
+  PlanBuilder b(plan, h, sources);
+  if (auto st = b.add_batch(batch(entries)); !st) return st;
+  return b.finish();
+}
+
+TEST(RemotePlan, AcceptsATreeInPreOrder) {
+  auto st = build({entry("", io::FileType::kDirectory), entry("d", io::FileType::kDirectory),
+                   entry("d/f", io::FileType::kRegular, 5000)});
+  EXPECT_TRUE(st) << st.error().message;
+}
+
+TEST(RemotePlan, RefusesPathsThatLeaveTheirRoot) {
+  const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
+  for (const char* rel : {"..", "../evil", "d/../../evil", "/etc", "d//f", "d/", "./f", "d/."}) {
+    auto st = build({entry("", dir), entry("d", dir), entry(rel, file, 10)});
+    EXPECT_FALSE(st) << rel;
+  }
+  std::string nul("d/f\0x", 5);
+  EXPECT_FALSE(build({entry("", dir), entry("d", dir), entry(nul, file, 10)}));
+}
+
+TEST(RemotePlan, RefusesBrokenStructure) {
+  const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
+  // A parent that is missing, that comes later, or that is not a directory.
+  EXPECT_FALSE(build({entry("", dir), entry("x/f", file, 1), entry("x", dir)}));
+  EXPECT_FALSE(build({entry("", dir), entry("f", file, 1), entry("f/g", file, 1)}));
+  // Duplicates, and a root entry of the wrong type or twice.
+  EXPECT_FALSE(build({entry("", dir), entry("f", file, 1), entry("f", file, 1)}));
+  EXPECT_FALSE(build({entry("", file, 1), entry("f", file, 1), entry("g", file, 1)}));
+  EXPECT_FALSE(build({entry("", dir), entry("", dir), entry("f", file, 1)}));
+  // More than announced: entries, files, bytes; fewer entries than announced.
+  EXPECT_FALSE(build({entry("", dir), entry("a", dir), entry("b", dir), entry("c", dir)}));
+  EXPECT_FALSE(build({entry("", dir), entry("f", file, 1), entry("g", file, 1)}));
+  EXPECT_FALSE(build({entry("", dir), entry("d", dir), entry("f", file, 5001)}));
+  EXPECT_FALSE(build({entry("", dir), entry("d", dir)}));
+  // A truncated batch.
+  Plan plan;
+  plan.roots.push_back(Root{"src", "/dst/src", "src"});
+  Hello h = good_hello();
+  PlanBuilder b(plan, h, h.sources);
+  std::string bytes = batch({entry("", dir)});
+  EXPECT_FALSE(b.add_batch(bytes.substr(0, bytes.size() - 3)));
+}
+
+TEST(RemoteUnitTable, RoundTripsAndRefusesMalformedTables) {
+  WireItem it;
+  it.file = 2;
+  it.length = 100;
+  it.wire_bytes = 100;
+  it.sparse = true;
+  it.data = {{0, 10}, {50, 100}};
+  std::string t = encode_unit_table({it});
+  auto back = decode_unit_table(t);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ((*back)[0].data.size(), 2u);
+  for (size_t cut = 0; cut < t.size(); ++cut) EXPECT_FALSE(decode_unit_table(t.substr(0, cut)));
+  EXPECT_FALSE(decode_unit_table(t + "x"));
+  std::string flags = t;
+  flags[4 + 4 + 4 + 8 + 8 + 16] = static_cast<char>(0x80);
+  EXPECT_FALSE(decode_unit_table(flags));
+  EXPECT_FALSE(decode_unit_table(std::string(4, '\0')));  // no items
+}
+
+TEST(RemoteLedger, EachChunkOnceAtItsPlace) {
+  Plan plan;
+  plan.roots.push_back(Root{"src", "/d", ""});
+  plan.entries = {entry("", io::FileType::kDirectory), entry("f", io::FileType::kRegular, 10000),
+                  entry("g", io::FileType::kRegular, 3 << 20), entry("l", io::FileType::kSymlink)};
+  plan.files = {1, 2};
+  std::vector<uint8_t> expected{0, 1, 1, 0};
+  ChunkLedger ledger(plan, expected, 1 << 20, 1 << 20);
+  WireItem f;
+  f.file = 1;
+  f.length = 10000;
+  f.wire_bytes = 10000;
+  EXPECT_TRUE(ledger.accept(f));
+  EXPECT_FALSE(ledger.accept(f));  // twice
+  WireItem g;
+  g.file = 2;
+  g.chunk = 1;
+  g.offset = 1 << 20;
+  g.length = 1 << 20;
+  g.wire_bytes = 1 << 20;
+  WireItem wrong = g;
+  wrong.offset = 0;
+  EXPECT_FALSE(ledger.accept(wrong));
+  wrong = g;
+  wrong.wire_bytes = 5;
+  EXPECT_FALSE(ledger.accept(wrong));
+  wrong = g;
+  wrong.chunk = 3;
+  EXPECT_FALSE(ledger.accept(wrong));
+  wrong = g;
+  wrong.file = 3;  // a symlink
+  EXPECT_FALSE(ledger.accept(wrong));
+  wrong.file = 99;
+  EXPECT_FALSE(ledger.accept(wrong));
+  wrong = g;
+  wrong.sparse = true;
+  wrong.data = {{(1 << 20) - 1, 1 << 20}};  // starts before the extent
+  EXPECT_FALSE(ledger.accept(wrong));
+  EXPECT_TRUE(ledger.accept(g));
+  EXPECT_EQ(ledger.incomplete(), std::vector<uint32_t>{2});
+}
+
+}  // namespace
+}  // namespace barge::pipeline::remote
