@@ -13,8 +13,8 @@ void add_common(CLI::App* cmd, pipeline::CopyOptions& o, std::string& psk, std::
                 bool& quiet) {
   cmd->add_option("--psk-file", psk,
                   "pre-shared key: a file of at least 32 bytes (head -c 32 /dev/urandom > key), "
-                  "readable by its owner only; the same file at both ends")
-      ->required();
+                  "readable by its owner only; the same file at both ends (not with "
+                  "host:PATH, where ssh hands over a fresh key)");
   cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
   cmd->add_option("--progress", progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
@@ -32,6 +32,11 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
       ->required()
       ->expected(2, -1);
   add_common(cli.send_cmd, o, o.psk_file, cli.progress, quiet);
+  cli.send_cmd->add_option("--rsh", o.rsh,
+                           "host:PATH: the command that starts recv there (default ssh; e.g. "
+                           "\"ssh -p 2222 -i KEY\")");
+  cli.send_cmd->add_option("--barge-path", o.barge_path,
+                           "host:PATH: barge on the remote host (default: barge on its PATH)");
   cli.send_cmd->add_option("--streams", o.streams, "data streams (TCP connections; default 4)")
       ->check(CLI::Range(1, 64));
   cli.send_cmd->add_option("--compress", cli.compress,
@@ -66,8 +71,12 @@ void add_recv(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.recv_cmd->add_flag("--fsync", o.fsync, "fsync each file before renaming it into place");
   cli.recv_cmd->add_flag("--verify", o.verify,
                          "re-read what was written and compare its checksum with the sender's");
-  cli.recv_cmd->add_option("--port-file", o.port_file,
-                           "write the port listened on to FILE (for --listen ADDR:0)");
+  cli.recv_cmd->add_option(
+      "--port-file", o.port_file,
+      "write the port listened on to FILE, - for stdout (for --listen ADDR:0)");
+  cli.recv_cmd->add_flag("--psk-stdin", o.psk_stdin,
+                         "read the key as hex from stdin's first line, and stop when stdin "
+                         "ends (how send starts recv over ssh)");
   add_engine_flags(cli.recv_cmd, o, nullptr);
 }
 

@@ -337,20 +337,40 @@ io::Result<RunResult> decode_report(std::string_view payload) {
   });
 }
 
-std::string new_session_id() {
-  unsigned char raw[16];
+std::string random_bytes(size_t n) {
+  std::string out(n, '\0');
   size_t got = 0;
-  while (got < sizeof raw) {
-    ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("getrandom failed");
-    got += static_cast<size_t>(n);
+  while (got < n) {
+    ssize_t k = ::getrandom(out.data() + got, n - got, 0);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) throw std::runtime_error("getrandom failed");
+    got += static_cast<size_t>(k);
   }
+  return out;
+}
+
+std::string to_hex(std::string_view bytes) {
   static const char* hex = "0123456789abcdef";
   std::string out;
-  for (unsigned char c : raw) {
+  for (unsigned char c : bytes) {
     out.push_back(hex[c >> 4]);
     out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2) return std::nullopt;
+  auto v = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = v(hex[i]), lo = v(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
   }
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -124,7 +125,12 @@ class ChunkLedger {
 // to_json gives it; decode_report takes the fields the sender's report uses.
 io::Result<RunResult> decode_report(std::string_view payload);
 
+// `n` random bytes (getrandom): session ids, the key of an ssh-started transfer.
+std::string random_bytes(size_t n);
+// "abc" ↔ "616263" (lower case).
+std::string to_hex(std::string_view bytes);
+std::optional<std::string> from_hex(std::string_view hex);
 // A fresh session id: 16 random bytes in hex.
-std::string new_session_id();
+inline std::string new_session_id() { return to_hex(random_bytes(16)); }
 
 }  // namespace barge::pipeline::remote

@@ -6,7 +6,11 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <list>
 #include <memory>
@@ -160,12 +164,26 @@ class Server {
   bool served_ = false;
 };
 
+// --psk-stdin: the first line of stdin, hex (send over ssh makes a fresh key per transfer).
+io::Result<std::string> key_from_stdin() {
+  std::string line;
+  char c;
+  while (line.size() < 2 * transport::kMaxKeyBytes && ::read(0, &c, 1) == 1 && c != '\n')
+    line.push_back(c);
+  auto key = from_hex(line);
+  if (!key || key->size() < transport::kMinKeyBytes)
+    return io::Error::plain("--psk-stdin: no key of at least " +
+                            std::to_string(transport::kMinKeyBytes) + " bytes (hex) on stdin");
+  return *key;
+}
+
 }  // namespace
 
 io::Status validate(const RecvOptions& opts) {
   if (opts.destination.empty()) return io::Error::plain("recv: DST is required");
   if (opts.listen.empty()) return io::Error::plain("recv: --listen ADDR:PORT is required");
-  if (opts.psk_file.empty()) return io::Error::plain("recv: --psk-file is required");
+  if (opts.psk_file.empty() == !opts.psk_stdin)
+    return io::Error::plain("recv: one of --psk-file or --psk-stdin is required");
   CopyOptions c = opts;
   c.sources = {"-"};
   return validate(c);
@@ -183,7 +201,7 @@ RunResult run_recv(const RecvOptions& opts) {
     fail.fatal = at.error().message;
     return fail;
   }
-  auto key = transport::read_key_file(opts.psk_file);
+  auto key = opts.psk_stdin ? key_from_stdin() : transport::read_key_file(opts.psk_file);
   if (!key) {
     fail.fatal = key.error().message;
     return fail;
@@ -196,7 +214,21 @@ RunResult run_recv(const RecvOptions& opts) {
   const uint16_t port = transport::local_port(fd->get());
   io::log_info("recv: listening on " + transport::Endpoint{at->host, port}.text() + " into " +
                opts.destination);
-  if (!opts.port_file.empty()) std::ofstream(opts.port_file) << port << "\n";
+  if (opts.port_file == "-") {
+    std::printf("%u\n", port);
+    std::fflush(stdout);
+  } else if (!opts.port_file.empty()) {
+    std::ofstream(opts.port_file) << port << "\n";
+  }
+  if (opts.psk_stdin) {
+    // Started over ssh: the sender holds stdin open; its end (the ssh session gone) stops recv.
+    std::thread([] {
+      char buf[64];
+      while (::read(0, buf, sizeof buf) > 0) {
+      }
+      if (stop_signal().load() == 0) stop_signal().store(SIGHUP);
+    }).detach();
+  }
   Server server(opts, std::move(*key));
   return server.serve(fd->get());
 }

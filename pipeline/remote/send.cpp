@@ -25,6 +25,7 @@
 #include "pipeline/engine/graph.hpp"
 #include "pipeline/remote/protocol.hpp"
 #include "pipeline/remote/remote.hpp"
+#include "pipeline/remote/ssh_start.hpp"
 #include "pipeline/remote/streams.hpp"
 #include "transport/net/endpoint.hpp"
 #include "transport/net/key_file.hpp"
@@ -185,12 +186,7 @@ class Sender {
       return false;
     };
     if (auto st = validate(opts_); !st) return refuse(st.error().message);
-    auto to = transport::parse_endpoint(opts_.target, "destination");
-    if (!to) return refuse(to.error().message);
-    auto key = transport::read_key_file(opts_.psk_file);
-    if (!key) return refuse(key.error().message);
-    connect_.to = *to;
-    connect_.key = std::move(*key);
+    if (auto st = place_target(); !st) return refuse(st.error().message);
     connect_.congestion = opts_.congestion;
     connect_.timeout_ms = opts_.connect_timeout_ms;
     std::vector<Root> roots;
@@ -247,6 +243,7 @@ class Sender {
 
   void transfer();
   RunResult report();
+  io::Status place_target();
   bool stopping() {
     if (int sig = stop_signal().load(); sig != 0 && !ctx_->stop.load())
       ctx_->set_fatal("stopped by signal " + std::to_string(sig));
@@ -280,6 +277,7 @@ class Sender {
   std::unique_ptr<BackendSet> backends_;
   std::unique_ptr<CopyContext> ctx_;
   CopyOptions copy_opts_;
+  std::optional<RemoteRecv> remote_;  // over ssh: the remote barge recv
   std::optional<RunResult> receiver_;
   std::string receiver_error_;
   std::mutex reader_mu_;
@@ -404,7 +402,38 @@ void Sender::wait_for_reader(std::thread& reader) {
   reader.join();
 }
 
+// HOST:PORT with the key file, or [user@]host:PATH: recv started there over ssh with a
+// fresh key, and its port.
+io::Status Sender::place_target() {
+  if (auto ssh = parse_ssh_target(opts_.target)) {
+    if (!opts_.psk_file.empty())
+      return io::Error::plain("--psk-file: not used with host:PATH (ssh hands over a fresh key)");
+    connect_.key = random_bytes(32);
+    SshStart how{opts_.rsh, opts_.barge_path, opts_.recv_args, opts_.connect_timeout_ms * 3};
+    auto r = start_remote_recv(*ssh, how, connect_.key);
+    if (!r) return r.error();
+    connect_.to = transport::Endpoint{ssh->host, r->port};
+    remote_.emplace(std::move(*r));
+    return io::Status::success();
+  }
+  auto to = transport::parse_endpoint(opts_.target, "destination");
+  if (!to) return to.error();
+  if (opts_.psk_file.empty())
+    return io::Error::plain("send: --psk-file is required with HOST:PORT");
+  auto key = transport::read_key_file(opts_.psk_file);
+  if (!key) return key.error();
+  connect_.to = *to;
+  connect_.key = std::move(*key);
+  return io::Status::success();
+}
+
 RunResult Sender::report() {
+  if (remote_) {
+    // recv --once ends after its transfer; a stopped transfer ends it with stdin.
+    const int code = finish_remote_recv(*remote_, 30000);
+    if (!receiver_ && code > 0 && fatal_.empty() && receiver_error_.empty())
+      receiver_error_ = "the remote barge recv exited with " + std::to_string(code);
+  }
   RunResult r = receiver_ ? *receiver_ : RunResult{};
   if (!result_.started) return std::move(result_);
   r.started = true;
@@ -442,7 +471,6 @@ io::Status validate(const SendOptions& opts) {
   if (opts.compress_level < 0 || opts.compress_level > 19)
     return io::Error::plain("--compress " + std::to_string(opts.compress_level) +
                             ": a zstd level 1-19, auto or none");
-  if (opts.psk_file.empty()) return io::Error::plain("send: --psk-file is required");
   return io::Status::success();
 }
 

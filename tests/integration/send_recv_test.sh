@@ -2,7 +2,7 @@
 # barge send / recv between two hosts (network namespaces s-h1 → s-h2, 10.50.0.1 → .2) and on
 # loopback: a tree with hard links, a sparse file, symlinks, a fifo and odd names arrives
 # exact (rsync as the oracle); copy's placement rules against DST; a large file split across
-# streams; --compress none; refusals (wrong key, group-readable key, garbage, an immediate
+# streams; --compress none; send over ssh to a real sshd on host 2; refusals (wrong key, group-readable key, garbage, an immediate
 # close) leave nothing written and the listener serving.
 #   tests/integration/send_recv_test.sh [BARGE]
 # Exit 0: pass; 77 + "SKIP: reason": network namespaces cannot be made here; else: fail.
@@ -22,6 +22,7 @@ recv_pid=
 cleanup() {
   local rc=$?
   [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null && wait "$recv_pid" 2>/dev/null
+  [ -f "$work/ssh/sshd.pid" ] && kill "$(cat "$work/ssh/sshd.pid")" 2>/dev/null
   "$repo/scripts/netns-cluster.sh" down >/dev/null 2>&1 || true
   rm -rf "$work"
   exit "$rc"
@@ -126,6 +127,39 @@ same "$src/" "$empty/src/" "after refusals"
 kill -0 "$recv_pid" || fail "recv exited"
 cat "$work/recv.log"
 echo "refusals: ok"
+
+# --- over ssh: a real sshd on host 2 starts recv; the data goes over barge's own streams ---
+command -v sshd >/dev/null || PATH=$PATH:/usr/sbin
+command -v sshd >/dev/null || fail "sshd not found (openssh-server, installed by scripts/setup)"
+stop_recv
+sshd_dir=$work/ssh; mkdir -p "$sshd_dir" /run/sshd; chmod 700 "$sshd_dir"
+ssh-keygen -q -t ed25519 -N '' -f "$sshd_dir/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$sshd_dir/user_key"
+cp "$sshd_dir/user_key.pub" "$sshd_dir/authorized_keys"
+cat > "$sshd_dir/sshd_config" <<CFG
+Port 2222
+ListenAddress 10.50.0.2
+HostKey $sshd_dir/host_key
+AuthorizedKeysFile $sshd_dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $sshd_dir/sshd.pid
+CFG
+h2 "$(command -v sshd)" -f "$sshd_dir/sshd_config" -E "$sshd_dir/sshd.log" || fail "sshd did not start"
+rsh="ssh -F none -i $sshd_dir/user_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+for _ in $(seq 50); do h1 $rsh root@10.50.0.2 true 2>/dev/null && break; sleep 0.1; done
+h1 "$barge" send -q --report "$work/ssh.json" "$src" "root@10.50.0.2:$work/sshdst" --rsh "$rsh" \
+  --barge-path "$barge" || fail "send over ssh: exit $? ($(tail -5 "$sshd_dir/sshd.log"))"
+same "$src/" "$work/sshdst/" "over ssh"
+set +e
+out=$(h1 "$barge" send -q "$src" "root@10.50.0.2:$work/sshdst2" --rsh "$rsh" --barge-path /nonexistent 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "did not start" <<<"$out" || fail "over ssh, no barge there: exit $rc ($out)"
+[ ! -e "$work/sshdst2" ] || fail "a failed start wrote into DST"
+echo "over ssh: exact"
 
 # --- bad input: one line naming the argument, exit 2 ---
 set +e
