@@ -40,8 +40,8 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.send_cmd->add_option("--streams", o.streams, "data streams (TCP connections; default 4)")
       ->check(CLI::Range(1, 64));
   cli.send_cmd->add_option("--compress", cli.compress,
-                           "auto (zstd level 1 per chunk, raw where it does not shrink) | none | "
-                           "LEVEL (zstd 1-19)");
+                           "auto (zstd level 1 per chunk; a chunk whose first 64 KiB do not shrink "
+                           "goes raw) | none | LEVEL (zstd 1-19 on every chunk)");
   cli.send_cmd->add_option("--congestion", o.congestion,
                            "TCP congestion control per socket (bbr, cubic, ...; default: the "
                            "system's)");
@@ -109,7 +109,9 @@ int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
       o.compress_level = 1;
     } else if (cli.compress == "none") {
       o.compress_level = 0;
+      o.compress_probe = false;
     } else {
+      o.compress_probe = false;
       try {
         size_t used = 0;
         o.compress_level = std::stoi(cli.compress, &used);

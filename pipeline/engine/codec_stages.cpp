@@ -25,12 +25,21 @@ void CompressUnitStage::operator()(WorkUnit& unit) const {
     const size_t reserve = left * slot;
     if (cap < at + reserve + 8 || raw.size() < 2) continue;
     size_t room = std::min(cap - at - reserve, raw.size() - 1);
+    if (!worth_compressing(raw, std::span<std::byte>(unit.aux.data() + at, room))) continue;
     auto n = compress_(raw, std::span<std::byte>(unit.aux.data() + at, room));
     if (!n) continue;
     it.stored.compressed = true;
     it.stored.stored_bytes = static_cast<uint32_t>(*n);
     cursor = (at + *n + 7) / 8 * 8;
   }
+}
+
+bool CompressUnitStage::worth_compressing(std::span<const std::byte> raw,
+                                          std::span<std::byte> scratch) const {
+  if (probe_ == 0 || raw.size() <= 2 * probe_) return true;
+  const size_t sample = probe_;
+  auto n = compress_(raw.first(sample), scratch.first(std::min(scratch.size(), sample)));
+  return n && *n < sample - sample / 32;
 }
 
 void DecompressCheckStage::operator()(WorkUnit& unit) const {

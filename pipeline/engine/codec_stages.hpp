@@ -19,14 +19,20 @@ namespace barge::pipeline {
 // header), or raw. Failed items and items without a stored form (reused, holes) are passed over.
 class CompressUnitStage {
  public:
-  CompressUnitStage(int level, size_t prefix_bytes) : compress_(level), prefix_(prefix_bytes) {}
+  // probe_bytes (send's --compress auto): an item larger than this is first compressed on
+  // its first probe_bytes; if that sample does not shrink by 1/32, the item is stored raw
+  // without compressing the rest (incompressible data costs a sample, not a whole pass).
+  CompressUnitStage(int level, size_t prefix_bytes, size_t probe_bytes = 0)
+      : compress_(level), prefix_(prefix_bytes), probe_(probe_bytes) {}
   // The prefix of an item is the `prefix_bytes` before its stored.aux_offset_bytes, raw or
   // not; aux always has room for every item's prefix.
   void operator()(WorkUnit& unit) const;
 
  private:
+  bool worth_compressing(std::span<const std::byte> raw, std::span<std::byte> scratch) const;
   CompressStage compress_;
   size_t prefix_;
+  size_t probe_;
 };
 
 // decompress+check: compressed items are decompressed from aux into their place in the main

@@ -1,6 +1,8 @@
 #include "pipeline/remote/recv_units.hpp"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -11,6 +13,13 @@ namespace barge::pipeline::remote {
 
 using transport::FrameStream;
 using transport::FrameType;
+
+StreamClaims::StreamClaims(std::vector<std::unique_ptr<FrameStream>>& streams,
+                           const std::atomic<bool>& stop)
+    : streams_(streams),
+      stop_(stop),
+      state_(streams.size(), kFree),
+      released_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 bool StreamClaims::claim(uint32_t& index) {
   for (;;) {
@@ -33,16 +42,24 @@ bool StreamClaims::claim(uint32_t& index) {
         }
       }
     }
-    std::vector<pollfd> fds;
+    std::vector<pollfd> fds{pollfd{released_.get(), POLLIN, 0}};
     for (uint32_t k : free) fds.push_back(pollfd{streams_[k]->fd(), POLLIN, 0});
-    // Streams being read come back free without a wake-up: poll briefly.
-    ::poll(fds.data(), fds.size(), 20);
+    // A stream read now comes back through the eventfd; the timeout only bounds how long a
+    // stop takes to be seen.
+    if (::poll(fds.data(), fds.size(), 100) > 0 && (fds[0].revents & POLLIN)) {
+      uint64_t n;
+      (void)!::read(released_.get(), &n, sizeof n);
+    }
   }
 }
 
 void StreamClaims::release(uint32_t index, bool ended) {
-  std::lock_guard lock(mu_);
-  state_[index] = ended ? kEnded : kFree;
+  {
+    std::lock_guard lock(mu_);
+    state_[index] = ended ? kEnded : kFree;
+  }
+  uint64_t one = 1;
+  (void)!::write(released_.get(), &one, sizeof one);
 }
 
 void StreamClaims::abort_all() {

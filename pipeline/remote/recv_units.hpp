@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "io/unique_fd.hpp"
 #include "pipeline/engine/copy_stages.hpp"
 #include "pipeline/remote/protocol.hpp"
 #include "transport/net/frame_stream.hpp"
@@ -21,8 +22,7 @@ namespace barge::pipeline::remote {
 class StreamClaims {
  public:
   StreamClaims(std::vector<std::unique_ptr<transport::FrameStream>>& streams,
-               const std::atomic<bool>& stop)
-      : streams_(streams), stop_(stop), state_(streams.size(), kFree) {}
+               const std::atomic<bool>& stop);
   // A stream with bytes to read; false once every stream has ended or the run stops.
   bool claim(uint32_t& index);
   void release(uint32_t index, bool ended);
@@ -34,6 +34,7 @@ class StreamClaims {
   const std::atomic<bool>& stop_;
   std::mutex mu_;
   std::vector<uint8_t> state_;
+  io::UniqueFd released_;  // eventfd: a stream came back, claim looks again at once
 };
 
 class NetReceiveStage {

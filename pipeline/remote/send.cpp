@@ -316,7 +316,7 @@ void Sender::transfer() {
   std::vector<Extent> extents;
   ReadStage read(*ctx_);
   HashStage hash;
-  CompressUnitStage pack(opts_.compress_level, 0);
+  CompressUnitStage pack(opts_.compress_level, 0, opts_.compress_probe ? 64 << 10 : 0);
   NetSendStage net(streams_, wire_bytes_);
   Assembly a;
   a.next = [&](WorkUnit& u) {

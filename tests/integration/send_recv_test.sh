@@ -22,7 +22,7 @@ recv_pid=
 cleanup() {
   local rc=$?
   [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null && wait "$recv_pid" 2>/dev/null
-  [ -f "$work/ssh/sshd.pid" ] && kill "$(cat "$work/ssh/sshd.pid")" 2>/dev/null
+  "$repo/scripts/ns-sshd.sh" stop "$work/ssh"
   "$repo/scripts/netns-cluster.sh" down >/dev/null 2>&1 || true
   rm -rf "$work"
   exit "$rc"
@@ -129,27 +129,9 @@ cat "$work/recv.log"
 echo "refusals: ok"
 
 # --- over ssh: a real sshd on host 2 starts recv; the data goes over barge's own streams ---
-command -v sshd >/dev/null || PATH=$PATH:/usr/sbin
-command -v sshd >/dev/null || fail "sshd not found (openssh-server, installed by scripts/setup)"
 stop_recv
-sshd_dir=$work/ssh; mkdir -p "$sshd_dir" /run/sshd; chmod 700 "$sshd_dir"
-ssh-keygen -q -t ed25519 -N '' -f "$sshd_dir/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$sshd_dir/user_key"
-cp "$sshd_dir/user_key.pub" "$sshd_dir/authorized_keys"
-cat > "$sshd_dir/sshd_config" <<CFG
-Port 2222
-ListenAddress 10.50.0.2
-HostKey $sshd_dir/host_key
-AuthorizedKeysFile $sshd_dir/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile $sshd_dir/sshd.pid
-CFG
-h2 "$(command -v sshd)" -f "$sshd_dir/sshd_config" -E "$sshd_dir/sshd.log" || fail "sshd did not start"
-rsh="ssh -F none -i $sshd_dir/user_key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+rsh=$("$repo/scripts/ns-sshd.sh" start "${prefix}h2" 10.50.0.2 "$work/ssh") || fail "sshd did not start"
+sshd_dir=$work/ssh
 for _ in $(seq 50); do h1 $rsh root@10.50.0.2 true 2>/dev/null && break; sleep 0.1; done
 h1 "$barge" send -q --report "$work/ssh.json" "$src" "root@10.50.0.2:$work/sshdst" --rsh "$rsh" \
   --barge-path "$barge" || fail "send over ssh: exit $? ($(tail -5 "$sshd_dir/sshd.log"))"

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# barge send/recv against the tools users pick today, host 1 → host 2 (network namespaces
+# b-h1 → b-h2 on a veth bridge, 10.50.0.1 → .2), same data, same run, tools interleaved per
+# round: barge (TLS 1.3, checksums, 4 streams), rsync -e ssh, an rsync daemon, tar | zstd -1 |
+# nc, and iperf3 -P 4 as the ceiling of the path. Destinations are on /dev/shm (the same for
+# every tool) so the network path, TLS and CPU are measured, not this VM's disk. Prints every
+# run, medians, MB/s, each peer's time over barge's, and barge's peak RSS and CPU per side.
+#
+# Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N]
+# Data (one 2 GiB incompressible file; a directory of 2000 files of 64-512 KiB plus
+# 4 x 384 MiB) is made once under data/net (git-ignored) and kept.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+rounds=3 only="" streams=4
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --streams) streams=$2; shift 2 ;;
+    *) echo "bench_net: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+barge=$here/build/barge
+. "$here/perf/lib.sh"
+export BARGE_NETNS_PREFIX=b-
+work=$here/data/net
+shm=/dev/shm/barge-bench-net
+mkdir -p "$work" "$shm"
+h1() { ip netns exec b-h1 "$@"; }
+h2() { ip netns exec b-h2 "$@"; }
+cleanup() {
+  "$here/scripts/ns-sshd.sh" stop "$shm/ssh" || true
+  [ -f "$shm/rsyncd.pid" ] && kill "$(cat "$shm/rsyncd.pid")" 2>/dev/null
+  pkill -f "iperf3 -s -B 10.50.0.2" 2>/dev/null || true
+  "$here/scripts/netns-cluster.sh" down >/dev/null 2>&1 || true
+  rm -rf "$shm"
+}
+trap cleanup EXIT
+
+# --- data ---
+if [ ! -f "$work/file/big" ]; then
+  mkdir -p "$work/file"
+  openssl enc -aes-128-ctr -pass pass:barge -nosalt -pbkdf2 </dev/zero 2>/dev/null | head -c 2G > "$work/file/big"
+fi
+if [ ! -f "$work/dir/.done" ]; then
+  rm -rf "$work/dir"; mkdir -p "$work/dir/small"
+  python3 - "$work/dir" <<'PY'
+import os, random, sys
+random.seed(7)
+d = sys.argv[1]
+src = open("/dev/urandom", "rb")
+for i in range(2000):
+    sub = os.path.join(d, "small", "d%02d" % (i % 40))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, "f%04d" % i), "wb") as f:
+        f.write(src.read(random.randint(64, 512) * 1024))
+for i in range(4):
+    with open(os.path.join(d, "big%d" % i), "wb") as f:
+        for _ in range(384):
+            f.write(src.read(1 << 20))
+PY
+  touch "$work/dir/.done"
+fi
+rm -f "$work/dir/.done.x"
+
+# --- the hosts and the peers' servers ---
+"$here/scripts/netns-cluster.sh" up 2 >/dev/null
+head -c 32 /dev/urandom > "$shm/key"; chmod 600 "$shm/key"
+rsh=$("$here/scripts/ns-sshd.sh" start b-h2 10.50.0.2 "$shm/ssh")
+for _ in $(seq 50); do h1 $rsh root@10.50.0.2 true 2>/dev/null && break; sleep 0.1; done
+cat > "$shm/rsyncd.conf" <<CFG
+pid file = $shm/rsyncd.pid
+use chroot = no
+[shm]
+path = $shm
+read only = no
+uid = root
+gid = root
+CFG
+h2 rsync --daemon --config="$shm/rsyncd.conf" --address=10.50.0.2 --port=8730
+h2 iperf3 -s -B 10.50.0.2 -D
+sleep 0.5
+
+declare -A t
+record() { t[$1]+="$2 "; }
+fresh() { rm -rf "$shm/dst"; mkdir -p "$shm/dst"; }
+
+run_barge() {  # SRC: recv --once on h2, send on h1; CPU per side from GNU time
+  local src=$1 t0 t1
+  fresh
+  rm -f "$shm/port"
+  h2 /usr/bin/time -f "%e %U %S %M" -o "$shm/recv.time" "$barge" recv -q --once --listen 10.50.0.2:0 \
+    --psk-file "$shm/key" --port-file "$shm/port" "$shm/dst" &
+  local rpid=$!
+  for _ in $(seq 100); do [ -s "$shm/port" ] && break; sleep 0.02; done
+  t0=$(date +%s%N)
+  h1 /usr/bin/time -f "%e %U %S %M" -o "$shm/send.time" "$barge" send -q --streams "$streams" \
+    "$src" "10.50.0.2:$(cat "$shm/port")" --psk-file "$shm/key" || { echo "barge send failed" >&2; exit 1; }
+  t1=$(date +%s%N)
+  wait "$rpid"
+  record barge "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e9}')"
+  read -r _ su ss sm < "$shm/send.time"; read -r _ ru rs rm_ < "$shm/recv.time"
+  cpu+="send $(awk -v a="$su" -v b="$ss" 'BEGIN{print a+b}')s/$((sm / 1024))MiB recv $(awk -v a="$ru" -v b="$rs" 'BEGIN{print a+b}')s/$((rm_ / 1024))MiB; "
+}
+run_peer() {  # NAME CMD...: CMD run on h1 into a fresh $shm/dst
+  local name=$1; shift
+  fresh
+  record "$name" "$(secs h1 "$@")"
+}
+run_tar_nc() {
+  local src=$1
+  fresh
+  h2 sh -c "nc -l -N 10.50.0.2 9000 | zstd -dq | tar -x -C $shm/dst" &
+  local lpid=$!
+  sleep 0.2
+  record tar_zstd_nc "$(secs h1 sh -c "tar -c -C $src . | zstd -1 -T0 -q | nc -N 10.50.0.2 9000")"
+  wait "$lpid"
+}
+
+for what in file dir; do
+  [ -n "$only" ] && [ "$only" != "$what" ] && continue
+  src=$work/$what
+  warm "$src"
+  t=(); cpu=""
+  for r in $(seq "$rounds"); do
+    run_barge "$src"
+    run_peer rsync_ssh rsync -a -e "$rsh" "$src/" "root@10.50.0.2:$shm/dst/"
+    run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/"
+    run_tar_nc "$src"
+  done
+  rm -rf "$shm/dst"
+  bytes=$(du -sb --exclude=.done "$src" | cut -f1)
+  iperf=$(h1 iperf3 -c 10.50.0.2 -P 4 -t 5 -J | python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8e6))')
+  echo "== $what: $((bytes >> 20)) MiB, $rounds rounds (iperf3 -P 4: $iperf MB/s) =="
+  mb=$(median <<<"${t[barge]}")
+  for name in barge rsync_ssh rsync_daemon tar_zstd_nc; do
+    m=$(median <<<"${t[$name]}")
+    printf '%-14s runs: %-26s median %6.2f s  %7.0f MB/s  time/barge %.2fx\n' "$name" "${t[$name]}" "$m" \
+      "$(awk -v b="$bytes" -v s="$m" 'BEGIN{print b / s / 1e6}')" "$(awk -v a="$m" -v b="$mb" 'BEGIN{print a / b}')"
+  done
+  echo "barge CPU (user+sys) / peak RSS per run: $cpu"
+done
