@@ -6,15 +6,21 @@
 # every tool) so the network path, TLS and CPU are measured, not this VM's disk. Prints every
 # run, medians, MB/s, each peer's time over barge's, and barge's peak RSS and CPU per side.
 #
-# Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N]
+# Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N] [--shape SHAPE]
+#        [--peers "rsync_ssh rsync_daemon tar_zstd_nc"]
+# SHAPE (scripts/ns-wan.sh: tc tbf on the sender, the NFQUEUE delay line on both hosts):
+#   none (the bare veth path), wan (1 Gbit/s, 25 ms each way), wan-loss (the same, 0.1% of
+#   packets to the receiver dropped), 10g (10 Gbit/s, 10 ms each way).
 # Data (one 2 GiB incompressible file; a directory of 2000 files of 64-512 KiB plus
 # 4 x 384 MiB) is made once under data/net (git-ignored) and kept.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-rounds=3 only="" streams=4
+rounds=3 only="" streams=8 shape=none peers="rsync_ssh rsync_daemon tar_zstd_nc"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --shape) shape=$2; shift 2 ;;
+    --peers) peers=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
@@ -30,6 +36,7 @@ mkdir -p "$work" "$shm"
 h1() { ip netns exec b-h1 "$@"; }
 h2() { ip netns exec b-h2 "$@"; }
 cleanup() {
+  [ "$shape" != none ] && "$here/scripts/ns-wan.sh" down b-h1 b-h2 >/dev/null 2>&1
   "$here/scripts/ns-sshd.sh" stop "$shm/ssh" || true
   [ -f "$shm/rsyncd.pid" ] && kill "$(cat "$shm/rsyncd.pid")" 2>/dev/null
   pkill -f "iperf3 -s -B 10.50.0.2" 2>/dev/null || true
@@ -81,6 +88,13 @@ CFG
 h2 rsync --daemon --config="$shm/rsyncd.conf" --address=10.50.0.2 --port=8730
 h2 iperf3 -s -B 10.50.0.2 -D
 sleep 0.5
+case "$shape" in
+  none) link_mb=0 ;;
+  wan) "$here/scripts/ns-wan.sh" up b-h1 b-h2 10.50.0.1 10.50.0.2 1gbit 25; link_mb=125 ;;
+  wan-loss) "$here/scripts/ns-wan.sh" up b-h1 b-h2 10.50.0.1 10.50.0.2 1gbit 25 1; link_mb=125 ;;
+  10g) "$here/scripts/ns-wan.sh" up b-h1 b-h2 10.50.0.1 10.50.0.2 10gbit 10; link_mb=1250 ;;
+  *) echo "bench_net: unknown --shape $shape" >&2; exit 2 ;;
+esac
 
 declare -A t
 record() { t[$1]+="$2 "; }
@@ -125,19 +139,26 @@ for what in file dir; do
   t=(); cpu=""
   for r in $(seq "$rounds"); do
     run_barge "$src"
-    run_peer rsync_ssh rsync -a -e "$rsh" "$src/" "root@10.50.0.2:$shm/dst/"
-    run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/"
-    run_tar_nc "$src"
+    for p in $peers; do
+      case "$p" in
+        rsync_ssh) run_peer rsync_ssh rsync -a -e "$rsh" "$src/" "root@10.50.0.2:$shm/dst/" ;;
+        rsync_daemon) run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/" ;;
+        tar_zstd_nc) run_tar_nc "$src" ;;
+      esac
+    done
   done
   rm -rf "$shm/dst"
   bytes=$(du -sb --exclude=.done "$src" | cut -f1)
-  iperf=$(h1 iperf3 -c 10.50.0.2 -P 4 -t 5 -J | python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8e6))')
-  echo "== $what: $((bytes >> 20)) MiB, $rounds rounds (iperf3 -P 4: $iperf MB/s) =="
+  iperf=$(h1 iperf3 -c 10.50.0.2 -P 4 -t 8 -J | python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8e6))')
+  echo "== $what, shape $shape: $((bytes >> 20)) MiB, $rounds rounds (iperf3 -P 4: $iperf MB/s) =="
   mb=$(median <<<"${t[barge]}")
-  for name in barge rsync_ssh rsync_daemon tar_zstd_nc; do
+  for name in barge $peers; do
     m=$(median <<<"${t[$name]}")
-    printf '%-14s runs: %-26s median %6.2f s  %7.0f MB/s  time/barge %.2fx\n' "$name" "${t[$name]}" "$m" \
-      "$(awk -v b="$bytes" -v s="$m" 'BEGIN{print b / s / 1e6}')" "$(awk -v a="$m" -v b="$mb" 'BEGIN{print a / b}')"
+    rate=$(awk -v b="$bytes" -v s="$m" 'BEGIN{print b / s / 1e6}')
+    link=""
+    [ "$link_mb" != 0 ] && link=$(awk -v r="$rate" -v l="$link_mb" 'BEGIN{printf "  %3.0f%% of the link", 100 * r / l}')
+    printf '%-14s runs: %-26s median %6.2f s  %7.0f MB/s  time/barge %.2fx%s\n' "$name" "${t[$name]}" "$m" \
+      "$rate" "$(awk -v a="$m" -v b="$mb" 'BEGIN{print a / b}')" "$link"
   done
   echo "barge CPU (user+sys) / peak RSS per run: $cpu"
 done

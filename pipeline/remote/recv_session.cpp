@@ -28,7 +28,7 @@ RunResult RecvSession::run() {
   // More threads than cores: I/O stages block in the kernel and on the network.
   tbb::global_control gc(
       tbb::global_control::max_allowed_parallelism,
-      std::max<unsigned>(opts_.threads ? opts_.threads : default_threads(), hello_.streams + 1));
+      std::max<unsigned>(opts_.threads ? opts_.threads : default_threads(), hello_.streams + 2));
   try {
     if (auto st = admit(); !st) {
       send_error(st.error().message);
@@ -180,7 +180,7 @@ void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned thre
     claims.abort_all();
   };
   a.buffers_per_unit = 2;
-  run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, hello_.streams + 1));
+  run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, hello_.streams + 2));
   for (uint32_t f : ledger.incomplete()) {
     if (ctx.file_failed(f)) continue;
     if (ctx.fatal().empty())

@@ -20,7 +20,7 @@ struct SendOptions : CopyOptions {
   std::string rsh = "ssh";             // --rsh CMD
   std::string barge_path = "barge";    // --barge-path: barge on the remote host (ssh)
   std::vector<std::string> recv_args;  // flags passed on to the remote recv (ssh)
-  unsigned streams = 4;                // data streams (TCP connections)
+  unsigned streams = 8;                // data streams (TCP connections)
   int compress_level = 1;              // zstd level for --compress auto|LEVEL; 0: --compress none
   bool compress_probe = true;          // auto: a chunk whose first 64 KiB do not compress goes raw
   std::string congestion;              // --congestion: TCP_CONGESTION per socket

@@ -198,7 +198,8 @@ class Sender {
       sources_.push_back(std::move(as));
     }
     raise_fd_limit();
-    threads_ = opts_.threads ? opts_.threads : default_threads();
+    // Every stream can be written at once (net-send blocks on a slow link), besides the reads.
+    threads_ = opts_.threads ? opts_.threads : std::max(default_threads(), opts_.streams + 2);
     gc_.emplace(tbb::global_control::max_allowed_parallelism, threads_);
     plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
     result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
