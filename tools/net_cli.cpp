@@ -9,12 +9,19 @@ namespace barge::tools {
 
 namespace {
 
-void add_common(CLI::App* cmd, pipeline::CopyOptions& o, std::string& psk, std::string& progress,
-                bool& quiet) {
+template <class Opts>
+void add_common(CLI::App* cmd, Opts& o, std::string& psk, std::string& progress, bool& quiet) {
   cmd->add_option("--psk-file", psk,
                   "pre-shared key: a file of at least 32 bytes (head -c 32 /dev/urandom > key), "
                   "readable by its owner only; the same file at both ends (not with "
                   "host:PATH, where ssh hands over a fresh key)");
+  cmd->add_option("--cert", o.cert_file,
+                  "certificate authentication instead of a key: this end's PEM certificate "
+                  "chain (with --key and --ca)");
+  cmd->add_option("--key", o.key_file, "this end's PEM private key (owner-only, like a PSK file)");
+  cmd->add_option("--ca", o.ca_file,
+                  "PEM CA certificates the other end's certificate must be signed by (the "
+                  "receiver's must also name the host send connects to)");
   cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
   cmd->add_option("--progress", progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
@@ -48,6 +55,11 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.send_cmd->add_option("--congestion", o.congestion,
                            "TCP congestion control per socket (bbr, cubic, ...; default: the "
                            "system's)");
+  cli.send_cmd
+      ->add_option("--bwlimit", o.bwlimit_bytes,
+                   "at most RATE bytes per second over all streams (K, M, G: binary, as "
+                   "--memory; 100M = 100 MiB/s)")
+      ->transform(size_validator());
   cli.send_cmd
       ->add_option("--connect-timeout", o.connect_timeout_ms,
                    "milliseconds to wait for each connection (default 10000)")

@@ -38,7 +38,7 @@ void set_timeout(int fd, int ms) {
 
 class Server {
  public:
-  Server(const RecvOptions& opts, std::string key) : opts_(opts), key_(std::move(key)) {}
+  Server(const RecvOptions& opts, transport::TlsAuth auth) : opts_(opts), auth_(std::move(auth)) {}
   ~Server() { join_all(); }
 
   RunResult serve(int listen_fd) {
@@ -84,7 +84,7 @@ class Server {
       set_timeout(fd.get(), opts_.handshake_timeout_ms);
       tune_socket(fd.get(), "");
       const int raw = fd.get();
-      auto tls = transport::TlsStream::handshake_psk(raw, transport::TlsRole::kServer, key_, peer);
+      auto tls = transport::TlsStream::handshake(raw, transport::TlsRole::kServer, auth_, peer);
       s = std::make_unique<FrameStream>(std::move(fd), std::move(tls));
       auto h = decode_hello(s->expect(FrameType::kHello, kMaxControlPayload));
       if (!h) {
@@ -155,7 +155,7 @@ class Server {
   }
 
   const RecvOptions& opts_;
-  const std::string key_;
+  const transport::TlsAuth auth_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::list<std::thread> threads_;
@@ -182,8 +182,8 @@ io::Result<std::string> key_from_stdin() {
 io::Status validate(const RecvOptions& opts) {
   if (opts.destination.empty()) return io::Error::plain("recv: DST is required");
   if (opts.listen.empty()) return io::Error::plain("recv: --listen ADDR:PORT is required");
-  if (opts.psk_file.empty() == !opts.psk_stdin)
-    return io::Error::plain("recv: one of --psk-file or --psk-stdin is required");
+  if (opts.psk_stdin && (!opts.psk_file.empty() || !opts.cert_file.empty()))
+    return io::Error::plain("recv: --psk-stdin goes alone (not with --psk-file or --cert)");
   CopyOptions c = opts;
   c.sources = {"-"};
   return validate(c);
@@ -201,9 +201,18 @@ RunResult run_recv(const RecvOptions& opts) {
     fail.fatal = at.error().message;
     return fail;
   }
-  auto key = opts.psk_stdin ? key_from_stdin() : transport::read_key_file(opts.psk_file);
-  if (!key) {
-    fail.fatal = key.error().message;
+  io::Result<transport::TlsAuth> auth = transport::TlsAuth{};
+  if (opts.psk_stdin) {
+    auto key = key_from_stdin();
+    if (key)
+      auth->psk = std::move(*key);
+    else
+      auth = key.error();
+  } else {
+    auth = load_auth(opts.psk_file, opts.cert_file, opts.key_file, opts.ca_file, "");
+  }
+  if (!auth) {
+    fail.fatal = auth.error().message;
     return fail;
   }
   auto fd = transport::listen_tcp(*at, 128);
@@ -229,7 +238,7 @@ RunResult run_recv(const RecvOptions& opts) {
       if (stop_signal().load() == 0) stop_signal().store(SIGHUP);
     }).detach();
   }
-  Server server(opts, std::move(*key));
+  Server server(opts, std::move(*auth));
   return server.serve(fd->get());
 }
 

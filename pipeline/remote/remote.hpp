@@ -15,26 +15,28 @@ namespace barge::pipeline::remote {
 // sources, the engine's options, --report, --progress and --exclude/--include are copy's;
 // destination is unused (the receiver has it).
 struct SendOptions : CopyOptions {
-  std::string target;                  // HOST:PORT, or [user@]host:PATH (started over ssh)
-  std::string psk_file;                // --psk-file (HOST:PORT only; over ssh a fresh key is made)
-  std::string rsh = "ssh";             // --rsh CMD
-  std::string barge_path = "barge";    // --barge-path: barge on the remote host (ssh)
-  std::vector<std::string> recv_args;  // flags passed on to the remote recv (ssh)
-  unsigned streams = 8;                // data streams (TCP connections)
-  int compress_level = 1;              // zstd level for --compress auto|LEVEL; 0: --compress none
-  bool compress_probe = true;          // auto: a chunk whose first 64 KiB do not compress goes raw
-  std::string congestion;              // --congestion: TCP_CONGESTION per socket
+  std::string target;    // HOST:PORT, or [user@]host:PATH (started over ssh)
+  std::string psk_file;  // --psk-file (HOST:PORT only; over ssh a fresh key is made)
+  std::string cert_file, key_file, ca_file;  // --cert/--key/--ca instead of a PSK
+  std::string rsh = "ssh";                   // --rsh CMD
+  std::string barge_path = "barge";          // --barge-path: barge on the remote host (ssh)
+  std::vector<std::string> recv_args;        // flags passed on to the remote recv (ssh)
+  unsigned streams = 8;                      // data streams (TCP connections)
+  int compress_level = 1;      // zstd level for --compress auto|LEVEL; 0: --compress none
+  bool compress_probe = true;  // auto: a chunk whose first 64 KiB do not compress goes raw
+  std::string congestion;      // --congestion: TCP_CONGESTION per socket
+  uint64_t bwlimit_bytes = 0;  // --bwlimit: bytes per second over all streams (0: none)
   int connect_timeout_ms = 10000;
 };
 
 struct RecvOptions : CopyOptions {  // destination, the engine's options, --report
   std::string listen;               // ADDR:PORT
   std::string psk_file;
+  std::string cert_file, key_file, ca_file;  // --cert/--key/--ca instead of a PSK
   bool psk_stdin = false;  // the key as hex on stdin's first line; stdin's end stops recv (ssh)
   bool once = false;       // one transfer, then exit with its code
   uint64_t max_files = 0;  // refuse a transfer of more files (0: no limit)
   uint64_t max_bytes = 0;  // ... or more bytes
-  bool devices = false;    // create device nodes the sender lists (otherwise named, skipped)
   int handshake_timeout_ms = 10000;
   // After listening, the bound port is written here (for --listen HOST:0; "-": stdout).
   std::string port_file;

@@ -104,11 +104,34 @@ class StreamSet {
   std::atomic<size_t> next_{0};
 };
 
+// --bwlimit: units leave no faster than `rate` bytes per second over all streams together
+// (each waits for its turn; a unit is the grain).
+class RateLimit {
+ public:
+  explicit RateLimit(uint64_t bytes_per_second) : rate_(bytes_per_second) {}
+  void take(uint64_t bytes) {
+    if (rate_ == 0) return;
+    Clock::time_point start;
+    {
+      std::lock_guard lock(mu_);
+      start = std::max(Clock::now(), next_);
+      next_ = start + std::chrono::nanoseconds(bytes * 1000000000ull / rate_);
+    }
+    std::this_thread::sleep_until(start);
+  }
+
+ private:
+  const uint64_t rate_;
+  std::mutex mu_;
+  Clock::time_point next_{};
+};
+
 // net-send: the unit's table, then each item's bytes as they are (stored form, raw, or a
 // sparse extent's data ranges), as one frame on a free stream.
 class NetSendStage {
  public:
-  NetSendStage(StreamSet& streams, std::atomic<uint64_t>& wire) : streams_(streams), wire_(wire) {}
+  NetSendStage(StreamSet& streams, std::atomic<uint64_t>& wire, RateLimit& limit)
+      : streams_(streams), wire_(wire), limit_(limit) {}
   void operator()(WorkUnit& u) const {
     std::vector<WireItem> items;
     std::vector<std::span<const std::byte>> parts(2);
@@ -145,6 +168,7 @@ class NetSendStage {
     uint32_t table_bytes = static_cast<uint32_t>(table.size());
     parts[0] = std::as_bytes(std::span<const uint32_t>(&table_bytes, 1));
     parts[1] = std::as_bytes(std::span<const char>(table.data(), table.size()));
+    limit_.take(bytes + table.size());
     streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
     wire_.fetch_add(bytes + table.size(), std::memory_order_relaxed);
   }
@@ -152,6 +176,7 @@ class NetSendStage {
  private:
   StreamSet& streams_;
   std::atomic<uint64_t>& wire_;
+  RateLimit& limit_;
 };
 
 }  // namespace
@@ -318,7 +343,8 @@ void Sender::transfer() {
   ReadStage read(*ctx_);
   HashStage hash;
   CompressUnitStage pack(opts_.compress_level, 0, opts_.compress_probe ? 64 << 10 : 0);
-  NetSendStage net(streams_, wire_bytes_);
+  RateLimit limit(opts_.bwlimit_bytes);
+  NetSendStage net(streams_, wire_bytes_, limit);
   Assembly a;
   a.next = [&](WorkUnit& u) {
     if (!cutter.next(extents)) return false;
@@ -407,11 +433,12 @@ void Sender::wait_for_reader(std::thread& reader) {
 // fresh key, and its port.
 io::Status Sender::place_target() {
   if (auto ssh = parse_ssh_target(opts_.target)) {
-    if (!opts_.psk_file.empty())
-      return io::Error::plain("--psk-file: not used with host:PATH (ssh hands over a fresh key)");
-    connect_.key = random_bytes(32);
+    if (!opts_.psk_file.empty() || !opts_.cert_file.empty())
+      return io::Error::plain(
+          "--psk-file, --cert: not used with host:PATH (ssh hands over a fresh key)");
+    connect_.auth.psk = random_bytes(32);
     SshStart how{opts_.rsh, opts_.barge_path, opts_.recv_args, opts_.connect_timeout_ms * 3};
-    auto r = start_remote_recv(*ssh, how, connect_.key);
+    auto r = start_remote_recv(*ssh, how, connect_.auth.psk);
     if (!r) return r.error();
     connect_.to = transport::Endpoint{ssh->host, r->port};
     remote_.emplace(std::move(*r));
@@ -419,12 +446,10 @@ io::Status Sender::place_target() {
   }
   auto to = transport::parse_endpoint(opts_.target, "destination");
   if (!to) return to.error();
-  if (opts_.psk_file.empty())
-    return io::Error::plain("send: --psk-file is required with HOST:PORT");
-  auto key = transport::read_key_file(opts_.psk_file);
-  if (!key) return key.error();
+  auto auth = load_auth(opts_.psk_file, opts_.cert_file, opts_.key_file, opts_.ca_file, to->host);
+  if (!auth) return auth.error();
   connect_.to = *to;
-  connect_.key = std::move(*key);
+  connect_.auth = std::move(*auth);
   return io::Status::success();
 }
 

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include <stdexcept>
 
 #include "io/log.hpp"
+#include "transport/net/key_file.hpp"
 
 namespace barge::pipeline::remote {
 
@@ -27,13 +29,39 @@ void tune_socket(int fd, const std::string& congestion) {
   }
 }
 
+io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std::string& cert,
+                                         const std::string& key, const std::string& ca,
+                                         const std::string& server_name) {
+  transport::TlsAuth auth;
+  const bool any_cert = !cert.empty() || !key.empty() || !ca.empty();
+  if (!psk_file.empty() && any_cert)
+    return io::Error::plain("--psk-file and --cert/--key/--ca: give one or the other");
+  if (!any_cert) {
+    if (psk_file.empty()) return io::Error::plain("--psk-file or --cert/--key/--ca is required");
+    auto bytes = transport::read_key_file(psk_file);
+    if (!bytes) return bytes.error();
+    auth.psk = std::move(*bytes);
+    return auth;
+  }
+  if (cert.empty() || key.empty() || ca.empty())
+    return io::Error::plain("--cert, --key and --ca go together");
+  // The private key: private to its owner, like a PSK file.
+  if (auto k = transport::read_key_file(key); !k) return k.error();
+  for (const auto& [flag, path] : {std::pair{"--cert", &cert}, std::pair{"--ca", &ca}}) {
+    if (::access(path->c_str(), R_OK) != 0)
+      return io::Error::from_errno(errno, std::string(flag) + " " + *path);
+  }
+  auth.certs = transport::TlsCerts{cert, key, ca, server_name};
+  return auth;
+}
+
 std::unique_ptr<transport::FrameStream> open_stream(const ConnectOptions& c, const Hello& hello,
                                                     Welcome& welcome) {
   auto fd = transport::connect_tcp(c.to, c.timeout_ms);
   if (!fd) throw std::runtime_error(fd.error().message);
   tune_socket(fd->get(), c.congestion);
-  auto tls = transport::TlsStream::handshake_psk(fd->get(), transport::TlsRole::kClient, c.key,
-                                                 c.to.text());
+  auto tls =
+      transport::TlsStream::handshake(fd->get(), transport::TlsRole::kClient, c.auth, c.to.text());
   auto s = std::make_unique<transport::FrameStream>(std::move(*fd), std::move(tls));
   s->send(transport::FrameType::kHello, encode_hello(hello));
   auto w = decode_welcome(s->expect(transport::FrameType::kWelcome, kMaxControlPayload));

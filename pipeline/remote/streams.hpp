@@ -13,10 +13,17 @@ namespace barge::pipeline::remote {
 
 struct ConnectOptions {
   transport::Endpoint to;
-  std::string key;         // the key file's bytes
-  std::string congestion;  // TCP_CONGESTION, "" for the system's
+  transport::TlsAuth auth;  // the key's bytes, or certificates
+  std::string congestion;   // TCP_CONGESTION, "" for the system's
   int timeout_ms = 10000;
 };
+
+// --psk-file, or --cert/--key/--ca (all three, not with --psk-file). A key file that group or
+// others can read is refused, as ssh does. `server_name`: what the client expects the
+// server's certificate to name.
+io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std::string& cert,
+                                         const std::string& key, const std::string& ca,
+                                         const std::string& server_name);
 
 // Throws TlsError or std::runtime_error with one line naming the peer.
 std::unique_ptr<transport::FrameStream> open_stream(const ConnectOptions& c, const Hello& hello,

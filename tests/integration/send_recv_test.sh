@@ -48,7 +48,9 @@ start_recv() {
   [ -n "$ns" ] && run=(ip netns exec "$ns")
   local addr=127.0.0.1
   [ -n "$ns" ] && addr=0.0.0.0
-  "${run[@]}" "$barge" recv "$dst" --listen "$addr:0" --psk-file "$work/key" --port-file "$work/port" \
+  local auth=(--psk-file "$work/key")
+  [[ " $* " == *" --cert "* ]] && auth=()
+  "${run[@]}" "$barge" recv "$dst" --listen "$addr:0" "${auth[@]}" --port-file "$work/port" \
     "$@" >"$work/recv.log" 2>&1 &
   recv_pid=$!
   for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
@@ -142,6 +144,48 @@ set -e
 [ "$rc" = 2 ] && grep -q "did not start" <<<"$out" || fail "over ssh, no barge there: exit $rc ($out)"
 [ ! -e "$work/sshdst2" ] || fail "a failed start wrote into DST"
 echo "over ssh: exact"
+
+# --- certificates instead of a key (a CA of the test's own, openssl req/x509) ---
+pki=$work/pki; mkdir -p "$pki"; cd "$pki"
+mkcert() {  # NAME CA [SAN]: NAME.key, NAME.crt signed by CA (self-signed when CA is "")
+  local name=$1 ca=$2 san=${3:-}
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$name.key" -out "$name.csr" \
+    -subj "/CN=$name" 2>/dev/null
+  if [ -z "$ca" ]; then
+    openssl x509 -req -in "$name.csr" -signkey "$name.key" -out "$name.crt" -days 2 \
+      -extfile <(printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign') 2>/dev/null
+  else
+    openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial -out "$name.crt" \
+      -days 2 ${san:+-extfile <(printf 'subjectAltName=%s' "$san")} 2>/dev/null
+  fi
+  chmod 600 "$name.key"
+}
+mkcert ca ""; mkcert other ""
+mkcert recv ca IP:10.50.0.2; mkcert send ca; mkcert stranger other
+cd "$work"
+start_recv "${prefix}h2" "$work/certdst" --cert "$pki/recv.crt" --key "$pki/recv.key" --ca "$pki/ca.crt"
+set +e
+out=$(h1 "$barge" send -q "$src" "10.50.0.2:$port" --cert "$pki/stranger.crt" --key "$pki/stranger.key" \
+  --ca "$pki/ca.crt" 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] || fail "a certificate of another CA: exit $rc ($out)"
+[ ! -e "$work/certdst" ] || fail "a refused sender wrote into DST"
+h1 "$barge" send -q "$src" "10.50.0.2:$port" --cert "$pki/send.crt" --key "$pki/send.key" \
+  --ca "$pki/ca.crt" || fail "send with certificates: exit $?"
+same "$src/" "$work/certdst/" "certificates"
+stop_recv
+echo "certificates: ok"
+
+# --- --bwlimit paces the transfer: a 20 MiB file at 40 MiB/s ---
+start_recv "" "$work/slow" --once
+t0=$(date +%s%N)
+"$barge" send -q --bwlimit 40M --compress none "$src/big" "127.0.0.1:$port" --psk-file "$work/key" \
+  || fail "send --bwlimit: exit $?"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait "$recv_pid"; recv_pid=
+[ "$ms" -ge 380 ] || fail "--bwlimit 40M sent 20 MiB in $ms ms (at least 400 ms: five 4 MiB units paced 100 ms apart)"
+cmp "$src/big" "$work/slow" || fail "--bwlimit: file differs"
+echo "bwlimit: 20 MiB in $ms ms"
 
 # --- bad input: one line naming the argument, exit 2 ---
 set +e

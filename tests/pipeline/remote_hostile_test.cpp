@@ -65,7 +65,10 @@ class HostileSender : public ::testing::Test {
   }
   std::unique_ptr<FrameStream> open(const Hello& h) {
     Welcome w;
-    return open_stream(ConnectOptions{{"127.0.0.1", static_cast<uint16_t>(port_)}, key_, "", 5000},
+    return open_stream(ConnectOptions{{"127.0.0.1", static_cast<uint16_t>(port_)},
+                                      transport::TlsAuth{key_, std::nullopt},
+                                      "",
+                                      5000},
                        h, w);
   }
   // Control stream with the plan {src/, src/f (4 bytes)} sent and ready received, and the

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <csignal>
 #include <cstring>
@@ -122,10 +123,14 @@ std::string derive_psk(std::string_view key) {
   return out;
 }
 
-TlsStream TlsStream::handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer) {
+void TlsStream::ignore_sigpipe() {
   // A peer that goes away must fail the write that meets it, not kill the process.
   static std::once_flag no_sigpipe;
   std::call_once(no_sigpipe, [] { (void)std::signal(SIGPIPE, SIG_IGN); });
+}
+
+TlsStream TlsStream::handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer) {
+  ignore_sigpipe();
   auto s = std::make_unique<Ssl>();
   s->peer = std::move(peer);
   s->psk.psk = derive_psk(key);
@@ -136,6 +141,9 @@ TlsStream TlsStream::handshake_psk(int fd, TlsRole role, std::string_view key, s
   SSL_set_app_data(s->ssl, &s->psk);
   if (role == TlsRole::kClient) {
     SSL_set_psk_use_session_callback(s->ssl, use_session);
+    // A server that answers with a certificate instead of the key is refused: with no
+    // trust store, every certificate fails verification.
+    SSL_set_verify(s->ssl, SSL_VERIFY_PEER, nullptr);
   } else {
     SSL_set_psk_find_session_callback(s->ssl, find_session);
   }
@@ -145,6 +153,58 @@ TlsStream TlsStream::handshake_psk(int fd, TlsRole role, std::string_view key, s
     if (role == TlsRole::kServer && !t.ssl_->psk.identity_matched)
       t.fail("TLS handshake with " + t.ssl_->peer + " (no barge pre-shared key offered)", rc);
     t.fail("TLS handshake with " + t.ssl_->peer + " (wrong key?)", rc);
+  }
+  if (SSL_session_reused(t.ssl_->ssl) != 1)  // the key was not what authenticated the peer
+    throw TlsError("TLS handshake with " + t.ssl_->peer + ": the peer did not use the key");
+  return t;
+}
+
+namespace {
+
+// The certificate, its key and the CA bundle into the context; each file named on failure.
+void load_certs(SSL_CTX* ctx, const TlsCerts& c) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, c.cert.c_str()) != 1)
+    throw TlsError("--cert " + c.cert + ": " + openssl_error());
+  if (SSL_CTX_use_PrivateKey_file(ctx, c.key.c_str(), SSL_FILETYPE_PEM) != 1)
+    throw TlsError("--key " + c.key + ": " + openssl_error());
+  if (SSL_CTX_check_private_key(ctx) != 1)
+    throw TlsError("--key " + c.key + ": does not match --cert " + c.cert);
+  if (SSL_CTX_load_verify_locations(ctx, c.ca.c_str(), nullptr) != 1)
+    throw TlsError("--ca " + c.ca + ": " + openssl_error());
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+}
+
+bool is_ip_literal(const std::string& host) {
+  return host.find(':') != std::string::npos ||
+         host.find_first_not_of("0123456789.") == std::string::npos;
+}
+
+}  // namespace
+
+TlsStream TlsStream::handshake_cert(int fd, TlsRole role, const TlsCerts& certs, std::string peer) {
+  ignore_sigpipe();
+  auto s = std::make_unique<Ssl>();
+  s->peer = std::move(peer);
+  s->ctx = make_ctx(role);
+  load_certs(s->ctx.get(), certs);
+  s->ssl = SSL_new(s->ctx.get());
+  if (s->ssl == nullptr || SSL_set_fd(s->ssl, fd) != 1)
+    throw TlsError("TLS with " + s->peer + ": " + openssl_error());
+  if (role == TlsRole::kClient && !certs.server_name.empty()) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(s->ssl);
+    const bool ok = is_ip_literal(certs.server_name)
+                        ? X509_VERIFY_PARAM_set1_ip_asc(param, certs.server_name.c_str()) == 1
+                        : SSL_set1_host(s->ssl, certs.server_name.c_str()) == 1;
+    if (!ok) throw TlsError("TLS with " + s->peer + ": bad server name " + certs.server_name);
+  }
+  TlsStream t(std::move(s));
+  const int rc = role == TlsRole::kClient ? SSL_connect(t.ssl_->ssl) : SSL_accept(t.ssl_->ssl);
+  if (rc != 1) {
+    const long v = SSL_get_verify_result(t.ssl_->ssl);
+    std::string why = v != X509_V_OK
+                          ? std::string(" (certificate: ") + X509_verify_cert_error_string(v) + ")"
+                          : "";
+    t.fail("TLS handshake with " + t.ssl_->peer + why, rc);
   }
   return t;
 }

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -23,12 +24,35 @@ class TlsError : public std::runtime_error {
 
 enum class TlsRole { kClient, kServer };
 
+// Certificate authentication (--cert/--key/--ca): each end shows its certificate chain and
+// checks the other's against the CA bundle (expired, unsigned or missing: refused). The
+// client also checks that the server's certificate names `server_name` (a DNS name or an IP
+// address in its subjectAltName) when that is set.
+struct TlsCerts {
+  std::string cert;  // PEM certificate chain
+  std::string key;   // PEM private key
+  std::string ca;    // PEM CA certificates that sign the peers'
+  std::string server_name;
+};
+
+// How a stream authenticates: a pre-shared key's bytes, or certificates.
+struct TlsAuth {
+  std::string psk;
+  std::optional<TlsCerts> certs;
+};
+
 class TlsStream {
  public:
   // Runs the handshake on `fd` (connected, blocking; the stream does not own it) with the
   // pre-shared key `key` (the raw bytes of a key file; the TLS key is derived from it with
   // HKDF-SHA256). `peer` names the other end in errors ("10.0.0.2:40512").
   static TlsStream handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer);
+  // The same with certificates: mutual, TLS 1.3, the verification's reason in the error.
+  static TlsStream handshake_cert(int fd, TlsRole role, const TlsCerts& certs, std::string peer);
+  static TlsStream handshake(int fd, TlsRole role, const TlsAuth& auth, std::string peer) {
+    return auth.certs ? handshake_cert(fd, role, *auth.certs, std::move(peer))
+                      : handshake_psk(fd, role, auth.psk, std::move(peer));
+  }
 
   TlsStream(TlsStream&&) noexcept;
   TlsStream& operator=(TlsStream&&) noexcept;
@@ -55,6 +79,7 @@ class TlsStream {
   struct Ssl;
   explicit TlsStream(std::unique_ptr<Ssl> ssl);
   [[noreturn]] void fail(const std::string& what, int rc) const;
+  static void ignore_sigpipe();
   std::unique_ptr<Ssl> ssl_;
 };
 
