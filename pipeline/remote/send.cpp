@@ -257,14 +257,33 @@ class Sender {
       if (f >= include_.size()) throw std::runtime_error("ready: no such entry");
       include_[f] = 0;
     }
+    open_data_streams();
+  }
+
+  // All at once: each costs three round trips (TCP, TLS, hello), 1.2 s for eight streams
+  // one after the other on a 50 ms path.
+  void open_data_streams() {
+    std::vector<std::unique_ptr<FrameStream>> opened(opts_.streams);
+    std::vector<std::string> errors(opts_.streams);
+    std::vector<std::thread> openers;
     for (uint32_t k = 1; k <= opts_.streams; ++k) {
-      Hello h;
-      h.session = hello_.session;
-      h.stream = k;
-      h.streams = opts_.streams;
-      Welcome w;
-      streams_.add(open_stream(connect_, h, w));
+      openers.emplace_back([&, k] {
+        Hello h;
+        h.session = hello_.session;
+        h.stream = k;
+        h.streams = opts_.streams;
+        Welcome w;
+        try {
+          opened[k - 1] = open_stream(connect_, h, w);
+        } catch (const std::exception& ex) {
+          errors[k - 1] = ex.what();
+        }
+      });
     }
+    for (auto& t : openers) t.join();
+    for (const std::string& e : errors)
+      if (!e.empty()) throw std::runtime_error(e);
+    for (auto& s : opened) streams_.add(std::move(s));
   }
 
   void transfer();
