@@ -25,6 +25,7 @@
 #include "pipeline/engine/graph.hpp"
 #include "pipeline/remote/protocol.hpp"
 #include "pipeline/remote/remote.hpp"
+#include "pipeline/remote/send_stages.hpp"
 #include "pipeline/remote/ssh_start.hpp"
 #include "pipeline/remote/streams.hpp"
 #include "transport/net/endpoint.hpp"
@@ -32,10 +33,6 @@
 
 namespace barge::pipeline::remote {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using transport::FrameStream;
-using transport::FrameType;
 
 // A source as the sender walks it, and the name the receiver places it by.
 io::Result<Root> local_root(const std::string& raw, RemoteSource& as) {
@@ -63,125 +60,6 @@ io::Result<Root> local_root(const std::string& raw, RemoteSource& as) {
   r.manifest_prefix = "";
   return r;
 }
-
-// The data streams of the sender: a unit goes out whole on whichever stream is free.
-class StreamSet {
- public:
-  void add(std::unique_ptr<FrameStream> s) {
-    slots_.push_back(std::make_unique<Slot>(std::move(s)));
-  }
-  template <class F>
-  void with_one(F&& f) {
-    const size_t n = slots_.size();
-    const size_t start = next_.fetch_add(1, std::memory_order_relaxed);
-    for (size_t k = 0; k < n; ++k) {
-      Slot& s = *slots_[(start + k) % n];
-      std::unique_lock lock(s.mu, std::try_to_lock);
-      if (lock.owns_lock()) return f(*s.stream);
-    }
-    Slot& s = *slots_[start % n];
-    std::lock_guard lock(s.mu);
-    f(*s.stream);
-  }
-  void finish() {
-    for (auto& s : slots_) {
-      std::lock_guard lock(s->mu);
-      s->stream->send(FrameType::kDone, std::string_view());
-      s->stream->close();
-    }
-  }
-  void abort() {
-    for (auto& s : slots_) s->stream->abort();
-  }
-
- private:
-  struct Slot {
-    explicit Slot(std::unique_ptr<FrameStream> s) : stream(std::move(s)) {}
-    std::mutex mu;
-    std::unique_ptr<FrameStream> stream;
-  };
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::atomic<size_t> next_{0};
-};
-
-// --bwlimit: units leave no faster than `rate` bytes per second over all streams together
-// (each waits for its turn; a unit is the grain).
-class RateLimit {
- public:
-  explicit RateLimit(uint64_t bytes_per_second) : rate_(bytes_per_second) {}
-  void take(uint64_t bytes) {
-    if (rate_ == 0) return;
-    Clock::time_point start;
-    {
-      std::lock_guard lock(mu_);
-      start = std::max(Clock::now(), next_);
-      next_ = start + std::chrono::nanoseconds(bytes * 1000000000ull / rate_);
-    }
-    std::this_thread::sleep_until(start);
-  }
-
- private:
-  const uint64_t rate_;
-  std::mutex mu_;
-  Clock::time_point next_{};
-};
-
-// net-send: the unit's table, then each item's bytes as they are (stored form, raw, or a
-// sparse extent's data ranges), as one frame on a free stream.
-class NetSendStage {
- public:
-  NetSendStage(StreamSet& streams, std::atomic<uint64_t>& wire, RateLimit& limit)
-      : streams_(streams), wire_(wire), limit_(limit) {}
-  void operator()(WorkUnit& u) const {
-    std::vector<WireItem> items;
-    std::vector<std::span<const std::byte>> parts(2);
-    uint64_t bytes = 0;
-    for (Item& it : u.items) {
-      WireItem& w = items.emplace_back();
-      w.file = it.ext.file;
-      w.chunk = it.ext.chunk;
-      w.offset = it.ext.offset_bytes;
-      w.length = it.ext.length_bytes;
-      w.hash = it.hash;
-      if (it.failed) {
-        w.failed = true;
-        continue;
-      }
-      w.sparse = it.sparse;
-      if (it.sparse) w.data = it.data;
-      if (it.stored.present && it.stored.compressed) {
-        w.compressed = true;
-        parts.push_back(u.stored_bytes(it));
-        w.wire_bytes = it.stored.stored_bytes;
-      } else if (it.sparse) {
-        for (const auto& [b, e] : it.data) {
-          parts.push_back(u.bytes(it).subspan(b - it.ext.offset_bytes, e - b));
-          w.wire_bytes += static_cast<uint32_t>(e - b);
-        }
-      } else {
-        parts.push_back(u.bytes(it));
-        w.wire_bytes = static_cast<uint32_t>(it.ext.length_bytes);
-      }
-      bytes += w.wire_bytes;
-    }
-    std::string table = encode_unit_table(items);
-    uint32_t table_bytes = static_cast<uint32_t>(table.size());
-    parts[0] = std::as_bytes(std::span<const uint32_t>(&table_bytes, 1));
-    parts[1] = std::as_bytes(std::span<const char>(table.data(), table.size()));
-    limit_.take(bytes + table.size());
-    streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
-    wire_.fetch_add(bytes + table.size(), std::memory_order_relaxed);
-  }
-
- private:
-  StreamSet& streams_;
-  std::atomic<uint64_t>& wire_;
-  RateLimit& limit_;
-};
-
-}  // namespace
-
-namespace {
 
 // One transfer from this host's sources to a receiver.
 class Sender {

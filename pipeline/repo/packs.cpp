@@ -276,6 +276,8 @@ io::Status read_blob(int pack_fd, const BlobRef& ref, std::span<std::byte> out,
   if (out.size() < ref.raw_bytes) return io::Error::plain("blob larger than its buffer");
   std::span<const std::byte> stored(scratch.data() + kBlobHeaderBytes, ref.stored_bytes);
   if (ref.codec == Codec::kRaw) {
+    if (ref.stored_bytes != ref.raw_bytes)
+      return io::Error::plain("raw blob whose stored size is not its size");
     std::memcpy(out.data(), stored.data(), ref.raw_bytes);
     if (!(hash_bytes(out.first(ref.raw_bytes)) == ref.hash))
       return io::Error::plain("checksum mismatch");
