@@ -20,7 +20,6 @@ struct SendOptions : CopyOptions {
   std::string cert_file, key_file, ca_file;  // --cert/--key/--ca instead of a PSK
   std::string rsh = "ssh";                   // --rsh CMD
   std::string barge_path = "barge";          // --barge-path: barge on the remote host (ssh)
-  std::vector<std::string> recv_args;        // flags passed on to the remote recv (ssh)
   unsigned streams = 8;                      // data streams (TCP connections)
   int compress_level = 1;      // zstd level for --compress auto|LEVEL; 0: --compress none
   bool compress_probe = true;  // auto: a chunk whose first 64 KiB do not compress goes raw

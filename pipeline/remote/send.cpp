@@ -195,7 +195,6 @@ class Sender {
   std::unique_ptr<FrameStream> control_;
   StreamSet streams_;
   std::vector<uint8_t> include_;
-  std::atomic<uint64_t> wire_bytes_{0};
   LiveStats stats_;
   std::unique_ptr<BackendSet> backends_;
   std::unique_ptr<CopyContext> ctx_;
@@ -241,7 +240,7 @@ void Sender::transfer() {
   HashStage hash;
   CompressUnitStage pack(opts_.compress_level, 0, opts_.compress_probe ? 64 << 10 : 0);
   RateLimit limit(opts_.bwlimit_bytes);
-  NetSendStage net(streams_, wire_bytes_, limit);
+  NetSendStage net(streams_, limit);
   Assembly a;
   a.next = [&](WorkUnit& u) {
     if (!cutter.next(extents)) return false;
@@ -334,7 +333,7 @@ io::Status Sender::place_target() {
       return io::Error::plain(
           "--psk-file, --cert: not used with host:PATH (ssh hands over a fresh key)");
     connect_.auth.psk = random_bytes(32);
-    SshStart how{opts_.rsh, opts_.barge_path, opts_.recv_args, opts_.connect_timeout_ms * 3};
+    SshStart how{opts_.rsh, opts_.barge_path, opts_.connect_timeout_ms * 3};
     auto r = start_remote_recv(*ssh, how, connect_.auth.psk);
     if (!r) return r.error();
     connect_.to = transport::Endpoint{ssh->host, r->port};

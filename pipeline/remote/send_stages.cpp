@@ -44,7 +44,6 @@ void NetSendStage::operator()(WorkUnit& u) const {
   parts[1] = std::as_bytes(std::span<const char>(table.data(), table.size()));
   limit_.take(bytes + table.size());
   streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
-  wire_.fetch_add(bytes + table.size(), std::memory_order_relaxed);
 }
 
 }  // namespace barge::pipeline::remote

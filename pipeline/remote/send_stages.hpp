@@ -85,13 +85,11 @@ class RateLimit {
 // sparse extent's data ranges), as one frame on a free stream.
 class NetSendStage {
  public:
-  NetSendStage(StreamSet& streams, std::atomic<uint64_t>& wire, RateLimit& limit)
-      : streams_(streams), wire_(wire), limit_(limit) {}
+  NetSendStage(StreamSet& streams, RateLimit& limit) : streams_(streams), limit_(limit) {}
   void operator()(WorkUnit& u) const;
 
  private:
   StreamSet& streams_;
-  std::atomic<uint64_t>& wire_;
   RateLimit& limit_;
 };
 

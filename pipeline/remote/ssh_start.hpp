@@ -33,9 +33,8 @@ struct RemoteRecv {
 };
 
 struct SshStart {
-  std::string rsh = "ssh";             // --rsh: split at spaces, as rsync does
-  std::string barge_path = "barge";    // --barge-path: barge on the remote host
-  std::vector<std::string> recv_args;  // more recv flags (--fsync, --verify, --memory ...)
+  std::string rsh = "ssh";           // --rsh: split at spaces, as rsync does
+  std::string barge_path = "barge";  // --barge-path: barge on the remote host
   int timeout_ms = 30000;
 };
 

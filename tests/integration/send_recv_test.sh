@@ -106,6 +106,17 @@ stop_recv; start_recv "" "$work/merge"
 "$barge" send -q "$src/." "127.0.0.1:$port" --psk-file "$work/key" || fail "send src/.: exit $?"
 [ -f "$work/merge/keep" ] && [ -f "$work/merge/big" ] || fail "SRC/. did not merge into DST"
 cmp "$src/big" "$work/merge/big" || fail "big file differs"
+# A symlink planted in DST where the tree has a directory is not followed: that subtree
+# fails (exit 1), nothing lands outside DST, the rest arrives.
+mkdir -p "$work/trap/src" "$work/outside"
+ln -s "$work/outside" "$work/trap/src/odd dir"
+stop_recv; start_recv "" "$work/trap"
+set +e
+"$barge" send -q "$src" "127.0.0.1:$port" --psk-file "$work/key" 2>/dev/null; rc=$?
+set -e
+[ "$rc" = 1 ] || fail "planted symlink: exit $rc"
+[ -z "$(ls -A "$work/outside")" ] || fail "a planted symlink led writes outside DST"
+cmp "$src/big" "$work/trap/src/big" || fail "planted symlink: the rest did not arrive"
 echo "placement: ok"
 
 # --- refusals; the listener keeps serving ---
