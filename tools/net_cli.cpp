@@ -64,6 +64,16 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
       ->add_option("--connect-timeout", o.connect_timeout_ms,
                    "milliseconds to wait for each connection (default 10000)")
       ->check(CLI::Range(100, 600000));
+  cli.send_cmd->add_flag("--sync", o.sync,
+                         "make the remote DST a mirror of the one SRC directory's contents (as "
+                         "barge sync SRC DST): the receiver compares DST and only what differs "
+                         "is sent");
+  cli.send_cmd->add_flag("--delete", o.delete_extra,
+                         "with --sync: remove what DST holds and SRC lacks (not what --exclude "
+                         "covers)");
+  cli.send_cmd->add_flag("--checksum", o.checksum,
+                         "with --sync: compare regular files by content (XXH3-128 on both "
+                         "ends) instead of size and mtime");
   cli.send_cmd->add_option("--exclude", o.excludes, "leave out entries matching this glob");
   cli.send_cmd->add_option("--include", o.includes,
                            "keep entries matching this glob despite an --exclude");

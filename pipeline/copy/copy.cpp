@@ -37,7 +37,7 @@ using Clock = std::chrono::steady_clock;
 
 // Create phase: directories (owner-writable until finalize), symlinks and special files.
 // A directory that cannot be created fails its whole subtree, named once.
-void create_entries(CopyContext& ctx, RunResult& result) {
+void create_entries(CopyContext& ctx, RunResult& result, const std::vector<uint8_t>* actions) {
   const Plan& plan = ctx.plan;
   DirPass pass(plan, [&](const std::string& err) { ctx.errors.add(err); });
   pass.run(
@@ -74,7 +74,8 @@ void create_entries(CopyContext& ctx, RunResult& result) {
           case io::FileType::kFifo:
           case io::FileType::kCharDevice:
           case io::FileType::kBlockDevice:
-            create_special(ctx, parent_fd, index, result);
+            if (!actions || ((*actions)[index] & kActCreate))
+              create_special(ctx, parent_fd, index, result);
             return -1;
           default:
             ctx.errors.add(plan.src_path(e) + ": " + io::file_type_name(e.meta.type) +
@@ -250,20 +251,29 @@ RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult resu
   ManifestWriter manifest;
   if (!opts.manifest_path.empty()) ctx.manifest = &manifest;
   for (auto& e : plan.walk_errors) ctx.errors.add(e.message);
-  stats.bytes_total = plan.total_file_bytes;
-  stats.files_total = plan.files.size();
   // Hard-link groups: the leader is copied, the others linked to it afterwards.
   const std::vector<uint32_t> leader = hard_link_leaders(plan);
   std::vector<uint32_t> followers;
-  for (uint32_t f : plan.files)
-    if (leader[f] != kLeadsItself) followers.push_back(f);
+  for (uint32_t f : plan.files) {
+    if (leader[f] != kLeadsItself) {
+      followers.push_back(f);
+    } else if (!how.actions || ((*how.actions)[f] & kActTransfer)) {
+      stats.bytes_total += plan.entries[f].meta.size_bytes;
+      ++stats.files_total;
+    }
+  }
+  if (!how.actions) stats.files_total += followers.size();  // a sync links only what differs
   {
     // New files are created with their final permission bits; see CommitStage::finalize.
     io::ScopedUmask umask0(0);
     Progress progress(stats, opts.progress, how.verb, opts.progress_interval_s);
-    create_entries(ctx, result);
+    create_entries(ctx, result, how.actions);
     std::vector<uint8_t> include = ctx.parent_ok;
     for (uint32_t f : followers) include[f] = 0;
+    if (how.actions) {
+      for (uint32_t f : plan.files)
+        if (!((*how.actions)[f] & kActTransfer)) include[f] = 0;
+    }
     try {
       if (how.transfer) {
         how.transfer(ctx, pool, threads, include);
@@ -279,7 +289,9 @@ RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult resu
         [&](uint32_t f) {
           return ctx.parent_ok[leader[f]] && !ctx.file_failed(leader[f]) && ctx.fatal().empty();
         },
-        false);
+        how.actions != nullptr);
+    if (how.actions)
+      apply_meta_changes(ctx, *how.actions, static_cast<uint32_t>(plan.entries.size()));
     finalize_dirs(ctx);
     progress.stop();
   }

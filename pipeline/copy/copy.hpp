@@ -29,6 +29,11 @@ struct PlannedCopy {
   size_t buffers_per_unit = 1;  // 2 when the units carry a stored (compressed) form
   size_t min_units = 1;         // units the transfer needs in flight at least
   const char* verb = "copy";    // progress lines
+  // A sync's verdicts (send --sync), one per entry (kAct*): regular files without
+  // kActTransfer keep what DST holds (a hard link to them is made again only where it
+  // differs), symlinks and special files without kActCreate are left, kActMeta alone applies
+  // metadata in place. Null: everything is copied.
+  const std::vector<uint8_t>* actions = nullptr;
 };
 
 // The copy after its walk, on one rank: create (directories, symlinks, special files) →

@@ -17,6 +17,7 @@
 
 #include "io/path_ops.hpp"
 #include "io/xattr.hpp"
+#include "pipeline/copy/sync_compare.hpp"
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
@@ -27,38 +28,6 @@ namespace barge::pipeline {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-bool same_time(const timespec& a, const timespec& b) {
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-// Removes `name` in dirfd, recursively for a directory; never follows symlinks.
-io::Status remove_tree(int dirfd, const std::string& name, const std::string& path) {
-  if (::unlinkat(dirfd, name.c_str(), 0) == 0) return io::Status::success();
-  if (errno != EISDIR && errno != EPERM) return io::Error::from_errno(errno, "delete " + path);
-  int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return io::Error::from_errno(errno, "delete " + path);
-  DIR* dir = ::fdopendir(fd);
-  if (!dir) {
-    ::close(fd);
-    return io::Error::from_errno(errno, "delete " + path);
-  }
-  std::vector<std::string> names;
-  while (dirent* de = ::readdir(dir)) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(std::move(n));
-  }
-  io::Status result;
-  for (const std::string& n : names) {
-    auto st = remove_tree(::dirfd(dir), n, path + "/" + n);
-    if (!st && result) result = st;
-  }
-  ::closedir(dir);
-  if (!result) return result;
-  if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0)
-    return io::Error::from_errno(errno, "delete " + path);
-  return io::Status::success();
-}
 
 // rsync-style change codes: YXcstpoguax.
 std::string item(char update, char type, const std::string& attrs, const std::string& rel,
@@ -83,19 +52,6 @@ char type_code(io::FileType t) {
     default:
       return 'D';
   }
-}
-
-// The attribute columns for an existing entry: s(ize) t(ime) p(erms) o(wner) g(roup).
-std::string attr_diff(const io::FileMeta& src, const io::FileMeta& dst, bool owner,
-                      bool content_differs) {
-  std::string a = ".........";
-  if (content_differs) a[0] = 'c';
-  if (src.type == io::FileType::kRegular && src.size_bytes != dst.size_bytes) a[1] = 's';
-  if (!same_time(src.mtime, dst.mtime)) a[2] = 't';
-  if (src.type != io::FileType::kSymlink && src.mode != dst.mode) a[3] = 'p';
-  if (owner && src.uid != dst.uid) a[4] = 'o';
-  if (owner && src.gid != dst.gid) a[5] = 'g';
-  return a;
 }
 
 // Pairs each source child with its namesake in DST (nullptr: none) in one merge of the two
@@ -330,30 +286,21 @@ class SyncVisitor {
                   std::vector<std::string>& lines) const {
     const bool is_dir = e.meta.type == io::FileType::kDirectory;
     const char tc = type_code(e.meta.type);
-    bool content_differs = false;
-    if (e.meta.type == io::FileType::kRegular) {
-      if (e.meta.size_bytes != t.meta.size_bytes) {
-        content_differs = true;
-      } else if (opts_.checksum) {
-        auto a = hash_file(AT_FDCWD, plan.src_path(e));
-        auto b = hash_file(AT_FDCWD, plan.dst_path(e));
-        content_differs = !a || !b || !(a.value() == b.value());
-      } else {
-        content_differs = !same_time(e.meta.mtime, t.meta.mtime);
-      }
-    } else if (e.meta.type == io::FileType::kSymlink) {
-      content_differs = e.link_target != t.link_target;
-    } else if (!is_dir) {
-      content_differs = e.meta.rdev != t.meta.rdev;
+    bool differs = false;
+    if (opts_.checksum && e.meta.type == io::FileType::kRegular &&
+        e.meta.size_bytes == t.meta.size_bytes) {
+      auto sum = hash_file(AT_FDCWD, plan.src_path(e));
+      differs = !sum || content_differs(e, t, &sum.value(), plan.dst_path(e));
+    } else {
+      differs = content_differs(e, t, nullptr, plan.dst_path(e));
     }
-    std::string attrs =
-        attr_diff(e.meta, t.meta, owner_, content_differs && !is_dir && opts_.checksum);
-    if (opts_.copy.xattrs && !content_differs) {
+    std::string attrs = attr_diff(e.meta, t.meta, owner_, differs && !is_dir && opts_.checksum);
+    if (opts_.copy.xattrs && !differs) {
       auto a = io::read_xattrs(plan.src_path(e));
       auto b = io::read_xattrs(plan.dst_path(e));
       if (!a || !b || !(a.value() == b.value())) attrs += 'x';
     }
-    if (content_differs) {
+    if (differs) {
       lines.push_back(
           item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, attrs, e.rel, false));
       return e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;

@@ -32,6 +32,11 @@ struct Entry {
   std::string link_target;  // symlinks only
 };
 
+// What a run does with an entry (sync, and the transfer phases that carry out its verdicts).
+inline constexpr uint8_t kActTransfer = 1;  // regular file: copy its bytes
+inline constexpr uint8_t kActCreate = 2;    // symlink, fifo, device: create or replace
+inline constexpr uint8_t kActMeta = 4;      // apply metadata (directories: at the end)
+
 struct Plan {
   std::vector<Root> roots;
   std::vector<Entry> entries;          // pre-order: a directory comes before its contents

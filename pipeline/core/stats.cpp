@@ -82,6 +82,8 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["files_not_copied"] = r.files_not_copied;
   j["skipped_files"] = r.skipped_files;
   j["resumable"] = r.resumable;
+  if (r.sync)
+    j["sync"] = {{"deleted", r.sync->deleted}, {"unchanged_files", r.sync->unchanged_files}};
   if (!r.ranks.empty()) {
     nlohmann::json ranks = nlohmann::json::array();
     for (const RankStats& k : r.ranks) {

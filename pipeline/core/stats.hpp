@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -120,8 +121,15 @@ struct RunResult {
   std::string io_backend;
   bool buffers_registered = false;
   uint64_t peak_rss_bytes = 0;
-  uint64_t skipped_files = 0;    // --resume: already in place, not copied again
-  bool resumable = false;        // stopped by a signal; --resume finishes the job
+  uint64_t skipped_files = 0;  // --resume: already in place, not copied again
+  bool resumable = false;      // stopped by a signal; --resume finishes the job
+  // send --sync: entries removed from DST (--delete, or in the way of another type) and
+  // regular files DST already held; in the report as "sync" only when set.
+  struct SyncCounts {
+    uint64_t deleted = 0;
+    uint64_t unchanged_files = 0;
+  };
+  std::optional<SyncCounts> sync;
   std::vector<RankStats> ranks;  // multi-rank runs only
   double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
   // Counts one entry of this type among dirs, symlinks or others (regular files: none).

@@ -241,19 +241,7 @@ void CopyRun::followers() {
 // barrier, then directory metadata once every rank's entries are in place.
 void CopyRun::metadata() {
   CopyContext& ctx = *ctx_;
-  DirFdCache dirs;
-  for (uint32_t i = 0; i < local_count_; ++i) {
-    const Entry& e = plan_.entries[i];
-    if (e.meta.type == io::FileType::kDirectory || (flags_[i] & (kActTransfer | kActCreate)) ||
-        !(flags_[i] & kActMeta))
-      continue;
-    int dirfd = dirs.get(plan_.dst_parent(e), e.rel.empty());
-    io::Status st =
-        dirfd < 0 ? io::Error::from_errno(errno, "open directory " + plan_.dst_parent(e))
-                  : io::apply_meta_path(dirfd, plan_.name(e).c_str(), e.meta, ctx.apply_owner);
-    if (st && opts_.xattrs) st = io::copy_xattrs(plan_.src_path(e), -1, plan_.dst_path(e));
-    if (!st) ctx.errors.add(st.error().message);
-  }
+  apply_meta_changes(ctx, flags_, local_count_);
   comm_.barrier();
   for (uint32_t i = 0; i < local_count_; ++i) {
     const Entry& e = plan_.entries[i];

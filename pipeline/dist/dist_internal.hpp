@@ -14,11 +14,6 @@
 
 namespace barge::pipeline {
 
-// What the transfer phases do with an entry.
-inline constexpr uint8_t kActTransfer = 1;  // regular file: copy its bytes
-inline constexpr uint8_t kActCreate = 2;    // symlink, fifo, device: create or replace
-inline constexpr uint8_t kActMeta = 4;      // apply metadata (directories: at the end)
-
 struct DirRef {
   uint32_t root = 0;
   std::string rel;

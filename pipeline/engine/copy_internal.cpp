@@ -314,4 +314,21 @@ std::string BackendSet::name() const {
   return name_.empty() ? "none" : name_;
 }
 
+void apply_meta_changes(CopyContext& ctx, const std::vector<uint8_t>& flags, uint32_t count) {
+  const Plan& plan = ctx.plan;
+  DirFdCache dirs;
+  for (uint32_t i = 0; i < count; ++i) {
+    const Entry& e = plan.entries[i];
+    if (e.meta.type == io::FileType::kDirectory || (flags[i] & (kActTransfer | kActCreate)) ||
+        !(flags[i] & kActMeta))
+      continue;
+    int dirfd = dirs.get(plan.dst_parent(e), e.rel.empty());
+    io::Status st = dirfd < 0
+                        ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
+                        : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
+    if (st && ctx.opts.xattrs) st = io::copy_xattrs(plan.src_path(e), -1, plan.dst_path(e));
+    if (!st) ctx.errors.add(st.error().message);
+  }
+}
+
 }  // namespace barge::pipeline

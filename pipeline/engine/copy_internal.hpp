@@ -103,6 +103,11 @@ unsigned default_threads_per_rank();
 inline unsigned engine_threads(unsigned asked, int ranks) {
   return asked ? asked : ranks > 1 ? default_threads_per_rank() : default_threads();
 }
+// sync's metadata-only changes: entries [0, count) flagged kActMeta alone (not directories,
+// which finalize applies) get their mode, owner and times (and with --xattrs, xattrs)
+// applied in place; failures are named in ctx.
+void apply_meta_changes(CopyContext& ctx, const std::vector<uint8_t>& flags, uint32_t count);
+
 // Creates a symlink, fifo or device node (entry `index`) under a temporary name in
 // parent_fd, applies its metadata and renames it into place; failures are named in ctx.
 void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& result);

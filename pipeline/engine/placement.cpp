@@ -205,6 +205,20 @@ io::Status apply_placement_record(const Placement& placement, const std::string&
   return write_record(path, format_placement_record(rec));
 }
 
+io::Status check_sync_destination(const std::string& dst) {
+  struct stat st;
+  if (::stat(dst.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return io::Error::plain("destination " + dst + ": not a directory");
+  } else if (errno != ENOENT) {
+    return io::Error::from_errno(errno, "destination " + dst);
+  } else {
+    std::string parent(io::parent_of(dst));
+    if (::stat(parent.empty() ? "." : parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return io::Error::plain("destination " + dst + ": parent directory does not exist");
+  }
+  return io::Status::success();
+}
+
 io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources,
                                                 const std::string& dst_arg) {
   if (sources.size() != 1)
@@ -220,16 +234,7 @@ io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& 
   int fd = ::open(src.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io::Error::from_errno(errno, "source " + src);
   ::close(fd);
-  if (::stat(dst.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return io::Error::plain("destination " + dst + ": not a directory");
-  } else if (errno != ENOENT) {
-    return io::Error::from_errno(errno, "destination " + dst);
-  } else {
-    std::string parent(io::parent_of(dst));
-    if (::stat(parent.empty() ? "." : parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return io::Error::plain("destination " + dst + ": parent directory does not exist");
-    }
-  }
+  if (auto ok = check_sync_destination(dst); !ok) return ok.error();
   char a[PATH_MAX], b[PATH_MAX];
   std::string csrc = ::realpath(src.c_str(), a) ? a : src;
   std::string dparent(io::parent_of(dst));

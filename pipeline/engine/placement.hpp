@@ -34,6 +34,10 @@ struct Placement {
 io::Result<Placement> resolve_placement(const std::vector<std::string>& sources,
                                         const std::string& destination);
 
+// A sync's DST (trailing slashes removed): an existing directory, or missing with an existing
+// parent directory.
+io::Status check_sync_destination(const std::string& dst);
+
 // Sync's placement: one source directory whose contents DST mirrors (DST made if missing).
 io::Result<std::vector<Root>> resolve_sync_root(const std::vector<std::string>& sources,
                                                 const std::string& dst);

@@ -59,7 +59,7 @@ io::Result<T> parse_json(std::string_view payload, const char* what, F&& fill) {
 }  // namespace
 
 const std::vector<std::string>& capabilities() {
-  static const std::vector<std::string> caps{"xxh3-128", "zstd"};
+  static const std::vector<std::string> caps{"xxh3-128", "zstd", "sync"};
   return caps;
 }
 
@@ -79,6 +79,11 @@ std::string encode_hello(const Hello& h) {
     j["entries"] = h.entries;
     j["files"] = h.files;
     j["bytes"] = h.bytes;
+    if (h.sync.enabled)
+      j["sync"] = {{"delete", h.sync.delete_extra},
+                   {"checksum", h.sync.checksum},
+                   {"exclude", h.sync.excludes},
+                   {"include", h.sync.includes}};
   }
   return j.dump();
 }
@@ -98,6 +103,13 @@ io::Result<Hello> decode_hello(std::string_view payload) {
     h.entries = j.at("entries").get<uint64_t>();
     h.files = j.at("files").get<uint64_t>();
     h.bytes = j.at("bytes").get<uint64_t>();
+    if (auto it = j.find("sync"); it != j.end()) {
+      h.sync.enabled = true;
+      h.sync.delete_extra = it->at("delete").get<bool>();
+      h.sync.checksum = it->at("checksum").get<bool>();
+      h.sync.excludes = it->at("exclude").get<std::vector<std::string>>();
+      h.sync.includes = it->at("include").get<std::vector<std::string>>();
+    }
   });
   if (!h) return h;
   if (h->protocol != kProtocolVersion)
@@ -114,6 +126,13 @@ io::Result<Hello> decode_hello(std::string_view payload) {
     return io::Error::plain("hello: files per unit out of range");
   if (h->sources.empty()) return io::Error::plain("hello: no sources");
   if (h->files > h->entries) return io::Error::plain("hello: more files than entries");
+  const auto& sync = h->sync;
+  if (sync.excludes.size() + sync.includes.size() > kMaxSyncPatterns)
+    return io::Error::plain("hello: too many --exclude/--include patterns");
+  for (const auto* list : {&sync.excludes, &sync.includes})
+    for (const std::string& p : *list)
+      if (p.empty() || p.size() > kMaxPatternBytes || p.find('\0') != std::string::npos)
+        return io::Error::plain("hello: a bad --exclude/--include pattern");
   return h;
 }
 
@@ -133,10 +152,18 @@ io::Result<Welcome> decode_welcome(std::string_view payload) {
   return w;
 }
 
-std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes) {
+std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes,
+                           const std::vector<Hash128>* sums) {
   WireWriter w;
-  while (next < plan.entries.size() && w.bytes().size() < max_bytes)
-    write_entry(w, plan.entries[next++]);
+  while (next < plan.entries.size() && w.bytes().size() < max_bytes) {
+    const Entry& e = plan.entries[next];
+    write_entry(w, e);
+    if (sums && e.meta.type == io::FileType::kRegular) {
+      w.u64((*sums)[next].low);
+      w.u64((*sums)[next].high);
+    }
+    ++next;
+  }
   return w.take();
 }
 
@@ -144,7 +171,17 @@ io::Status PlanBuilder::add_batch(std::string_view payload) {
   WireReader r(payload);
   try {
     while (!r.done()) {
-      if (auto st = add(read_entry(r)); !st) return st;
+      Entry e = read_entry(r);
+      if (hello_.sync.checksum && e.meta.type == io::FileType::kRegular) {
+        Hash128 sum;
+        sum.low = r.u64();
+        sum.high = r.u64();
+        if (sums_) {
+          sums_->resize(plan_.entries.size() + 1);
+          sums_->back() = sum;
+        }
+      }
+      if (auto st = add(std::move(e)); !st) return st;
     }
   } catch (const WireError& ex) {
     return io::Error::plain(std::string("plan: ") + ex.what());
@@ -333,6 +370,9 @@ io::Result<RunResult> decode_report(std::string_view payload) {
     r.stopped_entries = j.at("stopped_entries").get<std::vector<std::string>>();
     r.files_not_copied = j.at("files_not_copied").get<uint64_t>();
     r.fatal = j.value("fatal", std::string());
+    if (auto it = j.find("sync"); it != j.end())
+      r.sync = RunResult::SyncCounts{it->at("deleted").get<uint64_t>(),
+                                     it->at("unchanged_files").get<uint64_t>()};
     r.started = true;
   });
 }

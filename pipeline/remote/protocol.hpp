@@ -27,6 +27,17 @@ inline constexpr uint32_t kMaxItemsPerUnit = 4096;
 inline constexpr uint32_t kMaxDataRanges = 4096;  // of a sparse item
 inline constexpr size_t kPlanBatchBytes = 1u << 20;
 
+// send --sync: the hello's "sync" object. The receiver compares DST with the plan and asks
+// only for what differs (pipeline/remote/recv_sync.hpp).
+struct SyncRequest {
+  bool enabled = false;
+  bool delete_extra = false;  // remove what SRC lacks, except what the filter covers
+  bool checksum = false;      // regular files in the plan carry their XXH3-128
+  std::vector<std::string> excludes, includes;  // the sender's --exclude / --include
+};
+inline constexpr size_t kMaxSyncPatterns = 1024;
+inline constexpr size_t kMaxPatternBytes = 4096;
+
 // The first frame on every connection, from the sender. Stream 0 is the control stream and
 // carries the transfer's shape; data streams 1..streams carry only session and stream.
 struct Hello {
@@ -41,6 +52,7 @@ struct Hello {
   uint64_t entries = 0;  // plan entries that follow
   uint64_t files = 0;
   uint64_t bytes = 0;
+  SyncRequest sync;
 };
 std::string encode_hello(const Hello& h);
 io::Result<Hello> decode_hello(std::string_view payload);
@@ -53,11 +65,14 @@ struct Welcome {
 std::string encode_welcome(const Welcome& w);
 io::Result<Welcome> decode_welcome(std::string_view payload);
 
-// The capabilities this build has: "zstd" (compressed items), "xxh3-128" (item checksums).
+// The capabilities this build has: "zstd" (compressed items), "xxh3-128" (item checksums),
+// "sync" (a receiver that compares DST with the plan).
 const std::vector<std::string>& capabilities();
 
-// Plan batches: entries (pre-order, every root's own entry first) as write_entry encodes them.
-std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes);
+// Plan batches: entries (pre-order, every root's own entry first) as write_entry encodes them,
+// a regular file's followed by its XXH3-128 (low, high) when `sums` is given (sync --checksum).
+std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes,
+                           const std::vector<Hash128>* sums = nullptr);
 
 // The receiver's side: entries decoded into a plan whose roots are already placed. Each
 // entry is checked: its root exists, its path is made of real names (no "", ".", "..", no
@@ -65,8 +80,10 @@ std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes);
 // sizes stay within what the hello announced.
 class PlanBuilder {
  public:
-  PlanBuilder(Plan& plan, const Hello& hello, const std::vector<RemoteSource>& sources)
-      : plan_(plan), hello_(hello), sources_(sources) {}
+  // `sums` receives, per entry, the checksums a sync --checksum plan carries.
+  PlanBuilder(Plan& plan, const Hello& hello, const std::vector<RemoteSource>& sources,
+              std::vector<Hash128>* sums = nullptr)
+      : plan_(plan), hello_(hello), sources_(sources), sums_(sums) {}
   io::Status add_batch(std::string_view payload);
   // Every announced entry arrived, every root has its entry.
   io::Status finish() const;
@@ -76,6 +93,7 @@ class PlanBuilder {
   Plan& plan_;
   const Hello& hello_;
   const std::vector<RemoteSource>& sources_;
+  std::vector<Hash128>* sums_;
   std::unordered_map<std::string, uint32_t> dirs_;  // "root\0rel" → entry of a directory
   std::unordered_set<std::string> names_;
   std::vector<uint8_t> root_seen_;

@@ -41,15 +41,7 @@ RunResult RecvSession::run() {
         result.fatal = pst.error().message;
       } else {
         result.started = true;
-        PlannedCopy how;
-        how.transfer = [this](CopyContext& ctx, io::BufferPool& pool, unsigned threads,
-                              const std::vector<uint8_t>& include) {
-          transfer(ctx, pool, threads, include);
-        };
-        how.buffers_per_unit = 2;
-        how.min_units = hello_.streams + 2;
-        how.verb = "recv";
-        result = copy_planned(copy_opts_, plan_, std::move(result), t0, how);
+        result = copy(std::move(result), t0);
         control_->send(FrameType::kDone, to_json(result, "recv").dump());
       }
     }
@@ -64,6 +56,30 @@ RunResult RecvSession::run() {
   for (auto& s : streams_)
     if (s) s->abort();
   control_->close();
+  return result;
+}
+
+// copy's phases over the plan, with the bytes from the data streams; with sync, DST
+// compared first and only what differs asked for.
+RunResult RecvSession::copy(RunResult result, std::chrono::steady_clock::time_point t0) {
+  PlannedCopy how;
+  how.transfer = [this](CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+                        const std::vector<uint8_t>& include) {
+    transfer(ctx, pool, threads, include);
+  };
+  how.buffers_per_unit = 2;
+  how.min_units = hello_.streams + 2;
+  how.verb = "recv";
+  if (hello_.sync.enabled) {
+    ErrorList errors;
+    verdicts_ = compare_with_dst(plan_, hello_.sync, sums_, io::can_chown(), errors);
+    for (std::string& e : errors.take()) plan_.walk_errors.push_back(io::Error::plain(e));
+    how.actions = &verdicts_.actions;
+    how.verb = "sync";
+  }
+  result = copy_planned(copy_opts_, plan_, std::move(result), t0, how);
+  if (hello_.sync.enabled)
+    result.sync = RunResult::SyncCounts{verdicts_.deleted, verdicts_.unchanged};
   return result;
 }
 
@@ -91,7 +107,8 @@ io::Status RecvSession::admit() {
   if (need > copy_opts_.memory_bytes)
     return io::Error::plain("the transfer needs --memory " + std::to_string(need) +
                             " on the receiver (streams and chunk size)");
-  auto roots = resolve_remote_roots(hello_.sources, opts_.destination);
+  auto roots = hello_.sync.enabled ? resolve_sync_root(hello_.sources, opts_.destination)
+                                   : resolve_remote_roots(hello_.sources, opts_.destination);
   if (!roots) return roots.error();
   plan_.roots = std::move(*roots);
   std::lock_guard lock(mu_);
@@ -100,7 +117,7 @@ io::Status RecvSession::admit() {
 }
 
 io::Status RecvSession::receive_plan() {
-  PlanBuilder builder(plan_, hello_, hello_.sources);
+  PlanBuilder builder(plan_, hello_, hello_.sources, &sums_);
   while (plan_.entries.size() < hello_.entries) {
     if (auto st = builder.add_batch(control_->expect(FrameType::kPlan, kMaxControlPayload)); !st)
       return st;

@@ -2,6 +2,7 @@
 // bytes coming from the data streams (network → decompress+check → write → commit).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include "pipeline/core/stats.hpp"
 #include "pipeline/engine/copy_stages.hpp"
 #include "pipeline/remote/protocol.hpp"
+#include "pipeline/remote/recv_sync.hpp"
 #include "pipeline/remote/remote.hpp"
 #include "transport/net/frame_stream.hpp"
 
@@ -31,6 +33,7 @@ class RecvSession {
  private:
   io::Status admit();
   io::Status receive_plan();
+  RunResult copy(RunResult result, std::chrono::steady_clock::time_point t0);
   void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
                 const std::vector<uint8_t>& include);
   bool wait_for_streams();
@@ -40,6 +43,8 @@ class RecvSession {
   std::unique_ptr<transport::FrameStream> control_;
   Hello hello_;
   Plan plan_;
+  std::vector<Hash128> sums_;  // sync --checksum: the plan's file checksums
+  SyncVerdicts verdicts_;      // sync: what differs
   CopyOptions copy_opts_;
   std::mutex mu_;
   std::condition_variable cv_;

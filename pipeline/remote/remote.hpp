@@ -26,6 +26,11 @@ struct SendOptions : CopyOptions {
   std::string congestion;      // --congestion: TCP_CONGESTION per socket
   uint64_t bwlimit_bytes = 0;  // --bwlimit: bytes per second over all streams (0: none)
   int connect_timeout_ms = 10000;
+  // --sync: DST becomes a mirror of the one source directory's contents (as barge sync;
+  // only what differs is sent); --delete, --checksum as sync's.
+  bool sync = false;
+  bool delete_extra = false;
+  bool checksum = false;
 };
 
 struct RecvOptions : CopyOptions {  // destination, the engine's options, --report

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -104,7 +106,10 @@ class Sender {
     // Every stream can be written at once (net-send blocks on a slow link), besides the reads.
     threads_ = opts_.threads ? opts_.threads : std::max(default_threads(), opts_.streams + 2);
     gc_.emplace(tbb::global_control::max_allowed_parallelism, threads_);
+    if (opts_.sync && (sources_.size() != 1 || !sources_[0].is_dir))
+      return refuse("send --sync: need exactly one SRC directory");
     plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
+    if (opts_.checksum) hash_sources();
     result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
     result_.started = true;
     return true;
@@ -122,10 +127,16 @@ class Sender {
     hello_.entries = plan_.entries.size();
     hello_.files = plan_.files.size();
     hello_.bytes = plan_.total_file_bytes;
+    hello_.sync =
+        SyncRequest{opts_.sync, opts_.delete_extra, opts_.checksum, opts_.excludes, opts_.includes};
     Welcome welcome;
     control_ = open_stream(connect_, hello_, welcome);
+    if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
+                          welcome.capabilities.end())
+      throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
     for (size_t next = 0; next < plan_.entries.size();)
-      control_->send(FrameType::kPlan, encode_entries(plan_, next, kPlanBatchBytes));
+      control_->send(FrameType::kPlan, encode_entries(plan_, next, kPlanBatchBytes,
+                                                      opts_.checksum ? &sums_ : nullptr));
     std::string ready = control_->expect(FrameType::kReady, kMaxControlPayload);
     include_.assign(plan_.entries.size(), 0);
     for (uint32_t f : plan_.files) include_[f] = 1;
@@ -164,6 +175,15 @@ class Sender {
     for (auto& s : opened) streams_.add(std::move(s));
   }
 
+  // --checksum: every regular file's XXH3-128 for the plan (one that cannot be read gets
+  // none, so it is sent, and its read fails and is named then).
+  void hash_sources() {
+    sums_.assign(plan_.entries.size(), Hash128{});
+    tbb::parallel_for(size_t{0}, plan_.files.size(), [&](size_t k) {
+      const uint32_t f = plan_.files[k];
+      if (auto sum = hash_file(AT_FDCWD, plan_.src_path(plan_.entries[f]))) sums_[f] = *sum;
+    });
+  }
   void transfer();
   RunResult report();
   io::Status place_target();
@@ -191,6 +211,7 @@ class Sender {
   unsigned threads_ = 1;
   std::optional<tbb::global_control> gc_;
   Plan plan_;
+  std::vector<Hash128> sums_;  // --checksum
   Hello hello_;
   std::unique_ptr<FrameStream> control_;
   StreamSet streams_;
@@ -390,6 +411,9 @@ io::Status validate(const SendOptions& opts) {
                             std::to_string(kMaxStreams) + ")");
   if (opts.chunk_bytes % 4096 != 0 || opts.chunk_bytes > kMaxChunkBytes)
     return io::Error::plain("--chunk-size: a multiple of 4 KiB up to 64 MiB for send");
+  if ((opts.delete_extra || opts.checksum) && !opts.sync)
+    return io::Error::plain(std::string(opts.delete_extra ? "--delete" : "--checksum") +
+                            ": only with --sync");
   if (opts.compress_level < 0 || opts.compress_level > 19)
     return io::Error::plain("--compress " + std::to_string(opts.compress_level) +
                             ": a zstd level 1-19, auto or none");

@@ -18,8 +18,10 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-void fuzz_plan(std::string_view in) {
+// checksum: the batch is a sync --checksum plan (a checksum after each regular file).
+void fuzz_plan(std::string_view in, bool checksum) {
   Hello h;
+  h.sync.enabled = h.sync.checksum = checksum;
   h.session = std::string(32, 'a');
   h.entries = 64;
   h.files = 32;
@@ -27,8 +29,10 @@ void fuzz_plan(std::string_view in) {
   h.sources = {{"a", true}, {"b", false}};
   Plan plan;
   plan.roots = {Root{"a", "/d/a", "a"}, Root{"b", "/d/b", "b"}};
-  PlanBuilder b(plan, h, h.sources);
+  std::vector<Hash128> sums;
+  PlanBuilder b(plan, h, h.sources, &sums);
   if (!b.add_batch(in)) return;
+  check(sums.size() <= plan.entries.size());
   for (const Entry& e : plan.entries) {
     check(e.root < 2);
     const std::string path = "/" + e.rel + "/";
@@ -66,7 +70,7 @@ void fuzz_unit(std::string_view in) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 5) {
+  switch (data[0] % 6) {
     case 0:
       if (auto h = decode_hello(in); h && h->stream == 0) check(!h->sources.empty());
       break;
@@ -74,13 +78,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)decode_welcome(in);
       break;
     case 2:
-      fuzz_plan(in);
+      fuzz_plan(in, false);
       break;
     case 3:
       fuzz_unit(in);
       break;
-    default:
+    case 4:
       (void)decode_report(in);
+      break;
+    default:
+      fuzz_plan(in, true);
   }
   return 0;
 }

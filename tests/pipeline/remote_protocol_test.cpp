@@ -111,6 +111,60 @@ TEST(RemotePlan, RefusesBrokenStructure) {
   EXPECT_FALSE(b.add_batch(bytes.substr(0, bytes.size() - 3)));
 }
 
+TEST(RemoteHello, CarriesASyncRequestWithinBounds) {
+  Hello h = good_hello();
+  h.sync = SyncRequest{true, true, true, {"*.keep", "tmp/"}, {"a.keep"}};
+  auto back = decode_hello(encode_hello(h));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->sync.enabled && back->sync.delete_extra && back->sync.checksum);
+  EXPECT_EQ(back->sync.excludes, (std::vector<std::string>{"*.keep", "tmp/"}));
+  EXPECT_EQ(back->sync.includes, std::vector<std::string>{"a.keep"});
+  EXPECT_FALSE(decode_hello(encode_hello(good_hello()))->sync.enabled);
+  auto with = [&](std::vector<std::string> excludes) {
+    Hello t = h;
+    t.sync.excludes = std::move(excludes);
+    return decode_hello(encode_hello(t));
+  };
+  EXPECT_FALSE(with({""}));
+  EXPECT_FALSE(with({std::string(kMaxPatternBytes + 1, 'x')}));
+  EXPECT_FALSE(with({std::string("a\0b", 3)}));
+  EXPECT_FALSE(with(std::vector<std::string>(kMaxSyncPatterns + 1, "x")));
+}
+
+TEST(RemotePlan, SyncChecksumsTravelWithRegularFiles) {
+  const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
+  Plan sent;
+  sent.entries = {entry("", dir), entry("f", file, 5000), entry("l", io::FileType::kSymlink)};
+  std::vector<Hash128> sums(3);
+  sums[1] = Hash128{0x1122, 0x3344};
+  size_t next = 0;
+  std::string bytes = encode_entries(sent, next, 1 << 20, &sums);
+  EXPECT_EQ(next, 3u);
+  Hello h = good_hello();
+  h.files = 1;
+  h.sync = SyncRequest{true, false, true, {}, {}};
+  Plan plan;
+  plan.roots.push_back(Root{"src", "/dst/src", "src"});
+  std::vector<Hash128> got;
+  PlanBuilder b(plan, h, h.sources, &got);
+  ASSERT_TRUE(b.add_batch(bytes));
+  ASSERT_TRUE(b.finish());
+  ASSERT_GE(got.size(), 2u);
+  EXPECT_EQ(got[1], sums[1]);
+  // The same plan without its checksums, or cut inside one, is refused.
+  Plan again;
+  again.roots = plan.roots;
+  PlanBuilder c(again, h, h.sources, &got);
+  EXPECT_FALSE(c.add_batch(batch(sent.entries)) && c.finish());
+  Plan cut;
+  cut.roots = plan.roots;
+  size_t first = 0;
+  std::string two = encode_entries(sent, first, 1, &sums);  // the root alone
+  two += encode_entries(sent, first, 1, &sums).substr(0, 40);
+  PlanBuilder d(cut, h, h.sources, &got);
+  EXPECT_FALSE(d.add_batch(two));
+}
+
 TEST(RemoteUnitTable, RoundTripsAndRefusesMalformedTables) {
   WireItem it;
   it.file = 2;
