@@ -149,6 +149,11 @@ for _ in $(seq 50); do h1 $rsh root@10.50.0.2 true 2>/dev/null && break; sleep 0
 h1 "$barge" send -q --report "$work/ssh.json" "$src" "root@10.50.0.2:$work/sshdst" --rsh "$rsh" \
   --barge-path "$barge" || fail "send over ssh: exit $? ($(tail -5 "$sshd_dir/sshd.log"))"
 same "$src/" "$work/sshdst/" "over ssh"
+echo stray > "$work/sshdst/stray"
+h1 "$barge" send -q --sync --delete --report "$work/ssh-sync.json" "$src" "root@10.50.0.2:$work/sshdst" \
+  --rsh "$rsh" --barge-path "$barge" || fail "send --sync over ssh: exit $?"
+same "$src/" "$work/sshdst/" "--sync --delete over ssh"
+[ "$(field "$work/ssh-sync.json" 'r["bytes_transferred"]')" = 0 ] || fail "--sync over ssh re-sent files"
 set +e
 out=$(h1 "$barge" send -q "$src" "root@10.50.0.2:$work/sshdst2" --rsh "$rsh" --barge-path /nonexistent 2>&1); rc=$?
 set -e
