@@ -64,6 +64,20 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
       ->add_option("--connect-timeout", o.connect_timeout_ms,
                    "milliseconds to wait for each connection (default 10000)")
       ->check(CLI::Range(100, 600000));
+  cli.send_cmd->add_flag("--resume", o.resume,
+                         "finish a transfer that was stopped (a kill, a signal, a lost link): "
+                         "the receiver keeps the files and the large files' chunks it "
+                         "committed, and only the rest is sent");
+  cli.send_cmd
+      ->add_option("--retries", o.retries,
+                   "a lost link (or a busy receiver) is retried this many times, after 1, 2, "
+                   "4 ... 30 s, each retry resuming (default 5; 0: none)")
+      ->check(CLI::Range(0, 1000));
+  cli.send_cmd
+      ->add_option("--io-timeout", cli.send_io_timeout_s,
+                   "seconds a connection may stay silent or leave data unacknowledged before "
+                   "it counts as lost (default 30)")
+      ->check(CLI::Range(1, 3600));
   cli.send_cmd->add_flag("--sync", o.sync,
                          "make the remote DST a mirror of the one SRC directory's contents (as "
                          "barge sync SRC DST): the receiver compares DST and only what differs "
@@ -99,6 +113,12 @@ void add_recv(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.recv_cmd->add_option(
       "--port-file", o.port_file,
       "write the port listened on to FILE, - for stdout (for --listen ADDR:0)");
+  cli.recv_cmd
+      ->add_option("--io-timeout", cli.recv_io_timeout_s,
+                   "seconds a connection may stay silent or leave data unacknowledged before "
+                   "it counts as lost: the session stops, keeping what it committed for a "
+                   "resume (default 30)")
+      ->check(CLI::Range(1, 3600));
   cli.recv_cmd->add_flag("--psk-stdin", o.psk_stdin,
                          "read the key as hex from stdin's first line, and stop when stdin "
                          "ends (how send starts recv over ssh)");
@@ -129,6 +149,7 @@ int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
   if (*cli.send_cmd) {
     auto& o = cli.send;
     o.target = cli.send_paths.back();
+    o.io_timeout_ms = static_cast<int>(cli.send_io_timeout_s * 1000);
     o.sources.assign(cli.send_paths.begin(), cli.send_paths.end() - 1);
     if (cli.compress == "auto") {
       o.compress_level = 1;
@@ -151,6 +172,7 @@ int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
   }
   auto& o = cli.recv;
   o.progress = progress_mode(quiet, cli.progress);
+  o.io_timeout_ms = static_cast<int>(cli.recv_io_timeout_s * 1000);
   return finish(pipeline::remote::run_recv(o), "recv", o.report_path, quiet);
 }
 

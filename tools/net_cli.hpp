@@ -16,6 +16,7 @@ struct NetCli {
   std::vector<std::string> send_paths;
   std::string compress = "auto";
   std::string progress = "auto";
+  double send_io_timeout_s = 30, recv_io_timeout_s = 30;  // --io-timeout
   CLI::App* send_cmd = nullptr;
   CLI::App* recv_cmd = nullptr;
 };

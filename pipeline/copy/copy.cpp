@@ -150,23 +150,6 @@ std::optional<std::vector<Root>> placed_roots(const CopyOptions& opts, RunResult
   return std::move(roots.value());
 }
 
-// The journal of large files' chunks, when the run has any (flushed about once a second);
-// failing to open it only costs resumability.
-std::unique_ptr<Journal> open_journal(CopyContext& ctx, const std::vector<uint8_t>& include,
-                                      const std::string& dir) {
-  const Plan& plan = ctx.plan;
-  if (std::none_of(plan.files.begin(), plan.files.end(),
-                   [&](uint32_t f) { return include[f] && ctx.is_large(f); }))
-    return nullptr;
-  auto j = Journal::open(dir, 0);
-  if (!j) {
-    io::log_warn(j.error().message + " (a stopped run will not be resumable)");
-    return nullptr;
-  }
-  ctx.journal = j.value().get();
-  return std::move(j.value());
-}
-
 // copy's transfer: the files `include` selects (with --resume, less what is done), read →
 // hash → write → commit, large files' chunks journaled.
 void transfer_files(CopyContext& ctx, io::BufferPool& pool, unsigned threads,

@@ -81,6 +81,10 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["stopped_entries"] = r.stopped_entries;
   j["files_not_copied"] = r.files_not_copied;
   j["skipped_files"] = r.skipped_files;
+  if (command == "send" || command == "recv") {
+    j["bytes_skipped"] = r.bytes_skipped;
+    j["bytes_resent"] = r.bytes_resent;
+  }
   j["resumable"] = r.resumable;
   if (r.sync)
     j["sync"] = {{"deleted", r.sync->deleted}, {"unchanged_files", r.sync->unchanged_files}};

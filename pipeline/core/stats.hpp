@@ -122,6 +122,8 @@ struct RunResult {
   bool buffers_registered = false;
   uint64_t peak_rss_bytes = 0;
   uint64_t skipped_files = 0;  // --resume: already in place, not copied again
+  uint64_t bytes_skipped = 0;  // send/recv --resume: bytes the receiver held already
+  uint64_t bytes_resent = 0;   // send: bytes sent more than once (retries after a lost link)
   bool resumable = false;      // stopped by a signal; --resume finishes the job
   // send --sync: entries removed from DST (--delete, or in the way of another type) and
   // regular files DST already held; in the report as "sync" only when set.

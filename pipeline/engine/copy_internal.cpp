@@ -331,4 +331,19 @@ void apply_meta_changes(CopyContext& ctx, const std::vector<uint8_t>& flags, uin
   }
 }
 
+std::unique_ptr<Journal> open_journal(CopyContext& ctx, const std::vector<uint8_t>& include,
+                                      const std::string& dir) {
+  const Plan& plan = ctx.plan;
+  if (std::none_of(plan.files.begin(), plan.files.end(),
+                   [&](uint32_t f) { return include[f] && ctx.is_large(f); }))
+    return nullptr;
+  auto j = Journal::open(dir, 0);
+  if (!j) {
+    io::log_warn(j.error().message + " (a stopped run will not be resumable)");
+    return nullptr;
+  }
+  ctx.journal = j.value().get();
+  return std::move(j.value());
+}
+
 }  // namespace barge::pipeline

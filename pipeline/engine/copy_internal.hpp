@@ -77,6 +77,11 @@ void hash_in_place_for_manifest(CopyContext& ctx, const std::vector<uint32_t>& f
 uint64_t plan_resume(CopyContext& ctx, std::vector<uint8_t>& include, const JournalState& state,
                      std::vector<const std::unordered_set<uint32_t>*>& done_chunks);
 
+// The journal of large files' chunks when the files `include` selects have any (ctx.journal
+// set to it); failing to open it only costs resumability (said once).
+std::unique_ptr<Journal> open_journal(CopyContext& ctx, const std::vector<uint8_t>& include,
+                                      const std::string& dir);
+
 // Keeps the journal durable while the transfer runs (a flush about once a second).
 class JournalFlusher {
  public:

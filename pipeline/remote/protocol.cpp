@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 
 #include "pipeline/core/wire.hpp"
@@ -79,6 +80,7 @@ std::string encode_hello(const Hello& h) {
     j["entries"] = h.entries;
     j["files"] = h.files;
     j["bytes"] = h.bytes;
+    if (h.resume) j["resume"] = true;
     if (h.sync.enabled)
       j["sync"] = {{"delete", h.sync.delete_extra},
                    {"checksum", h.sync.checksum},
@@ -103,6 +105,7 @@ io::Result<Hello> decode_hello(std::string_view payload) {
     h.entries = j.at("entries").get<uint64_t>();
     h.files = j.at("files").get<uint64_t>();
     h.bytes = j.at("bytes").get<uint64_t>();
+    h.resume = j.value("resume", false);
     if (auto it = j.find("sync"); it != j.end()) {
       h.sync.enabled = true;
       h.sync.delete_extra = it->at("delete").get<bool>();
@@ -344,6 +347,63 @@ io::Status ChunkLedger::accept(const WireItem& it) {
   return io::Status::success();
 }
 
+void ChunkLedger::mark_done(uint32_t file, uint32_t chunk) {
+  const uint32_t count = chunk_count(file);
+  std::lock_guard lock(mu_);
+  auto [pos, fresh] = got_.try_emplace(file);
+  if (fresh) {
+    pos->second.assign(count, false);
+    left_[file] = count;
+  }
+  if (chunk >= count || pos->second[chunk]) return;
+  pos->second[chunk] = true;
+  --left_[file];
+}
+
+std::string encode_ready(const Ready& r) {
+  WireWriter w;
+  w.u32(static_cast<uint32_t>(r.unwanted.size()));
+  for (uint32_t f : r.unwanted) w.u32(f);
+  w.u32(static_cast<uint32_t>(r.done.size()));
+  for (const auto& [f, c] : r.done) {
+    w.u32(f);
+    w.u32(c);
+  }
+  return w.take();
+}
+
+io::Result<Ready> decode_ready(std::string_view payload, const Plan& plan, uint64_t chunk_bytes,
+                               uint64_t buffer_bytes) {
+  Ready r;
+  auto file_ok = [&](uint32_t f) {
+    return f < plan.entries.size() && plan.entries[f].meta.type == io::FileType::kRegular;
+  };
+  try {
+    WireReader in(payload);
+    std::unordered_set<uint32_t> seen;
+    for (uint32_t n = in.u32(); n > 0; --n) {
+      uint32_t f = in.u32();
+      if (!file_ok(f) || !seen.insert(f).second)
+        return io::Error::plain("ready: entry " + std::to_string(f) + " is not a file to send");
+      r.unwanted.push_back(f);
+    }
+    std::set<std::pair<uint32_t, uint32_t>> chunks;
+    for (uint32_t n = in.u32(); n > 0; --n) {
+      uint32_t f = in.u32(), c = in.u32();
+      if (!file_ok(f) || seen.count(f) ||
+          c >= chunk_count_for(plan.entries[f].meta.size_bytes, chunk_bytes, buffer_bytes) ||
+          !chunks.emplace(f, c).second)
+        return io::Error::plain("ready: chunk " + std::to_string(c) + " of entry " +
+                                std::to_string(f) + " is not one to send");
+      r.done.emplace_back(f, c);
+    }
+    if (!in.done()) return io::Error::plain("ready: bytes after the lists");
+  } catch (const WireError& ex) {
+    return io::Error::plain(std::string("ready: ") + ex.what());
+  }
+  return r;
+}
+
 std::vector<uint32_t> ChunkLedger::incomplete() const {
   std::lock_guard lock(mu_);
   std::vector<uint32_t> out;
@@ -369,6 +429,9 @@ io::Result<RunResult> decode_report(std::string_view payload) {
     r.errors = j.at("errors").get<std::vector<std::string>>();
     r.stopped_entries = j.at("stopped_entries").get<std::vector<std::string>>();
     r.files_not_copied = j.at("files_not_copied").get<uint64_t>();
+    r.skipped_files = j.value("skipped_files", uint64_t{0});
+    r.bytes_skipped = j.value("bytes_skipped", uint64_t{0});
+    r.resumable = j.value("resumable", false);
     r.fatal = j.value("fatal", std::string());
     if (auto it = j.find("sync"); it != j.end())
       r.sync = RunResult::SyncCounts{it->at("deleted").get<uint64_t>(),

@@ -53,6 +53,7 @@ struct Hello {
   uint64_t files = 0;
   uint64_t bytes = 0;
   SyncRequest sync;
+  bool resume = false;  // send --resume or a retry: the receiver skips what it already holds
 };
 std::string encode_hello(const Hello& h);
 io::Result<Hello> decode_hello(std::string_view payload);
@@ -99,6 +100,19 @@ class PlanBuilder {
   std::vector<uint8_t> root_seen_;
 };
 
+// The receiver's answer to the plan: the regular files it wants no bytes for (in place
+// already, linked here, unchanged for a sync, or their directory failed) and, on a resume,
+// the chunks of large files it already holds (journaled).
+struct Ready {
+  std::vector<uint32_t> unwanted;
+  std::vector<std::pair<uint32_t, uint32_t>> done;  // (file, chunk)
+};
+std::string encode_ready(const Ready& r);
+// The sender's check: every file a regular file of `plan`, every chunk one it has (with the
+// chunk size of the hello), none twice.
+io::Result<Ready> decode_ready(std::string_view payload, const Plan& plan, uint64_t chunk_bytes,
+                               uint64_t buffer_bytes);
+
 // One extent of a unit frame, as it travels: which chunk of which file, its checksum, and
 // how its bytes follow the table (zstd, or raw; a raw sparse extent sends only its data
 // ranges, the holes being zero).
@@ -126,6 +140,8 @@ class ChunkLedger {
   ChunkLedger(const Plan& plan, const std::vector<uint8_t>& expected, uint64_t chunk_bytes,
               uint64_t buffer_bytes);
   io::Status accept(const WireItem& it);
+  // A chunk the receiver already holds (resume): counted as arrived; it may not come again.
+  void mark_done(uint32_t file, uint32_t chunk);
   uint32_t chunk_count(uint32_t file) const;
   // Files expected whose chunks did not all arrive.
   std::vector<uint32_t> incomplete() const;

@@ -82,7 +82,7 @@ class Server {
     Hello hello;
     try {
       set_timeout(fd.get(), opts_.handshake_timeout_ms);
-      tune_socket(fd.get(), "");
+      tune_socket(fd.get(), "", opts_.io_timeout_ms);
       const int raw = fd.get();
       auto tls = transport::TlsStream::handshake(raw, transport::TlsRole::kServer, auth_, peer);
       s = std::make_unique<FrameStream>(std::move(fd), std::move(tls));

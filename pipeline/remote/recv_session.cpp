@@ -48,7 +48,7 @@ RunResult RecvSession::run() {
   } catch (const std::exception& ex) {
     result.fatal = ex.what();
   }
-  if (!result.fatal.empty()) result.exit_code = kExitFatal;
+  if (!result.fatal.empty()) result.exit_code = result.resumable ? kExitResumable : kExitFatal;
   {
     std::lock_guard lock(mu_);
     accepting_ = false;
@@ -77,7 +77,17 @@ RunResult RecvSession::copy(RunResult result, std::chrono::steady_clock::time_po
     how.actions = &verdicts_.actions;
     how.verb = "sync";
   }
+  // The placement, for a resume of this transfer (saved once the plan is accepted); the
+  // journal is kept only for a transfer that ends resumable.
+  const std::string journal_dir = Journal::dir_for(copy_opts_.destination);
+  if (!hello_.resume && !hello_.sync.enabled) {
+    if (auto st = Journal::save_roots(journal_dir, plan_.roots); !st)
+      io::log_warn(st.error().message + " (a stopped transfer will not be resumable)");
+  }
   result = copy_planned(copy_opts_, plan_, std::move(result), t0, how);
+  if (!result.resumable) Journal::remove(journal_dir);
+  result.skipped_files = skipped_files_;
+  result.bytes_skipped = skipped_bytes_;
   if (hello_.sync.enabled)
     result.sync = RunResult::SyncCounts{verdicts_.deleted, verdicts_.unchanged};
   return result;
@@ -107,13 +117,27 @@ io::Status RecvSession::admit() {
   if (need > copy_opts_.memory_bytes)
     return io::Error::plain("the transfer needs --memory " + std::to_string(need) +
                             " on the receiver (streams and chunk size)");
-  auto roots = hello_.sync.enabled ? resolve_sync_root(hello_.sources, opts_.destination)
-                                   : resolve_remote_roots(hello_.sources, opts_.destination);
+  auto roots = place();
   if (!roots) return roots.error();
   plan_.roots = std::move(*roots);
   std::lock_guard lock(mu_);
   streams_.resize(hello_.streams);
   return io::Status::success();
+}
+
+// Where the sources go: sync's placement, or copy's against DST as it is; a resumed transfer
+// takes the placement its first run saved in the journal (by now DST exists, and copy's rules
+// would put the sources inside it).
+io::Result<std::vector<Root>> RecvSession::place() {
+  const std::string journal_dir = Journal::dir_for(opts_.destination);
+  if (!hello_.resume) Journal::remove(journal_dir);
+  if (hello_.sync.enabled) return resolve_sync_root(hello_.sources, opts_.destination);
+  if (hello_.resume) {
+    std::vector<std::string> names;
+    for (const RemoteSource& s : hello_.sources) names.push_back(s.name);
+    if (auto saved = Journal::resume_roots(journal_dir, names, opts_.destination)) return *saved;
+  }
+  return resolve_remote_roots(hello_.sources, opts_.destination);
 }
 
 io::Status RecvSession::receive_plan() {
@@ -152,21 +176,52 @@ void RecvSession::send_error(const std::string& line) {
   }
 }
 
+// The ready frame's lists: the files not wanted (their directory failed, hard links made
+// here, unchanged for a sync, or, on a resume, in place already) and a resume's journaled
+// chunks; `wanted` loses the files in place. What is kept is counted in skipped_*.
+Ready RecvSession::resume_state(CopyContext& ctx, std::vector<uint8_t>& wanted,
+                                uint64_t buffer_bytes) {
+  Ready ready;
+  std::vector<const std::unordered_set<uint32_t>*> done;
+  if (hello_.resume) {
+    journal_state_ = Journal::load(Journal::dir_for(copy_opts_.destination));
+    const std::vector<uint8_t> before = wanted;
+    skipped_files_ = plan_resume(ctx, wanted, journal_state_, done);
+    for (uint32_t f : plan_.files)
+      if (before[f] && !wanted[f]) skipped_bytes_ += plan_.entries[f].meta.size_bytes;
+  }
+  for (uint32_t f : plan_.files) {
+    if (!wanted[f]) {
+      ready.unwanted.push_back(f);
+      continue;
+    }
+    if (f >= done.size() || !done[f]) continue;
+    const uint32_t count =
+        chunk_count_for(plan_.entries[f].meta.size_bytes, copy_opts_.chunk_bytes, buffer_bytes);
+    for (uint32_t c : *done[f]) {
+      if (c + 1 >= count) continue;  // the last chunk is always sent again (plan_resume)
+      ready.done.emplace_back(f, c);
+      skipped_bytes_ += copy_opts_.chunk_bytes;
+    }
+  }
+  return ready;
+}
+
 // ready (the files not wanted: their directory failed, or they are hard links made here),
 // the data streams, then network → decompress+check → write → commit.
 void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
                            const std::vector<uint8_t>& include) {
-  WireWriter ready;
-  std::vector<uint32_t> unwanted;
-  for (uint32_t f : plan_.files)
-    if (!include[f]) unwanted.push_back(f);
-  ready.u32(static_cast<uint32_t>(unwanted.size()));
-  for (uint32_t f : unwanted) ready.u32(f);
-  control_->send(FrameType::kReady, ready.take());
+  std::vector<uint8_t> wanted = include;
+  Ready ready = resume_state(ctx, wanted, pool.buffer_bytes());
+  std::unique_ptr<Journal> journal =
+      open_journal(ctx, wanted, Journal::dir_for(copy_opts_.destination));
+  JournalFlusher flusher(ctx.journal, ctx);
+  control_->send(FrameType::kReady, encode_ready(ready));
   if (!wait_for_streams())
     throw std::runtime_error("the sender did not open its " + std::to_string(hello_.streams) +
                              " data streams within 30 s");
-  ChunkLedger ledger(plan_, include, copy_opts_.chunk_bytes, pool.buffer_bytes());
+  ChunkLedger ledger(plan_, wanted, copy_opts_.chunk_bytes, pool.buffer_bytes());
+  for (const auto& [f, c] : ready.done) ledger.mark_done(f, c);
   StreamClaims claims(streams_, ctx.stop);
   NetReceiveStage receive(ctx, claims, streams_, ledger);
   DecompressCheckStage check([&ctx](Item& it, const std::string& why) {
@@ -198,6 +253,8 @@ void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned thre
   };
   a.buffers_per_unit = 2;
   run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, hello_.streams + 2));
+  // Stopped by a lost link or a signal: what was committed stays, journaled, for a resume.
+  if (!ctx.fatal().empty() && (claims.lost() || stop_signal().load() != 0)) ctx.resumable = true;
   for (uint32_t f : ledger.incomplete()) {
     if (ctx.file_failed(f)) continue;
     if (ctx.fatal().empty())

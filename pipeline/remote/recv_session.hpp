@@ -32,7 +32,9 @@ class RecvSession {
 
  private:
   io::Status admit();
+  io::Result<std::vector<Root>> place();
   io::Status receive_plan();
+  Ready resume_state(CopyContext& ctx, std::vector<uint8_t>& wanted, uint64_t buffer_bytes);
   RunResult copy(RunResult result, std::chrono::steady_clock::time_point t0);
   void transfer(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
                 const std::vector<uint8_t>& include);
@@ -43,8 +45,10 @@ class RecvSession {
   std::unique_ptr<transport::FrameStream> control_;
   Hello hello_;
   Plan plan_;
-  std::vector<Hash128> sums_;  // sync --checksum: the plan's file checksums
-  SyncVerdicts verdicts_;      // sync: what differs
+  std::vector<Hash128> sums_;                       // sync --checksum: the plan's file checksums
+  SyncVerdicts verdicts_;                           // sync: what differs
+  uint64_t skipped_files_ = 0, skipped_bytes_ = 0;  // resume: what DST held already
+  JournalState journal_state_;                      // resume: the journaled chunks
   CopyOptions copy_opts_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -9,8 +9,8 @@
 
 #include "io/dir_reader.hpp"
 #include "io/path_ops.hpp"
-#include "pipeline/engine/placement.hpp"
 #include "pipeline/copy/sync_compare.hpp"
+#include "pipeline/engine/placement.hpp"
 
 namespace barge::pipeline::remote {
 

@@ -84,6 +84,10 @@ void NetReceiveStage::operator()(WorkUnit& u) const {
     } else {
       read_unit(s, h.payload_bytes, u);
     }
+  } catch (const transport::LinkLost&) {
+    claims_.mark_lost();
+    claims_.release(u.source, true);
+    throw;
   } catch (...) {
     claims_.release(u.source, true);
     throw;

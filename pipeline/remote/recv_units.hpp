@@ -27,6 +27,9 @@ class StreamClaims {
   bool claim(uint32_t& index);
   void release(uint32_t index, bool ended);
   void abort_all();
+  // A data stream broke (transport::LinkLost): the session ends resumable.
+  void mark_lost() { lost_ = true; }
+  bool lost() const { return lost_.load(); }
 
  private:
   enum : uint8_t { kFree, kClaimed, kEnded };
@@ -35,6 +38,7 @@ class StreamClaims {
   std::mutex mu_;
   std::vector<uint8_t> state_;
   io::UniqueFd released_;  // eventfd: a stream came back, claim looks again at once
+  std::atomic<bool> lost_{false};
 };
 
 class NetReceiveStage {

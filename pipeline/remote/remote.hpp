@@ -26,6 +26,12 @@ struct SendOptions : CopyOptions {
   std::string congestion;      // --congestion: TCP_CONGESTION per socket
   uint64_t bwlimit_bytes = 0;  // --bwlimit: bytes per second over all streams (0: none)
   int connect_timeout_ms = 10000;
+  int io_timeout_ms = 30000;  // --io-timeout: a link silent this long is lost
+  // A lost link (or a busy receiver) is retried this many times, after 1, 2, 4 ... 30 s; the
+  // retry resumes (--retries).
+  unsigned retries = 5;
+  // resume (copy's --resume): the receiver keeps what it already holds (files in place,
+  // journaled chunks of large files) and only the rest is sent.
   // --sync: DST becomes a mirror of the one source directory's contents (as barge sync;
   // only what differs is sent); --delete, --checksum as sync's.
   bool sync = false;
@@ -42,6 +48,7 @@ struct RecvOptions : CopyOptions {  // destination, the engine's options, --repo
   uint64_t max_files = 0;  // refuse a transfer of more files (0: no limit)
   uint64_t max_bytes = 0;  // ... or more bytes
   int handshake_timeout_ms = 10000;
+  int io_timeout_ms = 30000;  // --io-timeout
   // After listening, the bound port is written here (for --listen HOST:0; "-": stdout).
   std::string port_file;
 };

@@ -17,6 +17,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
@@ -27,6 +29,7 @@
 #include "pipeline/engine/graph.hpp"
 #include "pipeline/remote/protocol.hpp"
 #include "pipeline/remote/remote.hpp"
+#include "pipeline/remote/send_args.hpp"
 #include "pipeline/remote/send_stages.hpp"
 #include "pipeline/remote/ssh_start.hpp"
 #include "pipeline/remote/streams.hpp"
@@ -36,51 +39,37 @@
 namespace barge::pipeline::remote {
 namespace {
 
-// A source as the sender walks it, and the name the receiver places it by.
-io::Result<Root> local_root(const std::string& raw, RemoteSource& as) {
-  if (raw.empty()) return io::Error::plain("source: empty path");
-  std::string src = raw;
-  while (src.size() > 1 && src.back() == '/') src.pop_back();
-  struct stat st;
-  if (::lstat(src.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + src);
-  if (S_ISLNK(st.st_mode) && src.size() < raw.size()) {
-    if (::stat(raw.c_str(), &st) != 0) return io::Error::from_errno(errno, "source " + raw);
-    src += '/';
-  }
-  as.is_dir = S_ISDIR(st.st_mode);
-  int fd = ::open(src.c_str(), (as.is_dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC |
-                                   (S_ISLNK(st.st_mode) ? O_PATH | O_NOFOLLOW : 0));
-  if (fd < 0) return io::Error::from_errno(errno, "source " + src);
-  ::close(fd);
-  std::string base(io::base_name(src));
-  if (base == "/")
-    return io::Error::plain("source " + src + ": send the root's entries instead (/.)");
-  as.name = base == "." || base == ".." ? "." : base;
-  if (as.name == "." && !as.is_dir) return io::Error::plain("source " + raw + ": Not a directory");
-  Root r;
-  r.src = src;
-  r.manifest_prefix = "";
-  return r;
-}
-
 // One transfer from this host's sources to a receiver.
 class Sender {
  public:
-  explicit Sender(const SendOptions& opts) : opts_(opts), t0_(Clock::now()) {}
+  // resume: the hello asks the receiver to keep what it holds (--resume, or a retry).
+  Sender(const SendOptions& opts, bool resume) : opts_(opts), resume_(resume), t0_(Clock::now()) {}
 
   RunResult run() {
     try {
       if (!prepare()) return std::move(result_);
       handshake();
       transfer();
+    } catch (const transport::PeerRefusal& ex) {
+      refused(ex.what());
+      fail(ex.what());
+    } catch (const transport::LinkLost& ex) {
+      net_failure_ = true;
+      fail(ex.what());
     } catch (const std::exception& ex) {
-      if (ctx_)
-        ctx_->set_fatal(ex.what());
-      else
-        fatal_ = ex.what();
+      fail(ex.what());
     }
     return report();
   }
+
+  // What the retry loop needs: the receiver accepted the key (a retry can authenticate),
+  // the run failed on the network and not by the receiver's word, and what this run meant
+  // to send.
+  bool authenticated() const { return authenticated_; }
+  bool link_lost() const {
+    return (net_failure_ || streams_.lost()) && !refused_ && stop_signal().load() == 0;
+  }
+  std::optional<uint64_t> planned_bytes() const { return planned_; }
 
  private:
   // Usage checks, the key, the walk. False: result_ says why (nothing was sent).
@@ -94,6 +83,7 @@ class Sender {
     if (auto st = place_target(); !st) return refuse(st.error().message);
     connect_.congestion = opts_.congestion;
     connect_.timeout_ms = opts_.connect_timeout_ms;
+    connect_.io_timeout_ms = opts_.io_timeout_ms;
     std::vector<Root> roots;
     for (const std::string& raw : opts_.sources) {
       RemoteSource as;
@@ -115,9 +105,26 @@ class Sender {
     return true;
   }
 
+  void fail(const std::string& why) {
+    if (ctx_)
+      ctx_->set_fatal(why);
+    else
+      fatal_ = why;
+  }
+  // An error line from the receiver: final, except "busy" (another session is running,
+  // perhaps the one a lost link left behind: worth a retry).
+  void refused(const std::string& line) {
+    authenticated_ = true;  // the line came over an authenticated stream
+    if (line.find("busy: ") == std::string::npos)
+      refused_ = true;
+    else
+      net_failure_ = true;  // perhaps the session a lost link left behind, still ending
+  }
+
   // hello → welcome, the plan, ready (the files the receiver does not want back), then the
   // data streams.
   void handshake() {
+    hello_.resume = resume_;
     hello_.session = new_session_id();
     hello_.streams = opts_.streams;
     hello_.capabilities = capabilities();
@@ -131,21 +138,20 @@ class Sender {
         SyncRequest{opts_.sync, opts_.delete_extra, opts_.checksum, opts_.excludes, opts_.includes};
     Welcome welcome;
     control_ = open_stream(connect_, hello_, welcome);
+    authenticated_ = true;
     if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
                           welcome.capabilities.end())
       throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
     for (size_t next = 0; next < plan_.entries.size();)
       control_->send(FrameType::kPlan, encode_entries(plan_, next, kPlanBatchBytes,
                                                       opts_.checksum ? &sums_ : nullptr));
-    std::string ready = control_->expect(FrameType::kReady, kMaxControlPayload);
+    auto ready = decode_ready(control_->expect(FrameType::kReady, kMaxControlPayload), plan_,
+                              opts_.chunk_bytes, opts_.chunk_bytes);
+    if (!ready) throw std::runtime_error(ready.error().message);
     include_.assign(plan_.entries.size(), 0);
     for (uint32_t f : plan_.files) include_[f] = 1;
-    WireReader r(ready);
-    for (uint32_t n = r.u32(); n > 0; --n) {
-      uint32_t f = r.u32();
-      if (f >= include_.size()) throw std::runtime_error("ready: no such entry");
-      include_[f] = 0;
-    }
+    for (uint32_t f : ready->unwanted) include_[f] = 0;
+    for (const auto& [f, c] : ready->done) done_chunks_[f].insert(c);
     open_data_streams();
   }
 
@@ -184,6 +190,18 @@ class Sender {
       if (auto sum = hash_file(AT_FDCWD, plan_.src_path(plan_.entries[f]))) sums_[f] = *sum;
     });
   }
+  // Resume: the chunks the receiver holds are neither cut nor counted (the last chunk of a
+  // file is always sent).
+  void skip_done_chunks(uint64_t buffer_bytes) {
+    for (auto& [f, chunks] : done_chunks_) {
+      if (!include_[f]) continue;
+      const uint64_t size = plan_.entries[f].meta.size_bytes;
+      const uint32_t count = chunk_count_for(size, opts_.chunk_bytes, buffer_bytes);
+      std::erase_if(chunks, [&](uint32_t c) { return c + 1 >= count; });
+      ctx_->set_chunks_left(f, count - static_cast<uint32_t>(chunks.size()));
+      stats_.bytes_total -= chunks.size() * opts_.chunk_bytes;
+    }
+  }
   void transfer();
   RunResult report();
   io::Status place_target();
@@ -203,6 +221,7 @@ class Sender {
   void wait_for_reader(std::thread& reader);
 
   const SendOptions& opts_;
+  const bool resume_;
   Clock::time_point t0_;
   RunResult result_;
   std::string fatal_;
@@ -216,6 +235,9 @@ class Sender {
   std::unique_ptr<FrameStream> control_;
   StreamSet streams_;
   std::vector<uint8_t> include_;
+  std::unordered_map<uint32_t, std::unordered_set<uint32_t>> done_chunks_;  // resume
+  std::optional<uint64_t> planned_;
+  bool authenticated_ = false, net_failure_ = false, refused_ = false;
   LiveStats stats_;
   std::unique_ptr<BackendSet> backends_;
   std::unique_ptr<CopyContext> ctx_;
@@ -253,9 +275,17 @@ void Sender::transfer() {
     stats_.bytes_total += plan_.entries[f].meta.size_bytes;
     ++stats_.files_total;
   }
+  skip_done_chunks(pool.buffer_bytes());
+  planned_ = stats_.bytes_total.load();
   std::thread reader([this] { read_control(); });
   UnitCutter cutter(plan_, opts_.chunk_bytes, pool.buffer_bytes(), opts_.max_files_per_unit,
                     &include_);
+  if (!done_chunks_.empty()) {
+    cutter.set_skip([this](uint32_t f, uint32_t c) {
+      auto it = done_chunks_.find(f);
+      return it != done_chunks_.end() && it->second.count(c) > 0;
+    });
+  }
   std::vector<Extent> extents;
   ReadStage read(*ctx_);
   HashStage hash;
@@ -295,6 +325,9 @@ void Sender::transfer() {
   if (ctx_->fatal().empty()) {
     try {
       streams_.finish();
+    } catch (const transport::LinkLost& ex) {
+      net_failure_ = true;
+      ctx_->set_fatal(ex.what());
     } catch (const std::exception& ex) {
       ctx_->set_fatal(ex.what());
     }
@@ -318,11 +351,13 @@ void Sender::read_control() {
       }
       receiver_error_ = h.type == FrameType::kError ? printable_path(payload.substr(0, 4096))
                                                     : "unexpected frame on the control stream";
+      refused(receiver_error_);
       ctx_->set_fatal("receiver: " + receiver_error_);
       streams_.abort();
       break;
     }
   } catch (const std::exception& ex) {
+    if (dynamic_cast<const transport::LinkLost*>(&ex)) net_failure_ = true;
     receiver_error_ = ex.what();
     ctx_->set_fatal(receiver_error_);
     streams_.abort();
@@ -395,31 +430,42 @@ RunResult Sender::report() {
   for (int s = 0; s < kStageCount; ++s) r.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
   if (backends_) r.io_backend = backends_->name();
   r.peak_rss_bytes = peak_rss_bytes();
-  const int mine = exit_code_for(false, !r.fatal.empty(), !r.errors.empty());
+  // A transfer stopped by a signal or a lost link can be finished with --resume.
+  r.resumable = !r.fatal.empty() && (link_lost() || stop_signal().load() != 0);
+  if (r.resumable) r.fatal += "; rerun with --resume to finish";
+  const int mine = exit_code_for(r.resumable, !r.fatal.empty(), !r.errors.empty());
   r.exit_code = receiver_ ? std::max(mine, r.exit_code) : mine;
-  if (!r.fatal.empty()) r.exit_code = kExitFatal;
+  if (!r.fatal.empty()) r.exit_code = r.resumable ? kExitResumable : kExitFatal;
   return r;
 }
 
 }  // namespace
 
-io::Status validate(const SendOptions& opts) {
-  if (auto st = validate(static_cast<const CopyOptions&>(opts)); !st) return st;
-  if (opts.sources.empty()) return io::Error::plain("send: no source given");
-  if (opts.streams < 1 || opts.streams > kMaxStreams)
-    return io::Error::plain("--streams " + std::to_string(opts.streams) + ": out of range (1-" +
-                            std::to_string(kMaxStreams) + ")");
-  if (opts.chunk_bytes % 4096 != 0 || opts.chunk_bytes > kMaxChunkBytes)
-    return io::Error::plain("--chunk-size: a multiple of 4 KiB up to 64 MiB for send");
-  if ((opts.delete_extra || opts.checksum) && !opts.sync)
-    return io::Error::plain(std::string(opts.delete_extra ? "--delete" : "--checksum") +
-                            ": only with --sync");
-  if (opts.compress_level < 0 || opts.compress_level > 19)
-    return io::Error::plain("--compress " + std::to_string(opts.compress_level) +
-                            ": a zstd level 1-19, auto or none");
-  return io::Status::success();
+// A lost link is retried after 1, 2, 4 ... 30 s, up to --retries times, each retry resuming:
+// the receiver keeps what it committed, so only the rest crosses again.
+RunResult run_send(const SendOptions& opts) {
+  uint64_t sent = 0;
+  std::optional<uint64_t> first_planned;
+  bool authenticated = false;
+  for (unsigned attempt = 0;; ++attempt) {
+    Sender sender(opts, opts.resume || attempt > 0);
+    RunResult r = sender.run();
+    sent += r.bytes_transferred;
+    if (!first_planned) first_planned = sender.planned_bytes();
+    authenticated = authenticated || sender.authenticated();
+    if (r.exit_code != kExitResumable || !sender.link_lost() || !authenticated ||
+        attempt >= opts.retries) {
+      r.bytes_transferred = sent;
+      r.bytes_resent = first_planned && sent > *first_planned ? sent - *first_planned : 0;
+      return r;
+    }
+    const int wait_s = std::min(30, 1 << std::min(attempt, 5u));
+    io::log_warn("send: " + r.fatal.substr(0, r.fatal.find("; rerun")) + "; retry " +
+                 std::to_string(attempt + 1) + " of " + std::to_string(opts.retries) + " in " +
+                 std::to_string(wait_s) + " s, resuming");
+    for (int k = 0; k < wait_s * 10 && stop_signal().load() == 0; ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 }
-
-RunResult run_send(const SendOptions& opts) { return Sender(opts).run(); }
 
 }  // namespace barge::pipeline::remote

@@ -43,7 +43,12 @@ void NetSendStage::operator()(WorkUnit& u) const {
   parts[0] = std::as_bytes(std::span<const uint32_t>(&table_bytes, 1));
   parts[1] = std::as_bytes(std::span<const char>(table.data(), table.size()));
   limit_.take(bytes + table.size());
-  streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
+  try {
+    streams_.with_one([&](FrameStream& s) { s.send(FrameType::kUnit, parts); });
+  } catch (const transport::LinkLost&) {
+    streams_.mark_lost();
+    throw;
+  }
 }
 
 }  // namespace barge::pipeline::remote

@@ -48,6 +48,9 @@ class StreamSet {
   void abort() {
     for (auto& s : slots_) s->stream->abort();
   }
+  // A send failed on a broken connection (not after abort): the link was lost.
+  void mark_lost() { lost_ = true; }
+  bool lost() const { return lost_.load(); }
 
  private:
   struct Slot {
@@ -57,6 +60,7 @@ class StreamSet {
   };
   std::vector<std::unique_ptr<Slot>> slots_;
   std::atomic<size_t> next_{0};
+  std::atomic<bool> lost_{false};
 };
 
 // --bwlimit: units leave no faster than `rate` bytes per second over all streams together

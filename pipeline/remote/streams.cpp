@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -15,10 +16,19 @@
 
 namespace barge::pipeline::remote {
 
-void tune_socket(int fd, const std::string& congestion) {
+void tune_socket(int fd, const std::string& congestion, int io_timeout_ms) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  if (io_timeout_ms > 0) {
+    unsigned user_timeout = static_cast<unsigned>(io_timeout_ms);
+    int idle = std::max(1, io_timeout_ms / 3000), interval = std::max(1, io_timeout_ms / 6000);
+    int count = 3;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
   if (congestion.empty()) return;
   if (::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, congestion.data(),
                    static_cast<socklen_t>(congestion.size())) != 0) {
@@ -58,8 +68,8 @@ io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std:
 std::unique_ptr<transport::FrameStream> open_stream(const ConnectOptions& c, const Hello& hello,
                                                     Welcome& welcome) {
   auto fd = transport::connect_tcp(c.to, c.timeout_ms);
-  if (!fd) throw std::runtime_error(fd.error().message);
-  tune_socket(fd->get(), c.congestion);
+  if (!fd) throw transport::LinkLost(fd.error().message);  // no connection (yet): retried
+  tune_socket(fd->get(), c.congestion, c.io_timeout_ms);
   auto tls =
       transport::TlsStream::handshake(fd->get(), transport::TlsRole::kClient, c.auth, c.to.text());
   auto s = std::make_unique<transport::FrameStream>(std::move(*fd), std::move(tls));

@@ -16,6 +16,7 @@ struct ConnectOptions {
   transport::TlsAuth auth;  // the key's bytes, or certificates
   std::string congestion;   // TCP_CONGESTION, "" for the system's
   int timeout_ms = 10000;
+  int io_timeout_ms = 30000;  // see tune_socket
 };
 
 // --psk-file, or --cert/--key/--ca (all three, not with --psk-file). A key file that group or
@@ -29,9 +30,10 @@ io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std:
 std::unique_ptr<transport::FrameStream> open_stream(const ConnectOptions& c, const Hello& hello,
                                                     Welcome& welcome);
 
-// Socket options of every send/recv connection: TCP_NODELAY (frames are written whole),
-// keepalive (a dead peer is noticed), and the congestion control asked for; a kernel that
-// does not offer it is said once.
-void tune_socket(int fd, const std::string& congestion);
+// Socket options of every send/recv connection: TCP_NODELAY (frames are written whole), the
+// congestion control asked for (a kernel that does not offer it is said once), and a dead
+// link noticed within `io_timeout_ms` (--io-timeout): TCP_USER_TIMEOUT for unacknowledged
+// data, keepalive probes from a third of it for an idle connection.
+void tune_socket(int fd, const std::string& congestion, int io_timeout_ms);
 
 }  // namespace barge::pipeline::remote

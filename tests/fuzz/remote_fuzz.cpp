@@ -43,9 +43,8 @@ void fuzz_plan(std::string_view in, bool checksum) {
   check(plan.files.size() <= h.files && plan.total_file_bytes <= h.bytes);
 }
 
-void fuzz_unit(std::string_view in) {
-  auto items = decode_unit_table(in);
-  if (!items) return;
+// A directory, a 5000-byte file and a 5 MiB one (1 MiB chunks: 0-4).
+Plan small_plan() {
   Plan plan;
   plan.roots = {Root{"a", "/d/a", "a"}};
   Entry dir, file, big;
@@ -55,6 +54,13 @@ void fuzz_unit(std::string_view in) {
   big.meta.size_bytes = 5 << 20;
   plan.entries = {dir, file, big};
   plan.files = {1, 2};
+  return plan;
+}
+
+void fuzz_unit(std::string_view in) {
+  auto items = decode_unit_table(in);
+  if (!items) return;
+  Plan plan = small_plan();
   std::vector<uint8_t> expected{0, 1, 1};
   ChunkLedger ledger(plan, expected, 1 << 20, 1 << 20);
   for (const WireItem& it : *items) {
@@ -65,12 +71,21 @@ void fuzz_unit(std::string_view in) {
   }
 }
 
+// The receiver's ready frame, as the sender checks it against its plan.
+void fuzz_ready(std::string_view in) {
+  Plan plan = small_plan();
+  auto r = decode_ready(in, plan, 1 << 20, 1 << 20);
+  if (!r) return;
+  for (uint32_t f : r->unwanted) check(f == 1 || f == 2);
+  for (const auto& [f, c] : r->done) check((f == 1 && c == 0) || (f == 2 && c < 5));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
     case 0:
       if (auto h = decode_hello(in); h && h->stream == 0) check(!h->sources.empty());
       break;
@@ -86,8 +101,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 4:
       (void)decode_report(in);
       break;
-    default:
+    case 5:
       fuzz_plan(in, true);
+      break;
+    default:
+      fuzz_ready(in);
   }
   return 0;
 }

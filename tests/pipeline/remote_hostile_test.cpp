@@ -226,9 +226,13 @@ TEST_F(HostileSender, AStreamCutMidTransferStopsIt) {
   start_file_transfer();
   data_->abort();  // no close_notify: a cut, never an end
   nlohmann::json r = report();
-  EXPECT_EQ(r["exit_code"], kExitFatal);
+  // A lost link, not a protocol violation: the transfer can be resumed, its journal stays.
+  EXPECT_EQ(r["exit_code"], kExitResumable);
+  EXPECT_TRUE(r["resumable"].get<bool>());
   EXPECT_FALSE(fs::exists(dst_ + "/f"));
   receiver_.join();
+  EXPECT_TRUE(fs::exists(dir_.path() + "/.barge-journal.dst"));
+  fs::remove_all(dir_.path() + "/.barge-journal.dst");
   expect_nothing_stray();
 }
 

@@ -165,6 +165,44 @@ TEST(RemotePlan, SyncChecksumsTravelWithRegularFiles) {
   EXPECT_FALSE(d.add_batch(two));
 }
 
+TEST(RemoteReady, RoundTripsAndRefusesWhatIsNotToSend) {
+  const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
+  Plan plan;
+  plan.entries = {entry("", dir), entry("small", file, 100), entry("big", file, 5u << 20)};
+  auto decode = [&](const Ready& r) {
+    return decode_ready(encode_ready(r), plan, 1 << 20, 1 << 20);
+  };
+  auto ok = decode(Ready{{1}, {{2, 0}, {2, 3}}});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->unwanted, std::vector<uint32_t>{1});
+  EXPECT_EQ(ok->done.size(), 2u);
+  EXPECT_FALSE(decode(Ready{{0}, {}}));               // a directory
+  EXPECT_FALSE(decode(Ready{{7}, {}}));               // no such entry
+  EXPECT_FALSE(decode(Ready{{1, 1}, {}}));            // twice
+  EXPECT_FALSE(decode(Ready{{}, {{2, 5}}}));          // no such chunk (5 MiB: chunks 0-4)
+  EXPECT_FALSE(decode(Ready{{}, {{2, 1}, {2, 1}}}));  // a chunk twice
+  EXPECT_FALSE(decode(Ready{{2}, {{2, 1}}}));         // a chunk of a file not wanted
+  std::string bytes = encode_ready(Ready{{1}, {}});
+  EXPECT_FALSE(decode_ready(bytes.substr(0, bytes.size() - 1), plan, 1 << 20, 1 << 20));
+  EXPECT_FALSE(decode_ready(bytes + "x", plan, 1 << 20, 1 << 20));
+}
+
+TEST(RemoteLedger, ChunksHeldAlreadyMayNotComeAgain) {
+  Plan plan;
+  plan.entries = {entry("", io::FileType::kDirectory),
+                  entry("big", io::FileType::kRegular, 2u << 20)};
+  plan.files = {1};
+  std::vector<uint8_t> expected{0, 1};
+  ChunkLedger ledger(plan, expected, 1 << 20, 1 << 20);
+  ledger.mark_done(1, 0);
+  WireItem again{1, 0, 0, 1 << 20, {}, false, false, false, 1 << 20, {}};
+  EXPECT_FALSE(ledger.accept(again));
+  EXPECT_EQ(ledger.incomplete(), std::vector<uint32_t>{1});
+  WireItem last{1, 1, 1 << 20, 1 << 20, {}, false, false, false, 1 << 20, {}};
+  EXPECT_TRUE(ledger.accept(last));
+  EXPECT_TRUE(ledger.incomplete().empty());
+}
+
 TEST(RemoteUnitTable, RoundTripsAndRefusesMalformedTables) {
   WireItem it;
   it.file = 2;

@@ -80,7 +80,7 @@ std::string FrameStream::expect(FrameType want, uint32_t max_payload_bytes) {
   FrameHeader h = read_header(max_payload_bytes);
   std::string payload = read_payload(h);
   if (h.type == want) return payload;
-  if (h.type == FrameType::kError) throw TlsError(peer() + ": " + payload);
+  if (h.type == FrameType::kError) throw PeerRefusal(peer() + ": " + payload);
   throw TlsError("from " + peer() + ": a " + type_name(h.type) + " frame where a " +
                  type_name(want) + " frame belongs");
 }

@@ -214,9 +214,12 @@ TlsStream::TlsStream(TlsStream&&) noexcept = default;
 TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
 TlsStream::~TlsStream() = default;
 
-void TlsStream::fail(const std::string& what, int rc) const {
+void TlsStream::fail(const std::string& what, int rc, bool io) const {
   const int err = SSL_get_error(ssl_->ssl, rc);
+  const int saved_errno = errno;
+  const bool eof = ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
   std::string why = openssl_error();
+  errno = saved_errno;
   if (why.empty()) {
     if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0))
       why = "connection closed by the peer";
@@ -225,6 +228,8 @@ void TlsStream::fail(const std::string& what, int rc) const {
     else
       why = "TLS error " + std::to_string(err);
   }
+  if (io && (eof || err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN))
+    throw LinkLost(what + ": " + why);
   throw TlsError(what + ": " + why);
 }
 
@@ -232,7 +237,7 @@ void TlsStream::write_all(std::span<const std::byte> data) {
   while (!data.empty()) {
     size_t done = 0;
     const int rc = SSL_write_ex(ssl_->ssl, data.data(), data.size(), &done);
-    if (rc != 1) fail("send to " + ssl_->peer, rc);
+    if (rc != 1) fail("send to " + ssl_->peer, rc, true);
     data = data.subspan(done);
   }
 }
@@ -242,14 +247,14 @@ size_t TlsStream::read_some(std::span<std::byte> into) {
   const int rc = SSL_read_ex(ssl_->ssl, into.data(), into.size(), &got);
   if (rc == 1) return got;
   if (SSL_get_error(ssl_->ssl, rc) == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
-  fail("receive from " + ssl_->peer, rc);
+  fail("receive from " + ssl_->peer, rc, true);
 }
 
 void TlsStream::read_exact(std::span<std::byte> into) {
   while (!into.empty()) {
     const size_t got = read_some(into);
     if (got == 0)
-      throw TlsError("receive from " + ssl_->peer + ": stream closed " +
+      throw LinkLost("receive from " + ssl_->peer + ": stream closed " +
                      std::to_string(into.size()) + " bytes early");
     into = into.subspan(got);
   }

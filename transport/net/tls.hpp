@@ -22,6 +22,20 @@ class TlsError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The connection broke under an established stream: closed without close_notify, reset, or
+// silent past its timeout (TCP_USER_TIMEOUT, keepalive). A retry may succeed.
+class LinkLost : public TlsError {
+ public:
+  using TlsError::TlsError;
+};
+
+// The peer answered with an error frame (it refused, or stopped, and said why): not a
+// broken connection.
+class PeerRefusal : public TlsError {
+ public:
+  using TlsError::TlsError;
+};
+
 enum class TlsRole { kClient, kServer };
 
 // Certificate authentication (--cert/--key/--ca): each end shows its certificate chain and
@@ -78,7 +92,9 @@ class TlsStream {
  private:
   struct Ssl;
   explicit TlsStream(std::unique_ptr<Ssl> ssl);
-  [[noreturn]] void fail(const std::string& what, int rc) const;
+  // Throws TlsError, or LinkLost when `io` (a read or write of the established stream)
+  // failed because the connection broke.
+  [[noreturn]] void fail(const std::string& what, int rc, bool io = false) const;
   static void ignore_sigpipe();
   std::unique_ptr<Ssl> ssl_;
 };
