@@ -7,7 +7,8 @@
 # run, medians, MB/s, each peer's time over barge's, and barge's peak RSS and CPU per side.
 #
 # Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N] [--shape SHAPE]
-#        [--peers "rsync_ssh rsync_daemon tar_zstd_nc"]
+#        [--peers "rsync_ssh rsync_daemon tar_zstd_nc barge_plain"]
+#   barge_plain: barge again with --insecure-no-encryption at both ends (AES-GMAC records).
 # SHAPE (scripts/ns-wan.sh: tc tbf on the sender, the NFQUEUE delay line on both hosts):
 #   none (the bare veth path), wan (1 Gbit/s, 25 ms each way), wan-loss (the same, 0.1% of
 #   packets to the receiver dropped), 10g (10 Gbit/s, 10 ms each way).
@@ -100,22 +101,23 @@ declare -A t
 record() { t[$1]+="$2 "; }
 fresh() { rm -rf "$shm/dst"; mkdir -p "$shm/dst"; }
 
-run_barge() {  # SRC: recv --once on h2, send on h1; CPU per side from GNU time
-  local src=$1 t0 t1
+run_barge() {  # SRC [NAME ARGS...]: recv --once on h2, send on h1, both with ARGS; CPU per side
+  local src=$1 name=${2:-barge} t0 t1
+  shift; shift || true
   fresh
   rm -f "$shm/port"
   h2 /usr/bin/time -f "%e %U %S %M" -o "$shm/recv.time" "$barge" recv -q --once --listen 10.50.0.2:0 \
-    --psk-file "$shm/key" --port-file "$shm/port" "$shm/dst" &
+    --psk-file "$shm/key" --port-file "$shm/port" "$@" "$shm/dst" &
   local rpid=$!
   for _ in $(seq 100); do [ -s "$shm/port" ] && break; sleep 0.02; done
   t0=$(date +%s%N)
   h1 /usr/bin/time -f "%e %U %S %M" -o "$shm/send.time" "$barge" send -q --streams "$streams" \
-    "$src" "10.50.0.2:$(cat "$shm/port")" --psk-file "$shm/key" || { echo "barge send failed" >&2; exit 1; }
+    "$@" "$src" "10.50.0.2:$(cat "$shm/port")" --psk-file "$shm/key" || { echo "barge send failed" >&2; exit 1; }
   t1=$(date +%s%N)
   wait "$rpid"
-  record barge "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e9}')"
+  record "$name" "$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 1e9}')"
   read -r _ su ss sm < "$shm/send.time"; read -r _ ru rs rm_ < "$shm/recv.time"
-  cpu+="send $(awk -v a="$su" -v b="$ss" 'BEGIN{print a+b}')s/$((sm / 1024))MiB recv $(awk -v a="$ru" -v b="$rs" 'BEGIN{print a+b}')s/$((rm_ / 1024))MiB; "
+  cpu+="$name: send $(awk -v a="$su" -v b="$ss" 'BEGIN{print a+b}')s/$((sm / 1024))MiB recv $(awk -v a="$ru" -v b="$rs" 'BEGIN{print a+b}')s/$((rm_ / 1024))MiB; "
 }
 run_peer() {  # NAME CMD...: CMD run on h1 into a fresh $shm/dst
   local name=$1; shift
@@ -144,6 +146,7 @@ for what in file dir; do
         rsync_ssh) run_peer rsync_ssh rsync -a -e "$rsh" "$src/" "root@10.50.0.2:$shm/dst/" ;;
         rsync_daemon) run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/" ;;
         tar_zstd_nc) run_tar_nc "$src" ;;
+        barge_plain) run_barge "$src" barge_plain --insecure-no-encryption ;;
       esac
     done
   done
@@ -160,5 +163,5 @@ for what in file dir; do
     printf '%-14s runs: %-26s median %6.2f s  %7.0f MB/s  time/barge %.2fx%s\n' "$name" "${t[$name]}" "$m" \
       "$rate" "$(awk -v a="$m" -v b="$mb" 'BEGIN{print a / b}')" "$link"
   done
-  echo "barge CPU (user+sys) / peak RSS per run: $cpu"
+  echo "CPU (user+sys) / peak RSS per run: $cpu"
 done

@@ -22,6 +22,9 @@ void add_common(CLI::App* cmd, Opts& o, std::string& psk, std::string& progress,
   cmd->add_option("--ca", o.ca_file,
                   "PEM CA certificates the other end's certificate must be signed by (the "
                   "receiver's must also name the host send connects to)");
+  cmd->add_flag("--insecure-no-encryption", o.plaintext,
+                "no TLS: the data crosses in the clear (less CPU), every record still "
+                "authenticated (AES-GMAC, with a key from the PSK); needed at both ends");
   cmd->add_option("--report", o.report_path, "write a JSON report to FILE");
   cmd->add_option("--progress", progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));

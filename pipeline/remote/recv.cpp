@@ -204,12 +204,15 @@ RunResult run_recv(const RecvOptions& opts) {
   io::Result<transport::TlsAuth> auth = transport::TlsAuth{};
   if (opts.psk_stdin) {
     auto key = key_from_stdin();
-    if (key)
+    if (key) {
       auth->psk = std::move(*key);
-    else
+      auth->plaintext = opts.plaintext;
+    } else {
       auth = key.error();
+    }
   } else {
-    auth = load_auth(opts.psk_file, opts.cert_file, opts.key_file, opts.ca_file, "");
+    auth = load_auth(opts.psk_file, opts.cert_file, opts.key_file, opts.ca_file, "",
+                     opts.plaintext);
   }
   if (!auth) {
     fail.fatal = auth.error().message;
@@ -223,6 +226,8 @@ RunResult run_recv(const RecvOptions& opts) {
   const uint16_t port = transport::local_port(fd->get());
   io::log_info("recv: listening on " + transport::Endpoint{at->host, port}.text() + " into " +
                opts.destination);
+  if (opts.plaintext)
+    io::log_warn("recv: --insecure-no-encryption: data in the clear (every record authenticated)");
   if (opts.port_file == "-") {
     std::printf("%u\n", port);
     std::fflush(stdout);

@@ -27,6 +27,9 @@ struct SendOptions : CopyOptions {
   uint64_t bwlimit_bytes = 0;  // --bwlimit: bytes per second over all streams (0: none)
   int connect_timeout_ms = 10000;
   int io_timeout_ms = 30000;  // --io-timeout: a link silent this long is lost
+  // --insecure-no-encryption: no TLS, the data in the clear, every record still
+  // authenticated with a key from the PSK (or ssh's fresh key); both ends must say so.
+  bool plaintext = false;
   // A lost link (or a busy receiver) is retried this many times, after 1, 2, 4 ... 30 s; the
   // retry resumes (--retries).
   unsigned retries = 5;
@@ -49,6 +52,7 @@ struct RecvOptions : CopyOptions {  // destination, the engine's options, --repo
   uint64_t max_bytes = 0;  // ... or more bytes
   int handshake_timeout_ms = 10000;
   int io_timeout_ms = 30000;  // --io-timeout
+  bool plaintext = false;     // --insecure-no-encryption: only such senders are accepted
   // After listening, the bound port is written here (for --listen HOST:0; "-": stdout).
   std::string port_file;
 };

@@ -389,7 +389,8 @@ io::Status Sender::place_target() {
       return io::Error::plain(
           "--psk-file, --cert: not used with host:PATH (ssh hands over a fresh key)");
     connect_.auth.psk = random_bytes(32);
-    SshStart how{opts_.rsh, opts_.barge_path, opts_.connect_timeout_ms * 3};
+    connect_.auth.plaintext = opts_.plaintext;
+    SshStart how{opts_.rsh, opts_.barge_path, opts_.connect_timeout_ms * 3, opts_.plaintext};
     auto r = start_remote_recv(*ssh, how, connect_.auth.psk);
     if (!r) return r.error();
     connect_.to = transport::Endpoint{ssh->host, r->port};
@@ -398,7 +399,8 @@ io::Status Sender::place_target() {
   }
   auto to = transport::parse_endpoint(opts_.target, "destination");
   if (!to) return to.error();
-  auto auth = load_auth(opts_.psk_file, opts_.cert_file, opts_.key_file, opts_.ca_file, to->host);
+  auto auth = load_auth(opts_.psk_file, opts_.cert_file, opts_.key_file, opts_.ca_file, to->host,
+                        opts_.plaintext);
   if (!auth) return auth.error();
   connect_.to = *to;
   connect_.auth = std::move(*auth);

@@ -93,6 +93,7 @@ io::Result<RemoteRecv> start_remote_recv(const SshTarget& t, const SshStart& how
   if (argv.empty()) return io::Error::plain("--rsh: empty command");
   std::string remote =
       shell_quote(how.barge_path) + " recv --once --listen 0.0.0.0:0 --psk-stdin --port-file - -q";
+  if (how.plaintext) remote += " --insecure-no-encryption";
   remote += " -- " + shell_quote(t.path);
   argv.push_back(t.login);
   argv.push_back(remote);

@@ -36,6 +36,7 @@ struct SshStart {
   std::string rsh = "ssh";           // --rsh: split at spaces, as rsync does
   std::string barge_path = "barge";  // --barge-path: barge on the remote host
   int timeout_ms = 30000;
+  bool plaintext = false;  // --insecure-no-encryption on both ends
 };
 
 // Starts the remote receiver and reads its port. The key's bytes go over as hex.

@@ -41,9 +41,13 @@ void tune_socket(int fd, const std::string& congestion, int io_timeout_ms) {
 
 io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std::string& cert,
                                          const std::string& key, const std::string& ca,
-                                         const std::string& server_name) {
+                                         const std::string& server_name, bool plaintext) {
   transport::TlsAuth auth;
+  auth.plaintext = plaintext;
   const bool any_cert = !cert.empty() || !key.empty() || !ca.empty();
+  if (plaintext && any_cert)
+    return io::Error::plain(
+        "--insecure-no-encryption: authenticates with a key (--psk-file), not certificates");
   if (!psk_file.empty() && any_cert)
     return io::Error::plain("--psk-file and --cert/--key/--ca: give one or the other");
   if (!any_cert) {

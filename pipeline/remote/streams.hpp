@@ -22,9 +22,10 @@ struct ConnectOptions {
 // --psk-file, or --cert/--key/--ca (all three, not with --psk-file). A key file that group or
 // others can read is refused, as ssh does. `server_name`: what the client expects the
 // server's certificate to name.
+// `plaintext` (--insecure-no-encryption) needs the key: certificates are refused with it.
 io::Result<transport::TlsAuth> load_auth(const std::string& psk_file, const std::string& cert,
                                          const std::string& key, const std::string& ca,
-                                         const std::string& server_name);
+                                         const std::string& server_name, bool plaintext);
 
 // Throws TlsError or std::runtime_error with one line naming the peer.
 std::unique_ptr<transport::FrameStream> open_stream(const ConnectOptions& c, const Hello& hello,

@@ -150,7 +150,7 @@ h1 "$barge" send -q --report "$work/ssh.json" "$src" "root@10.50.0.2:$work/sshds
   --barge-path "$barge" || fail "send over ssh: exit $? ($(tail -5 "$sshd_dir/sshd.log"))"
 same "$src/" "$work/sshdst/" "over ssh"
 echo stray > "$work/sshdst/stray"
-h1 "$barge" send -q --sync --delete --report "$work/ssh-sync.json" "$src" "root@10.50.0.2:$work/sshdst" \
+h1 "$barge" send -q --sync --delete --insecure-no-encryption --report "$work/ssh-sync.json" "$src" "root@10.50.0.2:$work/sshdst" \
   --rsh "$rsh" --barge-path "$barge" || fail "send --sync over ssh: exit $?"
 same "$src/" "$work/sshdst/" "--sync --delete over ssh"
 [ "$(field "$work/ssh-sync.json" 'r["bytes_transferred"]')" = 0 ] || fail "--sync over ssh re-sent files"
@@ -202,6 +202,32 @@ wait "$recv_pid"; recv_pid=
 [ "$ms" -ge 380 ] || fail "--bwlimit 40M sent 20 MiB in $ms ms (at least 400 ms: five 4 MiB units paced 100 ms apart)"
 cmp "$src/big" "$work/slow" || fail "--bwlimit: file differs"
 echo "bwlimit: 20 MiB in $ms ms"
+
+# --- --insecure-no-encryption at both ends: exact; a TLS sender at such a receiver, or a
+#     plaintext one at a TLS receiver, is refused and the listener goes on ---
+start_recv "${prefix}h2" "$work/plaindst" --insecure-no-encryption
+set +e
+out=$(h1 "$barge" send -q "$src" "10.50.0.2:$port" --psk-file "$work/key" 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] || fail "a TLS sender at a plaintext receiver: exit $rc ($out)"
+[ ! -e "$work/plaindst" ] || fail "a refused sender wrote into DST"
+h1 "$barge" send -q --insecure-no-encryption "$src" "10.50.0.2:$port" --psk-file "$work/key" ||
+  fail "send --insecure-no-encryption: exit $?"
+same "$src/" "$work/plaindst/" "plaintext"
+grep -q "in the clear" "$work/recv.log" || fail "recv did not warn about --insecure-no-encryption"
+stop_recv
+start_recv "" "$work/tlsdst"
+set +e
+out=$("$barge" send -q --insecure-no-encryption "$src" "127.0.0.1:$port" --psk-file "$work/key" 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] && [ ! -e "$work/tlsdst" ] || fail "a plaintext sender at a TLS receiver: exit $rc ($out)"
+set +e
+out=$("$barge" send -q --insecure-no-encryption "$src" "127.0.0.1:$port" --cert "$pki/send.crt" \
+  --key "$pki/send.key" --ca "$pki/ca.crt" 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "not certificates" <<<"$out" || fail "plaintext with certificates: exit $rc ($out)"
+stop_recv
+echo "insecure-no-encryption: exact, mismatches refused"
 
 # --- bad input: one line naming the argument, exit 2 ---
 set +e

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "transport/net/plain.hpp"
+
 namespace barge::transport {
 namespace {
 
@@ -18,16 +20,6 @@ constexpr std::string_view kHkdfSalt = "barge send/recv";
 constexpr std::string_view kHkdfInfo = "tls13 external psk v1";
 // The PSK's session needs a cipher whose hash is the PSK's: SHA-256.
 constexpr unsigned char kAes128GcmSha256[] = {0x13, 0x01};
-
-// The oldest queued OpenSSL error, as text ("" when none).
-std::string openssl_error() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return {};
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
 
 struct CtxFree {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
@@ -103,25 +95,7 @@ struct TlsStream::Ssl {
   ~Ssl() { SSL_free(ssl); }
 };
 
-std::string derive_psk(std::string_view key) {
-  std::string out(32, '\0');
-  EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr);
-  size_t len = out.size();
-  const bool ok =
-      pctx != nullptr && EVP_PKEY_derive_init(pctx) == 1 &&
-      EVP_PKEY_CTX_set_hkdf_md(pctx, EVP_sha256()) == 1 &&
-      EVP_PKEY_CTX_set1_hkdf_salt(pctx, reinterpret_cast<const unsigned char*>(kHkdfSalt.data()),
-                                  static_cast<int>(kHkdfSalt.size())) == 1 &&
-      EVP_PKEY_CTX_set1_hkdf_key(pctx, reinterpret_cast<const unsigned char*>(key.data()),
-                                 static_cast<int>(key.size())) == 1 &&
-      EVP_PKEY_CTX_add1_hkdf_info(pctx, reinterpret_cast<const unsigned char*>(kHkdfInfo.data()),
-                                  static_cast<int>(kHkdfInfo.size())) == 1 &&
-      EVP_PKEY_derive(pctx, reinterpret_cast<unsigned char*>(out.data()), &len) == 1 &&
-      len == out.size();
-  EVP_PKEY_CTX_free(pctx);
-  if (!ok) throw TlsError("derive the TLS key: " + openssl_error());
-  return out;
-}
+std::string derive_psk(std::string_view key) { return hkdf_sha256(key, kHkdfSalt, kHkdfInfo); }
 
 void TlsStream::ignore_sigpipe() {
   // A peer that goes away must fail the write that meets it, not kill the process.
@@ -210,6 +184,13 @@ TlsStream TlsStream::handshake_cert(int fd, TlsRole role, const TlsCerts& certs,
 }
 
 TlsStream::TlsStream(std::unique_ptr<Ssl> ssl) : ssl_(std::move(ssl)) {}
+TlsStream::TlsStream(std::unique_ptr<PlainChannel> plain) : plain_(std::move(plain)) {}
+
+TlsStream TlsStream::handshake_plain(int fd, TlsRole role, std::string_view key,
+                                     std::string peer) {
+  ignore_sigpipe();
+  return TlsStream(PlainChannel::handshake(fd, role, key, std::move(peer)));
+}
 TlsStream::TlsStream(TlsStream&&) noexcept = default;
 TlsStream& TlsStream::operator=(TlsStream&&) noexcept = default;
 TlsStream::~TlsStream() = default;
@@ -234,6 +215,7 @@ void TlsStream::fail(const std::string& what, int rc, bool io) const {
 }
 
 void TlsStream::write_all(std::span<const std::byte> data) {
+  if (plain_) return plain_->write_all(data);
   while (!data.empty()) {
     size_t done = 0;
     const int rc = SSL_write_ex(ssl_->ssl, data.data(), data.size(), &done);
@@ -243,6 +225,7 @@ void TlsStream::write_all(std::span<const std::byte> data) {
 }
 
 size_t TlsStream::read_some(std::span<std::byte> into) {
+  if (plain_) return plain_->read_some(into);
   size_t got = 0;
   const int rc = SSL_read_ex(ssl_->ssl, into.data(), into.size(), &got);
   if (rc == 1) return got;
@@ -254,22 +237,27 @@ void TlsStream::read_exact(std::span<std::byte> into) {
   while (!into.empty()) {
     const size_t got = read_some(into);
     if (got == 0)
-      throw LinkLost("receive from " + ssl_->peer + ": stream closed " +
+      throw LinkLost("receive from " + peer() + ": stream closed " +
                      std::to_string(into.size()) + " bytes early");
     into = into.subspan(got);
   }
 }
 
 void TlsStream::close() {
+  if (plain_) return plain_->close();
   if (ssl_ && ssl_->ssl) (void)SSL_shutdown(ssl_->ssl);  // close_notify; the peer's is not awaited
 }
 
-size_t TlsStream::pending() const { return static_cast<size_t>(SSL_pending(ssl_->ssl)); }
-const std::string& TlsStream::peer() const { return ssl_->peer; }
+size_t TlsStream::pending() const {
+  return plain_ ? plain_->pending() : static_cast<size_t>(SSL_pending(ssl_->ssl));
+}
+const std::string& TlsStream::peer() const { return plain_ ? plain_->peer() : ssl_->peer; }
 
-std::string TlsStream::version() const { return SSL_get_version(ssl_->ssl); }
+std::string TlsStream::version() const {
+  return plain_ ? "none (HMAC-SHA256 records)" : SSL_get_version(ssl_->ssl);
+}
 std::string TlsStream::cipher() const {
-  return SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_->ssl));
+  return plain_ ? "none" : SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_->ssl));
 }
 
 }  // namespace barge::transport

@@ -53,7 +53,12 @@ struct TlsCerts {
 struct TlsAuth {
   std::string psk;
   std::optional<TlsCerts> certs;
+  // --insecure-no-encryption (with a PSK): no TLS; the bytes travel in the clear, each
+  // record authenticated with AES-GMAC (transport/net/plain.hpp).
+  bool plaintext = false;
 };
+
+class PlainChannel;
 
 class TlsStream {
  public:
@@ -63,7 +68,10 @@ class TlsStream {
   static TlsStream handshake_psk(int fd, TlsRole role, std::string_view key, std::string peer);
   // The same with certificates: mutual, TLS 1.3, the verification's reason in the error.
   static TlsStream handshake_cert(int fd, TlsRole role, const TlsCerts& certs, std::string peer);
+  // --insecure-no-encryption: the key proven by HMAC, records authenticated, not encrypted.
+  static TlsStream handshake_plain(int fd, TlsRole role, std::string_view key, std::string peer);
   static TlsStream handshake(int fd, TlsRole role, const TlsAuth& auth, std::string peer) {
+    if (auth.plaintext) return handshake_plain(fd, role, auth.psk, std::move(peer));
     return auth.certs ? handshake_cert(fd, role, *auth.certs, std::move(peer))
                       : handshake_psk(fd, role, auth.psk, std::move(peer));
   }
@@ -92,11 +100,13 @@ class TlsStream {
  private:
   struct Ssl;
   explicit TlsStream(std::unique_ptr<Ssl> ssl);
+  explicit TlsStream(std::unique_ptr<PlainChannel> plain);
   // Throws TlsError, or LinkLost when `io` (a read or write of the established stream)
   // failed because the connection broke.
   [[noreturn]] void fail(const std::string& what, int rc, bool io = false) const;
   static void ignore_sigpipe();
   std::unique_ptr<Ssl> ssl_;
+  std::unique_ptr<PlainChannel> plain_;  // instead of ssl_ with --insecure-no-encryption
 };
 
 // Derives the TLS pre-shared key from a key file's bytes (HKDF-SHA256, fixed salt and
