@@ -211,8 +211,8 @@ RunResult run_recv(const RecvOptions& opts) {
       auth = key.error();
     }
   } else {
-    auth = load_auth(opts.psk_file, opts.cert_file, opts.key_file, opts.ca_file, "",
-                     opts.plaintext);
+    auth =
+        load_auth(opts.psk_file, opts.cert_file, opts.key_file, opts.ca_file, "", opts.plaintext);
   }
   if (!auth) {
     fail.fatal = auth.error().message;

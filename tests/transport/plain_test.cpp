@@ -79,6 +79,7 @@ TEST(Plain, AWrongKeyOrAForeignClientIsRefused) {
         TlsStream::handshake_plain(fd, TlsRole::kServer, kKey, "client");
       } catch (const TlsError& ex) {
         server_error = ex.what();
+        ::shutdown(fd, SHUT_RDWR);  // as the receiver closes a refused connection
       }
     });
     EXPECT_THROW(TlsStream::handshake_psk(c.get(), TlsRole::kClient, kKey, "s"), TlsError);
@@ -98,16 +99,18 @@ class PlainRelay : public ::testing::Test {
     relay_c_ = std::move(a.second);
     relay_s_ = std::move(b.first);
     server_fd_ = std::move(b.second);
-    std::thread up([&] { pass(relay_c_.get(), relay_s_.get(), 16 + 32 + 32); });
-    std::thread down([&] { pass(relay_s_.get(), relay_c_.get(), 32 + 32); });
+    std::thread relay([&] {  // the handshake's three messages, in turn
+      pass(relay_c_.get(), relay_s_.get(), 16 + 32);
+      pass(relay_s_.get(), relay_c_.get(), 32 + 32);
+      pass(relay_c_.get(), relay_s_.get(), 32);
+    });
     std::thread server([&] {
       server_ = std::make_unique<TlsStream>(
           TlsStream::handshake_plain(server_fd_.get(), TlsRole::kServer, kKey, "client"));
     });
     client_ = std::make_unique<TlsStream>(
         TlsStream::handshake_plain(client_fd_.get(), TlsRole::kClient, kKey, "server"));
-    up.join();
-    down.join();
+    relay.join();
     server.join();
     client_->write_all(std::as_bytes(std::span("hello", 5)));
     record_.resize(4 + 5 + 16);  // length, "hello", GMAC tag

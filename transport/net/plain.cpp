@@ -81,8 +81,8 @@ struct PlainChannel::Mac {
                            kind == kHmac ? hmac_params : gmac_params) == 1;
     for (const auto& p : parts)
       ok = ok && EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(p.data()), p.size());
-    ok = ok && EVP_MAC_final(ctx, reinterpret_cast<unsigned char*>(out.data()), &len,
-                             out.size()) == 1;
+    ok = ok &&
+         EVP_MAC_final(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) == 1;
     if (!ok || len != out.size()) throw TlsError("MAC: " + openssl_error());
     return out;
   }

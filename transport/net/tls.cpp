@@ -186,8 +186,7 @@ TlsStream TlsStream::handshake_cert(int fd, TlsRole role, const TlsCerts& certs,
 TlsStream::TlsStream(std::unique_ptr<Ssl> ssl) : ssl_(std::move(ssl)) {}
 TlsStream::TlsStream(std::unique_ptr<PlainChannel> plain) : plain_(std::move(plain)) {}
 
-TlsStream TlsStream::handshake_plain(int fd, TlsRole role, std::string_view key,
-                                     std::string peer) {
+TlsStream TlsStream::handshake_plain(int fd, TlsRole role, std::string_view key, std::string peer) {
   ignore_sigpipe();
   return TlsStream(PlainChannel::handshake(fd, role, key, std::move(peer)));
 }
@@ -237,8 +236,8 @@ void TlsStream::read_exact(std::span<std::byte> into) {
   while (!into.empty()) {
     const size_t got = read_some(into);
     if (got == 0)
-      throw LinkLost("receive from " + peer() + ": stream closed " +
-                     std::to_string(into.size()) + " bytes early");
+      throw LinkLost("receive from " + peer() + ": stream closed " + std::to_string(into.size()) +
+                     " bytes early");
     into = into.subspan(got);
   }
 }
