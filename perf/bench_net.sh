@@ -7,8 +7,12 @@
 # run, medians, MB/s, each peer's time over barge's, and barge's peak RSS and CPU per side.
 #
 # Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N] [--shape SHAPE]
-#        [--peers "rsync_ssh rsync_daemon tar_zstd_nc barge_plain"]
+#        [--peers "rsync_ssh rsync_daemon tar_zstd_nc barge_plain gridftp xrdcp"]
 #   barge_plain: barge again with --insecure-no-encryption at both ends (AES-GMAC records).
+#   gridftp: globus-url-copy -p 4 (file) / -r -cc 4 -p 4 (directory) to an anonymous
+#            globus-gridftp-server on host 2 (no GSI: no encryption, no checksums);
+#            gridftp8: the same with -p 8.
+#   xrdcp: xrdcp --streams 4 (file) / -r --streams 4 (directory) to an xrootd on host 2.
 # SHAPE (scripts/ns-wan.sh: tc tbf on the sender, the NFQUEUE delay line on both hosts):
 #   none (the bare veth path), wan (1 Gbit/s, 25 ms each way), wan-loss (the same, 0.1% of
 #   packets to the receiver dropped), 10g (10 Gbit/s, 10 ms each way).
@@ -41,6 +45,8 @@ cleanup() {
   "$here/scripts/ns-sshd.sh" stop "$shm/ssh" || true
   [ -f "$shm/rsyncd.pid" ] && kill "$(cat "$shm/rsyncd.pid")" 2>/dev/null
   pkill -f "iperf3 -s -B 10.50.0.2" 2>/dev/null || true
+  pkill -f "globus-gridftp-server -aa -anonymous-user nobody -p 2811" 2>/dev/null || true
+  pkill -f "xrootd -p 1094 -R nobody" 2>/dev/null || true
   "$here/scripts/netns-cluster.sh" down >/dev/null 2>&1 || true
   rm -rf "$shm"
 }
@@ -88,6 +94,13 @@ gid = root
 CFG
 h2 rsync --daemon --config="$shm/rsyncd.conf" --address=10.50.0.2 --port=8730
 h2 iperf3 -s -B 10.50.0.2 -D
+if [[ " $peers " == *" gridftp"* ]]; then
+  h2 globus-gridftp-server -aa -anonymous-user nobody -p 2811 -S -data-interface 10.50.0.2
+fi
+if [[ " $peers " == *" xrdcp "* ]]; then
+  echo "all.export $shm/dst" > "$shm/xrootd.cfg"
+  h2 xrootd -p 1094 -R nobody -c "$shm/xrootd.cfg" >"$shm/xrootd.log" 2>&1 &
+fi
 sleep 0.5
 case "$shape" in
   none) link_mb=0 ;;
@@ -99,7 +112,7 @@ esac
 
 declare -A t
 record() { t[$1]+="$2 "; }
-fresh() { rm -rf "$shm/dst"; mkdir -p "$shm/dst"; }
+fresh() { rm -rf "$shm/dst"; mkdir -p "$shm/dst"; chmod 777 "$shm/dst"; }  # gridftp, xrootd: nobody
 
 run_barge() {  # SRC [NAME ARGS...]: recv --once on h2, send on h1, both with ARGS; CPU per side
   local src=$1 name=${2:-barge} t0 t1
@@ -119,10 +132,13 @@ run_barge() {  # SRC [NAME ARGS...]: recv --once on h2, send on h1, both with AR
   read -r _ su ss sm < "$shm/send.time"; read -r _ ru rs rm_ < "$shm/recv.time"
   cpu+="$name: send $(awk -v a="$su" -v b="$ss" 'BEGIN{print a+b}')s/$((sm / 1024))MiB recv $(awk -v a="$ru" -v b="$rs" 'BEGIN{print a+b}')s/$((rm_ / 1024))MiB; "
 }
-run_peer() {  # NAME CMD...: CMD run on h1 into a fresh $shm/dst
-  local name=$1; shift
+filebytes() { find "$1" -type f ! -name '.done*' -printf '%s\n' | awk '{s += $1} END {printf "%d", s}'; }
+run_peer() {  # NAME CMD...: CMD run on h1 into a fresh $shm/dst; a run that lands less is FAILED
+  local name=$1 s; shift
   fresh
-  record "$name" "$(secs h1 "$@")"
+  s=$(secs h1 "$@")
+  [ "$(filebytes "$shm/dst")" -ge "$(filebytes "$src")" ] || s=FAILED
+  record "$name" "$s"
 }
 run_tar_nc() {
   local src=$1
@@ -147,6 +163,19 @@ for what in file dir; do
         rsync_daemon) run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/" ;;
         tar_zstd_nc) run_tar_nc "$src" ;;
         barge_plain) run_barge "$src" barge_plain --insecure-no-encryption ;;
+        gridftp|gridftp8)
+          par=4; [ "$p" = gridftp8 ] && par=8
+          if [ "$what" = file ]; then
+            run_peer "$p" globus-url-copy -p "$par" "file://$src/big" "ftp://10.50.0.2:2811$shm/dst/big"
+          else
+            run_peer "$p" globus-url-copy -r -cc 4 -p "$par" -cd "file://$src/" "ftp://10.50.0.2:2811$shm/dst/"
+          fi ;;
+        xrdcp)
+          if [ "$what" = file ]; then
+            run_peer xrdcp xrdcp -f -s --streams 4 "$src/big" "root://10.50.0.2:1094/$shm/dst/big"
+          else
+            run_peer xrdcp xrdcp -r -f -s --streams 4 "$src/" "root://10.50.0.2:1094/$shm/dst/"
+          fi ;;
       esac
     done
   done
