@@ -43,7 +43,7 @@ head -c 32 /dev/urandom > "$T/key"; chmod 600 "$T/key"
 sub=(sbatch --parsable --chdir="$T" --cpus-per-task=1 --mem=512M --time=00:05:00)
 
 recv_job=$("${sub[@]}" --output="$T/recv.out" \
-  --export=ALL,DST="$T/dst",KEY="$T/key",PORT=0,ENDPOINT_FILE="$T/endpoint",BARGE="$barge" \
+  --export=ALL,DST="$T/dst",KEY="$T/key",PORT=0,ENDPOINT_FILE="$T/endpoint",BARGE="$barge",REPORT="$T/recv.json" \
   "$root/scripts/slurm/recv.sbatch") || fail "sbatch recv: $recv_job"
 for _ in $(seq 600); do [ -s "$T/endpoint" ] && break; sleep 0.1; done
 [ -s "$T/endpoint" ] || fail "recv.sbatch wrote no endpoint"
@@ -64,4 +64,5 @@ grep -q "listening on" "$T/recv.out" || fail "recv.sbatch did not say where it l
 scancel "$recv_job"
 wait_job "$recv_job" 60
 grep -q "barge recv: exit code" "$T/recv.out" || fail "the recv job did not end cleanly"
+[ -s "$T/recv.json" ] || fail "the recv job wrote no report"
 echo "PASS: send.sbatch → recv.sbatch, $(find "$T/dst" -type f | wc -l) files exact"
