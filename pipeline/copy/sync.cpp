@@ -20,7 +20,6 @@
 #include "pipeline/copy/sync_compare.hpp"
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/core/rank_stats.hpp"
-#include "pipeline/core/wire.hpp"
 #include "pipeline/dist/dist_internal.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 
@@ -228,32 +227,10 @@ class SyncVisitor {
       if (!child) continue;
       Entry& e = *child;
       const io::DirChild* t = twins[ci];
-      if (t && t->meta.type != e.meta.type) {
-        // Something of another type stands in the way: it is replaced.
-        if (!opts_.dry_run) {
-          if (auto st = remove_tree(dst_fd->get(), c.name, plan.dst_path(e)); !st) {
-            errors_.add(st.error().message);
-            continue;
-          }
-        }
-        if (opts_.itemize || opts_.dry_run) lines.push_back("*deleting   " + e.rel);
-        t = nullptr;
-      }
-      uint8_t flag = 0;
-      char tc = type_code(e.meta.type);
-      bool is_dir = e.meta.type == io::FileType::kDirectory;
-      if (!t) {
-        lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', tc, "+++++++++",
-                             e.rel, is_dir));
-        if (is_dir) {
-          if (!opts_.dry_run && !make_dst_dir(dst_fd->get(), plan, e, errors_)) continue;
-          flag = kActMeta;
-        } else {
-          flag = e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
-        }
-      } else {
-        flag = compare(plan, e, *t, lines);
-      }
+      auto verdict = judge(plan, e, c.name, t, opts_.dry_run ? -1 : dst_fd->get(), lines);
+      if (!verdict) continue;
+      const uint8_t flag = *verdict;
+      const bool is_dir = e.meta.type == io::FileType::kDirectory;
       if (is_dir) out.subdirs.push_back(DirRef{d.root, e.rel});
       // Unchanged entries are forgotten, except hard-link members: their links are checked.
       if (flag == 0 && !(e.meta.type == io::FileType::kRegular && e.meta.nlink > 1)) continue;
@@ -278,6 +255,31 @@ class SyncVisitor {
       std::lock_guard lock(mu_);
       for (auto& l : lines) changes_.push_back(std::move(l));
     }
+  }
+
+  // The verdict on entry e (named `name` in its directory, open as dst_fd; -1 on a dry run)
+  // against DST's namesake t (null: none). Something of another type there is removed
+  // first (t becomes null). nullopt: nothing more to do with e (the error is named).
+  std::optional<uint8_t> judge(const Plan& plan, const Entry& e, const std::string& name,
+                               const io::DirChild*& t, int dst_fd,
+                               std::vector<std::string>& lines) {
+    if (t && t->meta.type != e.meta.type) {
+      if (!opts_.dry_run) {
+        if (auto st = remove_tree(dst_fd, name, plan.dst_path(e)); !st) {
+          errors_.add(st.error().message);
+          return std::nullopt;
+        }
+      }
+      if (opts_.itemize || opts_.dry_run) lines.push_back("*deleting   " + e.rel);
+      t = nullptr;
+    }
+    if (t) return compare(plan, e, *t, lines);
+    const bool is_dir = e.meta.type == io::FileType::kDirectory;
+    lines.push_back(item(e.meta.type == io::FileType::kRegular ? '>' : 'c', type_code(e.meta.type),
+                         "+++++++++", e.rel, is_dir));
+    if (!is_dir) return e.meta.type == io::FileType::kRegular ? kActTransfer : kActCreate;
+    if (!opts_.dry_run && !make_dst_dir(dst_fd, plan, e, errors_)) return std::nullopt;
+    return kActMeta;
   }
 
   // Entry e against what DST holds under its name (of the same type): what the run must do
@@ -350,6 +352,17 @@ class SyncVisitor {
   std::vector<std::string> changes_;
 };
 
+// Itemized changes, every rank's, sorted by path. Collective.
+std::vector<std::string> gather_changes(transport::Comm& comm,
+                                        const std::vector<std::string>& mine) {
+  std::vector<std::string> all = gather_strings(comm, mine);
+  auto path_of = [](const std::string& l) { return l.substr(l.find(' ') + 1); };
+  std::stable_sort(all.begin(), all.end(), [&](const std::string& a, const std::string& b) {
+    return path_of(a) < path_of(b);
+  });
+  return all;
+}
+
 }  // namespace
 
 SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
@@ -411,18 +424,7 @@ SyncResult run_sync(const SyncOptions& opts, transport::Comm& comm) {
   if (walk_progress) walk_progress->stop();
   double walk_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
-  // Itemized changes, every rank's, sorted by path on rank 0.
-  std::vector<std::string> mine = visitor.take_changes();
-  WireWriter w;
-  for (const auto& l : mine) w.str(l);
-  for (const std::string& blob : comm.allgather(w.take())) {
-    WireReader r(blob);
-    while (!r.done()) out.changes.push_back(r.str());
-  }
-  auto path_of = [](const std::string& l) { return l.substr(l.find(' ') + 1); };
-  std::stable_sort(
-      out.changes.begin(), out.changes.end(),
-      [&](const std::string& a, const std::string& b) { return path_of(a) < path_of(b); });
+  out.changes = gather_changes(comm, visitor.take_changes());
 
   if (opts.dry_run) {
     out.run.started = true;

@@ -203,6 +203,8 @@ class Sender {
     }
   }
   void transfer();
+  void count_planned(uint64_t buffer_bytes);
+  void finish_streams();
   RunResult report();
   io::Status place_target();
   bool stopping() {
@@ -270,13 +272,7 @@ void Sender::transfer() {
   copy_opts_.verify = false;
   ctx_ = std::make_unique<CopyContext>(plan_, copy_opts_, stats_, backends_->source());
   for (auto& e : plan_.walk_errors) ctx_->errors.add(e.message);
-  for (uint32_t f : plan_.files) {
-    if (!include_[f]) continue;
-    stats_.bytes_total += plan_.entries[f].meta.size_bytes;
-    ++stats_.files_total;
-  }
-  skip_done_chunks(pool.buffer_bytes());
-  planned_ = stats_.bytes_total.load();
+  count_planned(pool.buffer_bytes());
   std::thread reader([this] { read_control(); });
   UnitCutter cutter(plan_, opts_.chunk_bytes, pool.buffer_bytes(), opts_.max_files_per_unit,
                     &include_);
@@ -322,17 +318,31 @@ void Sender::transfer() {
     run_graph(a, pool, stats_, threads_);
     progress.stop();
   }
-  if (ctx_->fatal().empty()) {
-    try {
-      streams_.finish();
-    } catch (const transport::LinkLost& ex) {
-      net_failure_ = true;
-      ctx_->set_fatal(ex.what());
-    } catch (const std::exception& ex) {
-      ctx_->set_fatal(ex.what());
-    }
-  }
+  if (ctx_->fatal().empty()) finish_streams();
   wait_for_reader(reader);
+}
+
+// The files and bytes this run sends (resume: less the chunks the receiver holds).
+void Sender::count_planned(uint64_t buffer_bytes) {
+  for (uint32_t f : plan_.files) {
+    if (!include_[f]) continue;
+    stats_.bytes_total += plan_.entries[f].meta.size_bytes;
+    ++stats_.files_total;
+  }
+  skip_done_chunks(buffer_bytes);
+  planned_ = stats_.bytes_total.load();
+}
+
+// Each data stream's done frame and close_notify.
+void Sender::finish_streams() {
+  try {
+    streams_.finish();
+  } catch (const transport::LinkLost& ex) {
+    net_failure_ = true;
+    ctx_->set_fatal(ex.what());
+  } catch (const std::exception& ex) {
+    ctx_->set_fatal(ex.what());
+  }
 }
 
 // The receiver's last word on the control stream: its report, or an error line.

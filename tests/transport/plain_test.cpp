@@ -53,17 +53,24 @@ TEST(Plain, SameKeyCarriesBytesBothWaysAndEndsCleanly) {
   EXPECT_EQ(std::string(ok, 2), "ok");
 }
 
+// A plaintext receiver on fd, in a thread: its handshake's error lands in `error`, and a
+// refused connection is closed, as the receiver does.
+std::thread refusing_server(int fd, std::string& error) {
+  return std::thread([fd, &error] {
+    try {
+      TlsStream::handshake_plain(fd, TlsRole::kServer, kKey, "client");
+    } catch (const TlsError& ex) {
+      error = ex.what();
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  });
+}
+
 TEST(Plain, AWrongKeyOrAForeignClientIsRefused) {
   {
     auto [c, s] = tcp_pair();
     std::string server_error;
-    std::thread server([&, fd = s.get()] {
-      try {
-        TlsStream::handshake_plain(fd, TlsRole::kServer, kKey, "client");
-      } catch (const TlsError& ex) {
-        server_error = ex.what();
-      }
-    });
+    std::thread server = refusing_server(s.get(), server_error);
     EXPECT_THROW(TlsStream::handshake_plain(c.get(), TlsRole::kClient, std::string(32, 'x'), "s"),
                  TlsError);
     ::shutdown(c.get(), SHUT_RDWR);
@@ -74,14 +81,7 @@ TEST(Plain, AWrongKeyOrAForeignClientIsRefused) {
     // A TLS client (or anything else) at a plaintext receiver.
     auto [c, s] = tcp_pair();
     std::string server_error;
-    std::thread server([&, fd = s.get()] {
-      try {
-        TlsStream::handshake_plain(fd, TlsRole::kServer, kKey, "client");
-      } catch (const TlsError& ex) {
-        server_error = ex.what();
-        ::shutdown(fd, SHUT_RDWR);  // as the receiver closes a refused connection
-      }
-    });
+    std::thread server = refusing_server(s.get(), server_error);
     EXPECT_THROW(TlsStream::handshake_psk(c.get(), TlsRole::kClient, kKey, "s"), TlsError);
     server.join();
     EXPECT_NE(server_error.find("--insecure-no-encryption"), std::string::npos) << server_error;
