@@ -143,10 +143,8 @@ void add_net_commands(CLI::App& app, NetCli& cli, bool& quiet) {
 
 int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
   if (!*cli.send_cmd && !*cli.recv_cmd) return -1;
-  if (comm.size() > 1) {
-    if (comm.rank() == 0)
-      io::log_error(std::string(*cli.send_cmd ? "send" : "recv") +
-                    ": one rank per end for now (run it without mpirun/srun)");
+  if (*cli.send_cmd && comm.size() > 1) {
+    if (comm.rank() == 0) io::log_error("send: one rank for now (run it without mpirun/srun)");
     return pipeline::kExitFatal;
   }
   if (*cli.send_cmd) {
@@ -174,9 +172,12 @@ int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
     return finish(pipeline::remote::run_send(o), "send", o.report_path, quiet);
   }
   auto& o = cli.recv;
-  o.progress = progress_mode(quiet, cli.progress);
+  o.progress =
+      comm.rank() == 0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
   o.io_timeout_ms = static_cast<int>(cli.recv_io_timeout_s * 1000);
-  return finish(pipeline::remote::run_recv(o), "recv", o.report_path, quiet);
+  pipeline::RunResult r = pipeline::remote::run_recv(o, &comm);
+  if (comm.rank() != 0) return r.exit_code;  // rank 0 speaks for the job
+  return finish(std::move(r), "recv", o.report_path, quiet);
 }
 
 }  // namespace barge::tools

@@ -219,14 +219,13 @@ RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult resu
   unsigned threads = opts.threads ? opts.threads : default_threads();
   // The pool never needs more buffers than the data has units: small runs stay small (and
   // register, pin and touch less memory).
-  io::BufferPool pool(
-      opts.chunk_bytes,
-      how.buffers_per_unit *
-          pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes / how.buffers_per_unit,
-                                   .chunk_bytes = opts.chunk_bytes,
-                                   .buffer_bytes = opts.chunk_bytes,
-                                   .files_per_unit = opts.max_files_per_unit,
-                                   .min_buffers = how.min_units}));
+  io::BufferPool pool(opts.chunk_bytes,
+                      pool_buffer_count(plan, {.memory_bytes = opts.memory_bytes,
+                                               .chunk_bytes = opts.chunk_bytes,
+                                               .buffer_bytes = opts.chunk_bytes,
+                                               .files_per_unit = opts.max_files_per_unit,
+                                               .min_buffers = how.min_units,
+                                               .buffers_per_unit = how.buffers_per_unit}));
   BackendSet backends(io::BackendOptions{opts.backend, opts.queue_depth, &pool});
   LiveStats stats;
   CopyContext ctx(plan, opts, stats, backends.source());

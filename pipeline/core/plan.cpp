@@ -432,6 +432,12 @@ bool UnitCutter::next(std::vector<Extent>& out) {
 }
 
 size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
+  if (sizing.buffers_per_unit > 1) {
+    PoolSizing one = sizing;
+    one.memory_bytes /= sizing.buffers_per_unit;
+    one.buffers_per_unit = 1;
+    return sizing.buffers_per_unit * pool_buffer_count(plan, one);
+  }
   const uint64_t max_buffers = sizing.memory_bytes / sizing.buffer_bytes;
   uint64_t units = sizing.extra_units;
   UnitCutter counter(plan, sizing.chunk_bytes, sizing.buffer_bytes, sizing.files_per_unit,

@@ -169,7 +169,9 @@ struct PoolSizing {
   uint32_t files_per_unit = 0;
   const std::vector<uint8_t>* include = nullptr;
   size_t extra_units = 0;
-  size_t min_buffers = 1;
+  size_t min_buffers = 1;  // units, when buffers_per_unit > 1
+  // 2: each unit also holds a stored (compressed) form; memory_bytes covers both.
+  size_t buffers_per_unit = 1;
 };
 size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing);
 

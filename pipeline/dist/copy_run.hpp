@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,7 +22,7 @@ class CopyRun {
  public:
   CopyRun(transport::Comm& comm, const CopyOptions& opts, Plan plan, std::vector<uint8_t> flags,
           ErrorList& walk_errors, unsigned threads, bool dirs_if_changed,
-          const WalkTransfer* walked)
+          const WalkTransfer* walked, const NetTransfer* net)
       : comm_(comm),
         opts_(opts),
         plan_(std::move(plan)),
@@ -30,6 +31,7 @@ class CopyRun {
         threads_(threads),
         dirs_if_changed_(dirs_if_changed),
         walked_(walked),
+        net_(net),
         local_count_(static_cast<uint32_t>(plan_.entries.size())),
         journal_dir_(Journal::dir_for(opts.destination)) {}
 
@@ -53,6 +55,9 @@ class CopyRun {
   void put_large_in_place(uint32_t g, DirFdCache& dirs);
   void gather_manifest(RunResult& total);
   void stopped_by(Progress::RunState peer);
+  void with_progress(transport::AsyncSum& across, const char* verb,
+                     const std::function<void()>& body);
+  void transfer_from_net();
 
   transport::Comm& comm_;
   const CopyOptions& opts_;
@@ -62,6 +67,7 @@ class CopyRun {
   const unsigned threads_;
   const bool dirs_if_changed_;
   const WalkTransfer* walked_;
+  const NetTransfer* net_;      // null: the bytes are read here
   const uint32_t local_count_;  // entries this rank walked; shared large files follow them
   const std::string journal_dir_;
   RunResult result_;
@@ -74,7 +80,8 @@ class CopyRun {
   std::unordered_map<uint32_t, std::string> leader_of_;  // follower → leader's destination
   std::unordered_map<uint32_t, std::string> leader_manifest_of_;  // ... and manifest path
   uint32_t my_large_ = 0;
-  std::vector<uint32_t> owner_;  // per shared large file (run-wide id g = entry - local_count_)
+  std::vector<uint32_t> owner_;   // per shared large file (run-wide id g = entry - local_count_)
+  std::vector<uint32_t> origin_;  // per shared large file: its entry here (owner), or kNoOrigin
   std::vector<uint32_t> chunk_counts_;
   uint32_t global_count_ = 0;
 

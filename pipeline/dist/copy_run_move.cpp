@@ -21,7 +21,9 @@ void CopyRun::create() {
   CopyContext& ctx = *ctx_;
   umask0_.emplace(0);
   DirFdCache dirs;
-  for (uint32_t i = 0; i < local_count_; ++i) {
+  // A mirror's entries are another rank's: created and counted there.
+  const uint32_t own = net_ && net_->mirror ? 0 : local_count_;
+  for (uint32_t i = 0; i < own; ++i) {
     const Entry& e = plan_.entries[i];
     if (e.meta.type == io::FileType::kDirectory) ++result_.dirs;
     if (!(flags_[i] & kActCreate)) continue;
@@ -93,6 +95,10 @@ void CopyRun::stopped_by(Progress::RunState peer) {
 // coordinator (a thread on rank 0) hands it, until none are left.
 void CopyRun::transfer() {
   if (!create_ok_) return;
+  if (net_) {
+    transfer_from_net();
+    return;
+  }
   CopyContext& ctx = *ctx_;
   std::thread coordinator;
   if (comm_.rank() == 0) {
@@ -123,22 +129,7 @@ void CopyRun::transfer() {
   };
   auto tb = std::chrono::steady_clock::now();
   std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
-  try {
-    // Every rank takes part in the progress sums; rank 0 prints them.
-    using RunState = Progress::RunState;
-    Progress::Across share{across.get(), comm_.size(),
-                           [&ctx] {
-                             if (!ctx.stop.load()) return RunState::kRunning;
-                             return ctx.resumable.load() ? RunState::kSignalled : RunState::kFailed;
-                           },
-                           [this](RunState peer) { stopped_by(peer); }};
-    Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "copy",
-                      opts_.progress_interval_s, std::move(share));
-    JournalFlusher flusher(ctx.journal, ctx);
-    pipeline::transfer(ctx, *pool_, threads_, next_unit);
-  } catch (const std::exception& ex) {
-    ctx.set_fatal(std::string("transfer: ") + ex.what());
-  }
+  with_progress(*across, "copy", [&] { pipeline::transfer(ctx, *pool_, threads_, next_unit); });
   try {
     // Chunks this rank will never write: their files must not be put in place.
     chunks.drain([&](uint32_t g) {
@@ -150,6 +141,37 @@ void CopyRun::transfer() {
   }
   busy_ = since(tb);
   if (coordinator.joinable()) coordinator.join();
+}
+
+// Every rank takes part in the progress sums (rank 0 prints them) while `body` runs, with
+// the journal flushed; an exception from it stops the run.
+void CopyRun::with_progress(transport::AsyncSum& across, const char* verb,
+                            const std::function<void()>& body) {
+  CopyContext& ctx = *ctx_;
+  try {
+    using RunState = Progress::RunState;
+    Progress::Across share{&across, comm_.size(),
+                           [&ctx] {
+                             if (!ctx.stop.load()) return RunState::kRunning;
+                             return ctx.resumable.load() ? RunState::kSignalled : RunState::kFailed;
+                           },
+                           [this](RunState peer) { stopped_by(peer); }};
+    Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, verb,
+                      opts_.progress_interval_s, std::move(share));
+    JournalFlusher flusher(ctx.journal, ctx);
+    body();
+  } catch (const std::exception& ex) {
+    ctx.set_fatal(std::string("transfer: ") + ex.what());
+  }
+}
+
+// transfer, the bytes coming from elsewhere (NetTransfer): its run on every rank.
+void CopyRun::transfer_from_net() {
+  auto tb = std::chrono::steady_clock::now();
+  std::unique_ptr<transport::AsyncSum> across = comm_.make_async_sum();
+  const SharedFiles shared{include_, local_count_, origin_, chunk_counts_, done_chunks_};
+  with_progress(*across, "recv", [&] { net_->run(*ctx_, *pool_, threads_, shared); });
+  busy_ = since(tb);
 }
 
 // finalize: which large files failed anywhere (allgather), whether every rank is fine

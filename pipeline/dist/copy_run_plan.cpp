@@ -75,19 +75,23 @@ void CopyRun::hard_links() {
 void CopyRun::plan() {
   const uint64_t buffer_bytes = (opts_.chunk_bytes + 4095) / 4096 * 4096;
   WireWriter mine;
+  std::vector<uint32_t> mine_from;
   for (uint32_t f : plan_.files) {
     if (!include_[f]) continue;
     if (chunk_count_for(plan_.entries[f].meta.size_bytes, opts_.chunk_bytes, buffer_bytes) > 1) {
       include_[f] = 0;
       write_entry(mine, plan_.entries[f]);
+      mine_from.push_back(f);
       ++my_large_;
     }
   }
   std::vector<std::string> blobs = comm_.allgather(mine.take());
   for (size_t r = 0; r < blobs.size(); ++r) {
     WireReader rd(blobs[r]);
-    while (!rd.done()) {
+    for (size_t k = 0; !rd.done(); ++k) {
       Entry e = read_entry(rd);
+      origin_.push_back(r == static_cast<size_t>(comm_.rank()) ? mine_from[k]
+                                                               : SharedFiles::kNoOrigin);
       chunk_counts_.push_back(chunk_count_for(e.meta.size_bytes, opts_.chunk_bytes, buffer_bytes));
       owner_.push_back(static_cast<uint32_t>(r));
       plan_.entries.push_back(std::move(e));
@@ -103,14 +107,20 @@ void CopyRun::plan() {
 void CopyRun::pool() {
   size_t large_units = 0;
   for (uint32_t c : chunk_counts_) large_units += c;
+  // A transfer from elsewhere: units in flight may carry a stored form too, and any file may
+  // come to any rank.
+  // A mirror rank has no files of its own to count: its share is whatever it is sent.
+  if (net_ && net_->mirror) large_units = SIZE_MAX / 2;
   pool_ = std::make_unique<io::BufferPool>(
-      opts_.chunk_bytes, pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
-                                                   .chunk_bytes = opts_.chunk_bytes,
-                                                   .buffer_bytes = opts_.chunk_bytes,
-                                                   .files_per_unit = opts_.max_files_per_unit,
-                                                   .include = &include_,
-                                                   .extra_units = large_units,
-                                                   .min_buffers = 2}));
+      opts_.chunk_bytes,
+      pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
+                                .chunk_bytes = opts_.chunk_bytes,
+                                .buffer_bytes = opts_.chunk_bytes,
+                                .files_per_unit = opts_.max_files_per_unit,
+                                .include = &include_,
+                                .extra_units = large_units,
+                                .min_buffers = net_ ? net_->min_units : 2,
+                                .buffers_per_unit = net_ ? net_->buffers_per_unit : 1}));
   backends_ = std::make_unique<BackendSet>(
       io::BackendOptions{opts_.backend, opts_.queue_depth, pool_.get()});
   ctx_ = std::make_unique<CopyContext>(plan_, opts_, stats_, backends_->source());

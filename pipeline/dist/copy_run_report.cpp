@@ -99,9 +99,9 @@ void CopyRun::gather_manifest(RunResult& total) {
 RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
                      std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
                      double walk_seconds, ErrorList& walk_errors, unsigned threads,
-                     bool dirs_if_changed, const WalkTransfer* walked) {
+                     bool dirs_if_changed, const WalkTransfer* walked, const NetTransfer* net) {
   CopyRun run(comm, opts, std::move(plan), std::move(flags), walk_errors, threads, dirs_if_changed,
-              walked);
+              walked, net);
   run.select();
   run.hard_links();
   run.plan();

@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "io/dir_reader.hpp"
@@ -67,6 +68,31 @@ struct WalkTransfer {
   std::vector<std::string> stopped_entries;  // files given up because the run stopped
 };
 
+// What a transfer from elsewhere (NetTransfer) needs of the run. Shared large file g is entry
+// local_count + g on every rank.
+struct SharedFiles {
+  const std::vector<uint8_t>& include;  // the small files this rank's entries transfer
+  uint32_t local_count = 0;
+  // On g's owner, the entry it was made from; kNoOrigin on the other ranks.
+  const std::vector<uint32_t>& origin;
+  const std::vector<uint32_t>& chunk_counts;
+  // --resume: per entry, the chunks the journal holds (null: none).
+  const std::vector<const std::unordered_set<uint32_t>*>& done_chunks;
+  static constexpr uint32_t kNoOrigin = UINT32_MAX;
+};
+
+// The bytes come from elsewhere (recv under mpirun: the data streams each rank receives):
+// `run` takes the place of the local read (cutter and chunk coordinator) on every rank, inside
+// the transfer phase's progress and journal. `mirror`: this rank holds a copy of entries
+// another rank lists, creates and counts (its plan has no files of its own); it writes the
+// bytes it is sent, nothing else.
+struct NetTransfer {
+  std::function<void(CopyContext&, io::BufferPool&, unsigned threads, const SharedFiles&)> run;
+  size_t buffers_per_unit = 1;  // 2: units carry a stored (compressed) form
+  size_t min_units = 2;         // units the transfer needs in flight at least
+  bool mirror = false;
+};
+
 // Every rank's error lists (or any strings), rank 0's first, on every rank. Collective.
 std::vector<std::string> gather_strings(transport::Comm& comm,
                                         const std::vector<std::string>& mine);
@@ -94,6 +120,7 @@ std::vector<std::string> gather_strings(transport::Comm& comm,
 RunResult run_phases(transport::Comm& comm, const CopyOptions& opts, Plan plan,
                      std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
                      double walk_seconds, ErrorList& walk_errors, unsigned threads,
-                     bool dirs_if_changed, const WalkTransfer* walked = nullptr);
+                     bool dirs_if_changed, const WalkTransfer* walked = nullptr,
+                     const NetTransfer* net = nullptr);
 
 }  // namespace barge::pipeline

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "pipeline/core/wire.hpp"
+#include "transport/net/endpoint.hpp"
 
 namespace barge::pipeline::remote {
 
@@ -140,8 +141,9 @@ io::Result<Hello> decode_hello(std::string_view payload) {
 }
 
 std::string encode_welcome(const Welcome& w) {
-  return json{{"protocol", w.protocol}, {"session", w.session}, {"capabilities", w.capabilities}}
-      .dump();
+  json j{{"protocol", w.protocol}, {"session", w.session}, {"capabilities", w.capabilities}};
+  if (!w.endpoints.empty()) j["endpoints"] = w.endpoints;
+  return j.dump();
 }
 
 io::Result<Welcome> decode_welcome(std::string_view payload) {
@@ -149,9 +151,17 @@ io::Result<Welcome> decode_welcome(std::string_view payload) {
     w.protocol = j.at("protocol").get<uint32_t>();
     w.session = j.at("session").get<std::string>();
     w.capabilities = j.at("capabilities").get<std::vector<std::string>>();
+    if (j.contains("endpoints")) w.endpoints = j.at("endpoints").get<std::vector<std::string>>();
   });
   if (w && w->protocol != kProtocolVersion)
     return io::Error::plain("welcome: protocol version " + std::to_string(w->protocol));
+  if (w && w->endpoints.size() > kMaxStreams)
+    return io::Error::plain("welcome: more than " + std::to_string(kMaxStreams) + " endpoints");
+  if (w) {
+    for (const std::string& e : w->endpoints) {
+      if (auto ep = transport::parse_endpoint(e, "welcome endpoint"); !ep) return ep.error();
+    }
+  }
   return w;
 }
 
@@ -411,6 +421,16 @@ std::vector<uint32_t> ChunkLedger::incomplete() const {
     if (!expected_[f]) continue;
     auto it = left_.find(f);
     if (it == left_.end() || it->second > 0) out.push_back(f);
+  }
+  return out;
+}
+
+std::vector<std::pair<uint32_t, uint32_t>> ChunkLedger::arrived() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  for (const auto& [f, chunks] : got_) {
+    for (uint32_t c = 0; c < chunks.size(); ++c)
+      if (chunks[c]) out.emplace_back(f, c);
   }
   return out;
 }

@@ -58,10 +58,14 @@ struct Hello {
 std::string encode_hello(const Hello& h);
 io::Result<Hello> decode_hello(std::string_view payload);
 
+// The receiver's answer to a hello. A receiver running as several ranks (mpirun/srun) lists
+// every rank's data endpoint, rank 0's first: data stream k goes to endpoints[(k - 1) % n].
+// Empty: one rank, the data streams go where the control stream went.
 struct Welcome {
   uint32_t protocol = kProtocolVersion;
   std::string session;
   std::vector<std::string> capabilities;
+  std::vector<std::string> endpoints;  // "HOST:PORT"; at most kMaxStreams
 };
 std::string encode_welcome(const Welcome& w);
 io::Result<Welcome> decode_welcome(std::string_view payload);
@@ -145,6 +149,8 @@ class ChunkLedger {
   uint32_t chunk_count(uint32_t file) const;
   // Files expected whose chunks did not all arrive.
   std::vector<uint32_t> incomplete() const;
+  // Every (file, chunk) accepted or marked done, file by file.
+  std::vector<std::pair<uint32_t, uint32_t>> arrived() const;
 
  private:
   const Plan& plan_;

@@ -38,8 +38,18 @@ void set_timeout(int fd, int ms) {
 
 class Server {
  public:
-  Server(const RecvOptions& opts, transport::TlsAuth auth) : opts_(opts), auth_(std::move(auth)) {}
+  // `comm` with several ranks: rank 0 runs sessions across the ranks; the others take only
+  // data streams, for the session rank 0 announced (attach).
+  Server(const RecvOptions& opts, transport::TlsAuth auth, transport::Comm* comm,
+         RankListener listener)
+      : opts_(opts), auth_(std::move(auth)), comm_(comm), listener_(std::move(listener)) {}
   ~Server() { join_all(); }
+
+  void attach(std::shared_ptr<RecvSession> s) {
+    std::lock_guard lock(mu_);
+    session_ = std::move(s);
+  }
+  void stop() { stop_ = true; }
 
   RunResult serve(int listen_fd) {
     while (!stop_.load()) {
@@ -114,13 +124,19 @@ class Server {
 
   void run_session(std::unique_ptr<FrameStream> s, Hello hello) {
     std::shared_ptr<RecvSession> session;
+    if (comm_ && comm_->rank() != 0) {
+      refuse(*s, "this is rank " + std::to_string(comm_->rank()) +
+                     " of a receiver: send to rank 0's endpoint");
+      return;
+    }
     {
       std::lock_guard lock(mu_);
       if (session_ || (opts_.once && served_)) {
         refuse(*s, "busy: another transfer into this destination is running; retry later");
         return;
       }
-      session = std::make_shared<RecvSession>(opts_, std::move(s), std::move(hello));
+      session =
+          std::make_shared<RecvSession>(opts_, std::move(s), std::move(hello), comm_, listener_);
       session_ = session;
     }
     RunResult r = session->run();
@@ -144,7 +160,7 @@ class Server {
     FrameStream& raw = *s;
     try {
       raw.send(FrameType::kWelcome,
-               encode_welcome(Welcome{kProtocolVersion, hello.session, capabilities()}));
+               encode_welcome(Welcome{kProtocolVersion, hello.session, capabilities(), {}}));
     } catch (const std::exception& ex) {
       io::log_warn(std::string("recv: ") + ex.what());
       return;
@@ -156,6 +172,8 @@ class Server {
 
   const RecvOptions& opts_;
   const transport::TlsAuth auth_;
+  transport::Comm* comm_;
+  const RankListener listener_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::list<std::thread> threads_;
@@ -189,7 +207,7 @@ io::Status validate(const RecvOptions& opts) {
   return validate(c);
 }
 
-RunResult run_recv(const RecvOptions& opts) {
+RunResult run_recv(const RecvOptions& opts, transport::Comm* comm) {
   RunResult fail;
   fail.exit_code = kExitFatal;
   if (auto st = validate(opts); !st) {
@@ -200,6 +218,20 @@ RunResult run_recv(const RecvOptions& opts) {
   if (!at) {
     fail.fatal = at.error().message;
     return fail;
+  }
+  const bool ranks = comm && comm->size() > 1;
+  if (ranks && opts.psk_stdin) {
+    fail.fatal = "recv: --psk-stdin is for one rank (send over ssh), not under mpirun/srun";
+    return fail;
+  }
+  // Rank k listens on PORT + k (a range to open in a firewall, as GridFTP's), or any free
+  // port for 0.
+  if (ranks && at->port != 0) {
+    if (at->port + comm->rank() > 65535) {
+      fail.fatal = "--listen " + opts.listen + ": port + ranks passes 65535";
+      return fail;
+    }
+    at->port = static_cast<uint16_t>(at->port + comm->rank());
   }
   io::Result<transport::TlsAuth> auth = transport::TlsAuth{};
   if (opts.psk_stdin) {
@@ -224,10 +256,21 @@ RunResult run_recv(const RecvOptions& opts) {
     return fail;
   }
   const uint16_t port = transport::local_port(fd->get());
-  io::log_info("recv: listening on " + transport::Endpoint{at->host, port}.text() + " into " +
+  const std::string who = ranks ? "recv: rank " + std::to_string(comm->rank()) : "recv";
+  io::log_info(who + ": listening on " + transport::Endpoint{at->host, port}.text() + " into " +
                opts.destination);
-  if (opts.plaintext)
+  if (opts.plaintext && (!ranks || comm->rank() == 0))
     io::log_warn("recv: --insecure-no-encryption: data in the clear (every record authenticated)");
+  const RankListener me{at->host, port};
+  if (ranks && comm->rank() != 0) {
+    Server server(opts, std::move(*auth), comm, me);
+    std::thread accept([&] { server.serve(fd->get()); });
+    RunResult last =
+        follow_rank0(opts, *comm, me, [&](std::shared_ptr<RecvSession> s) { server.attach(s); });
+    server.stop();
+    accept.join();
+    return last;
+  }
   if (opts.port_file == "-") {
     std::printf("%u\n", port);
     std::fflush(stdout);
@@ -243,8 +286,10 @@ RunResult run_recv(const RecvOptions& opts) {
       if (stop_signal().load() == 0) stop_signal().store(SIGHUP);
     }).detach();
   }
-  Server server(opts, std::move(*auth));
-  return server.serve(fd->get());
+  Server server(opts, std::move(*auth), comm, me);
+  RunResult last = server.serve(fd->get());
+  if (ranks) stop_ranks(*comm);
+  return last;
 }
 
 }  // namespace barge::pipeline::remote

@@ -34,18 +34,22 @@ RunResult RecvSession::run() {
       send_error(st.error().message);
       result.fatal = st.error().message;
     } else {
-      control_->send(FrameType::kWelcome,
-                     encode_welcome(Welcome{kProtocolVersion, hello_.session, capabilities()}));
+      send_welcome();
       if (auto pst = receive_plan(); !pst) {
         send_error(pst.error().message);
         result.fatal = pst.error().message;
       } else {
         result.started = true;
-        result = copy(std::move(result), t0);
+        result = ranked() ? copy_ranked(t0) : copy(std::move(result), t0);
         control_->send(FrameType::kDone, to_json(result, "recv").dump());
       }
     }
   } catch (const std::exception& ex) {
+    if (announced_) {
+      // The other ranks wait in the session's next agreement, which this one will not reach.
+      io::log_error("recv: rank 0: " + std::string(ex.what()) + "; stopping every rank of the job");
+      comm_->abort_job(kExitFatal);
+    }
     result.fatal = ex.what();
   }
   if (!result.fatal.empty()) result.exit_code = result.resumable ? kExitResumable : kExitFatal;
@@ -106,13 +110,7 @@ io::Status RecvSession::admit() {
     return io::Error::plain("the transfer has " + std::to_string(hello_.bytes) +
                             " bytes; this receiver takes at most " +
                             std::to_string(opts_.max_bytes));
-  copy_opts_ = opts_;
-  copy_opts_.chunk_bytes = hello_.chunk_bytes;
-  copy_opts_.max_files_per_unit = hello_.files_per_unit;
-  copy_opts_.reflink = Reflink::kNever;
-  copy_opts_.resume = false;
-  copy_opts_.xattrs = false;
-  copy_opts_.manifest_path.clear();
+  set_copy_options();
   const uint64_t need = uint64_t{hello_.streams + 2} * 2 * hello_.chunk_bytes;
   if (need > copy_opts_.memory_bytes)
     return io::Error::plain("the transfer needs --memory " + std::to_string(need) +
@@ -120,9 +118,34 @@ io::Status RecvSession::admit() {
   auto roots = place();
   if (!roots) return roots.error();
   plan_.roots = std::move(*roots);
-  std::lock_guard lock(mu_);
-  streams_.resize(hello_.streams);
+  size_streams();
   return io::Status::success();
+}
+
+// copy's options for the transfer the hello describes (on every rank).
+void RecvSession::set_copy_options() {
+  copy_opts_ = opts_;
+  copy_opts_.chunk_bytes = hello_.chunk_bytes;
+  copy_opts_.max_files_per_unit = hello_.files_per_unit;
+  copy_opts_.reflink = Reflink::kNever;
+  // Alone, resume_state looks at what DST holds; across ranks, the copy's phases do.
+  copy_opts_.resume = ranked() && hello_.resume;
+  copy_opts_.xattrs = false;
+  copy_opts_.manifest_path.clear();
+}
+
+// This rank's data streams: numbers k with (k - 1) % ranks == rank, in order.
+void RecvSession::size_streams() {
+  const uint32_t n = ranked() ? static_cast<uint32_t>(comm_->size()) : 1;
+  const uint32_t me = ranked() ? static_cast<uint32_t>(comm_->rank()) : 0;
+  std::lock_guard lock(mu_);
+  streams_.resize(hello_.streams / n + (me < hello_.streams % n ? 1 : 0));
+}
+
+void RecvSession::send_welcome() {
+  Welcome w{kProtocolVersion, hello_.session, capabilities(), {}};
+  if (ranked()) w.endpoints = rank_endpoints();
+  control_->send(FrameType::kWelcome, encode_welcome(w));
 }
 
 // Where the sources go: sync's placement, or copy's against DST as it is; a resumed transfer
@@ -150,9 +173,13 @@ io::Status RecvSession::receive_plan() {
 }
 
 bool RecvSession::add_stream(std::unique_ptr<transport::FrameStream> s, uint32_t number) {
+  const uint32_t n = ranked() ? static_cast<uint32_t>(comm_->size()) : 1;
+  const uint32_t me = ranked() ? static_cast<uint32_t>(comm_->rank()) : 0;
   std::lock_guard lock(mu_);
-  if (!accepting_ || number == 0 || number > streams_.size() || streams_[number - 1]) return false;
-  streams_[number - 1] = std::move(s);
+  if (!accepting_ || number == 0 || (number - 1) % n != me) return false;
+  const uint32_t k = (number - 1) / n;
+  if (k >= streams_.size() || streams_[k]) return false;
+  streams_[k] = std::move(s);
   cv_.notify_all();
   return true;
 }
@@ -222,8 +249,20 @@ void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned thre
                              " data streams within 30 s");
   ChunkLedger ledger(plan_, wanted, copy_opts_.chunk_bytes, pool.buffer_bytes());
   for (const auto& [f, c] : ready.done) ledger.mark_done(f, c);
+  receive(ctx, pool, threads, ledger, nullptr);
+  for (uint32_t f : ledger.incomplete()) {
+    if (ctx.file_failed(f)) continue;
+    if (ctx.fatal().empty())
+      ctx.fail_file(f, plan_.dst_path(plan_.entries[f]) + ": not received");
+    else
+      ctx.abandon_file(f);
+  }
+}
+
+void RecvSession::receive(CopyContext& ctx, io::BufferPool& pool, unsigned threads,
+                          ChunkLedger& ledger, const std::vector<uint32_t>* local) {
   StreamClaims claims(streams_, ctx.stop);
-  NetReceiveStage receive(ctx, claims, streams_, ledger);
+  NetReceiveStage receive(ctx, claims, streams_, ledger, local);
   DecompressCheckStage check([&ctx](Item& it, const std::string& why) {
     ctx.fail_file(it.ext.file, ctx.plan.dst_path(ctx.plan.entries[it.ext.file]) + ": " + why +
                                    " (the bytes received are not the source's)");
@@ -252,16 +291,14 @@ void RecvSession::transfer(CopyContext& ctx, io::BufferPool& pool, unsigned thre
     claims.abort_all();
   };
   a.buffers_per_unit = 2;
-  run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, hello_.streams + 2));
+  // Shared large files (ranks) are closed, not abandoned: rank 0 puts them in place.
+  auto drain = std::move(a.drain);
+  a.drain = {};
+  run_graph(a, pool, ctx.stats, std::max<unsigned>(threads, streams_.size() + 2));
+  if (ctx.shared_large) commit.close_shared();
+  for (WorkUnit* u : drain()) delete u;
   // Stopped by a lost link or a signal: what was committed stays, journaled, for a resume.
   if (!ctx.fatal().empty() && (claims.lost() || stop_signal().load() != 0)) ctx.resumable = true;
-  for (uint32_t f : ledger.incomplete()) {
-    if (ctx.file_failed(f)) continue;
-    if (ctx.fatal().empty())
-      ctx.fail_file(f, plan_.dst_path(plan_.entries[f]) + ": not received");
-    else
-      ctx.abandon_file(f);
-  }
 }
 
 }  // namespace barge::pipeline::remote

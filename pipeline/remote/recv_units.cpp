@@ -85,6 +85,7 @@ void NetReceiveStage::operator()(WorkUnit& u) const {
       read_unit(s, h.payload_bytes, u);
     }
   } catch (const transport::LinkLost&) {
+    ctx_.resumable = true;  // what was committed stays, for a resume
     claims_.mark_lost();
     claims_.release(u.source, true);
     throw;
@@ -116,11 +117,12 @@ void NetReceiveStage::read_unit(FrameStream& s, uint32_t payload_bytes, WorkUnit
   for (WireItem& w : *items) {
     if (auto st = ledger_.accept(w); !st) throw bad(st.error().message);
     Item& it = u.items.emplace_back();
-    it.ext = Extent{w.file, w.chunk, ledger_.chunk_count(w.file), w.offset, w.length, buf_at};
+    const uint32_t file = local_ ? (*local_)[w.file] : w.file;
+    it.ext = Extent{file, w.chunk, ledger_.chunk_count(w.file), w.offset, w.length, buf_at};
     it.hash = w.hash;
     if (w.failed) {
       it.failed = true;  // the sender named it
-      ctx_.abandon_file(w.file);
+      ctx_.abandon_file(file);
       continue;
     }
     it.sparse = w.sparse;

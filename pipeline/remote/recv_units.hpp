@@ -45,8 +45,8 @@ class NetReceiveStage {
  public:
   NetReceiveStage(CopyContext& ctx, StreamClaims& claims,
                   std::vector<std::unique_ptr<transport::FrameStream>>& streams,
-                  ChunkLedger& ledger)
-      : ctx_(ctx), claims_(claims), streams_(streams), ledger_(ledger) {}
+                  ChunkLedger& ledger, const std::vector<uint32_t>* local = nullptr)
+      : ctx_(ctx), claims_(claims), streams_(streams), ledger_(ledger), local_(local) {}
   void operator()(WorkUnit& u) const;
   // The largest unit frame a sender may send with these buffers.
   static uint32_t max_frame(uint64_t buffer_bytes) {
@@ -60,6 +60,7 @@ class NetReceiveStage {
   StreamClaims& claims_;
   std::vector<std::unique_ptr<transport::FrameStream>>& streams_;
   ChunkLedger& ledger_;
+  const std::vector<uint32_t>* local_;  // the plan's file number → the context's entry
 };
 
 }  // namespace barge::pipeline::remote

@@ -9,6 +9,7 @@
 
 #include "pipeline/core/stats.hpp"
 #include "pipeline/engine/copy_options.hpp"
+#include "transport/comm.hpp"
 
 namespace barge::pipeline::remote {
 
@@ -67,6 +68,9 @@ RunResult run_send(const SendOptions& opts);
 // Serves transfers into DST until a stop signal (or, with --once, after one); one at a time:
 // a sender arriving during a transfer is told so and may retry. Returns the last transfer's
 // result (with --once, the exit code of that transfer).
-RunResult run_recv(const RecvOptions& opts);
+// Under mpirun/srun (`comm` of several ranks) every rank listens, on PORT + rank, and the
+// sender's data streams are spread over them; rank 0 takes the control stream and speaks for
+// the job (docs/PROTOCOL.md, "Ranks").
+RunResult run_recv(const RecvOptions& opts, transport::Comm* comm = nullptr);
 
 }  // namespace barge::pipeline::remote

@@ -139,6 +139,9 @@ class Sender {
     Welcome welcome;
     control_ = open_stream(connect_, hello_, welcome);
     authenticated_ = true;
+    endpoints_.clear();
+    for (const std::string& e : welcome.endpoints)
+      endpoints_.push_back(transport::parse_endpoint(e, "endpoint").value());  // decode checked
     if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
                           welcome.capabilities.end())
       throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
@@ -169,7 +172,7 @@ class Sender {
         h.streams = opts_.streams;
         Welcome w;
         try {
-          opened[k - 1] = open_stream(connect_, h, w);
+          opened[k - 1] = open_stream(data_connect(k), h, w);
         } catch (const std::exception& ex) {
           errors[k - 1] = ex.what();
         }
@@ -179,6 +182,13 @@ class Sender {
     for (const std::string& e : errors)
       if (!e.empty()) throw std::runtime_error(e);
     for (auto& s : opened) streams_.add(std::move(s));
+  }
+
+  // Data stream k goes to receiver rank (k - 1) % ranks (one rank: where the control went).
+  ConnectOptions data_connect(uint32_t k) const {
+    ConnectOptions c = connect_;
+    if (!endpoints_.empty()) c.to = endpoints_[(k - 1) % endpoints_.size()];
+    return c;
   }
 
   // --checksum: every regular file's XXH3-128 for the plan (one that cannot be read gets
@@ -234,6 +244,7 @@ class Sender {
   Plan plan_;
   std::vector<Hash128> sums_;  // --checksum
   Hello hello_;
+  std::vector<transport::Endpoint> endpoints_;  // the receiver's ranks (welcome)
   std::unique_ptr<FrameStream> control_;
   StreamSet streams_;
   std::vector<uint8_t> include_;
@@ -257,14 +268,14 @@ class Sender {
 void Sender::transfer() {
   const bool compress = opts_.compress_level != 0;
   const size_t per_unit = compress ? 2 : 1;
-  io::BufferPool pool(
-      opts_.chunk_bytes,
-      per_unit * pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes / per_unit,
-                                           .chunk_bytes = opts_.chunk_bytes,
-                                           .buffer_bytes = opts_.chunk_bytes,
-                                           .files_per_unit = opts_.max_files_per_unit,
-                                           .include = &include_,
-                                           .min_buffers = 1}));
+  io::BufferPool pool(opts_.chunk_bytes,
+                      pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
+                                                .chunk_bytes = opts_.chunk_bytes,
+                                                .buffer_bytes = opts_.chunk_bytes,
+                                                .files_per_unit = opts_.max_files_per_unit,
+                                                .include = &include_,
+                                                .min_buffers = 1,
+                                                .buffers_per_unit = per_unit}));
   backends_ =
       std::make_unique<BackendSet>(io::BackendOptions{opts_.backend, opts_.queue_depth, &pool});
   copy_opts_ = opts_;

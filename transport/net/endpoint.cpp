@@ -20,10 +20,11 @@ struct AddrFree {
   void operator()(addrinfo* a) const { freeaddrinfo(a); }
 };
 
-io::Result<std::unique_ptr<addrinfo, AddrFree>> resolve(const Endpoint& e, bool passive) {
+io::Result<std::unique_ptr<addrinfo, AddrFree>> resolve(const Endpoint& e, bool passive,
+                                                        int socktype = SOCK_STREAM) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = socktype;
   hints.ai_flags = passive ? AI_PASSIVE : 0;
   addrinfo* res = nullptr;
   const std::string port = std::to_string(e.port);
@@ -158,6 +159,34 @@ std::string peer_name(int fd) {
   socklen_t len = sizeof ss;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "unknown peer";
   return address_text(ss);
+}
+
+namespace {
+// The host part of address_text: "10.0.0.2", "::1".
+std::string host_text(const sockaddr_storage& ss) {
+  auto ep = parse_endpoint(address_text(ss), "address");
+  return ep ? ep->host : "";
+}
+}  // namespace
+
+std::string local_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  return host_text(ss);
+}
+
+io::Result<std::string> route_source(const std::string& host) {
+  auto ai = resolve(Endpoint{host, 9}, false, SOCK_DGRAM);
+  if (!ai) return ai.error();
+  for (addrinfo* a = ai->get(); a; a = a->ai_next) {
+    io::UniqueFd fd(::socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    // A datagram socket's connect sends nothing: it only picks the route and its source.
+    if (!fd.valid() || ::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) continue;
+    std::string src = local_address(fd.get());
+    if (!src.empty()) return src;
+  }
+  return io::Error::plain("no route toward " + host);
 }
 
 }  // namespace barge::transport

@@ -23,6 +23,12 @@ io::Result<io::UniqueFd> listen_tcp(const Endpoint& at, int backlog);
 // A socket connected to `to`, trying each of its addresses within `timeout_ms` each.
 io::Result<io::UniqueFd> connect_tcp(const Endpoint& to, int timeout_ms);
 uint16_t local_port(int fd);
-std::string peer_name(int fd);  // "10.0.0.2:40512", "[::1]:40512", or "unknown peer"
+std::string peer_name(int fd);
+// The local address of socket `fd` ("10.0.0.1", "::1"; "" when it has none).
+std::string local_address(int fd);
+// The local address this host sends from toward `host` (the route's source), found without
+// sending anything.
+io::Result<std::string> route_source(
+    const std::string& host);  // "10.0.0.2:40512", "[::1]:40512", or "unknown peer"
 
 }  // namespace barge::transport
