@@ -143,10 +143,6 @@ void add_net_commands(CLI::App& app, NetCli& cli, bool& quiet) {
 
 int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
   if (!*cli.send_cmd && !*cli.recv_cmd) return -1;
-  if (*cli.send_cmd && comm.size() > 1) {
-    if (comm.rank() == 0) io::log_error("send: one rank for now (run it without mpirun/srun)");
-    return pipeline::kExitFatal;
-  }
   if (*cli.send_cmd) {
     auto& o = cli.send;
     o.target = cli.send_paths.back();
@@ -168,8 +164,11 @@ int run_net_commands(NetCli& cli, transport::Comm& comm, bool quiet) {
         return pipeline::kExitFatal;
       }
     }
-    o.progress = progress_mode(quiet, cli.progress);
-    return finish(pipeline::remote::run_send(o), "send", o.report_path, quiet);
+    o.progress =
+        comm.rank() == 0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
+    pipeline::RunResult r = pipeline::remote::run_send(o, &comm);
+    if (comm.rank() != 0) return r.exit_code;  // rank 0 speaks for the job
+    return finish(r, "send", o.report_path, quiet);
   }
   auto& o = cli.recv;
   o.progress =

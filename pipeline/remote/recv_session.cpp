@@ -111,14 +111,14 @@ io::Status RecvSession::admit() {
                             " bytes; this receiver takes at most " +
                             std::to_string(opts_.max_bytes));
   set_copy_options();
-  const uint64_t need = uint64_t{hello_.streams + 2} * 2 * hello_.chunk_bytes;
+  size_streams();
+  const uint64_t need = uint64_t{streams_.size() + 2} * 2 * hello_.chunk_bytes;
   if (need > copy_opts_.memory_bytes)
     return io::Error::plain("the transfer needs --memory " + std::to_string(need) +
                             " on the receiver (streams and chunk size)");
   auto roots = place();
   if (!roots) return roots.error();
   plan_.roots = std::move(*roots);
-  size_streams();
   return io::Status::success();
 }
 

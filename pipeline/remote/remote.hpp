@@ -63,7 +63,9 @@ io::Status validate(const RecvOptions& opts);
 
 // The whole transfer; the result merges the receiver's report (files, bytes, its errors)
 // with what the sender saw (unreadable files). Exit codes as copy's.
-RunResult run_send(const SendOptions& opts);
+// Under mpirun/srun (`comm` of several ranks) rank 0 walks and holds the control stream,
+// every rank opens --streams data streams and reads its share; rank 0's result is the job's.
+RunResult run_send(const SendOptions& opts, transport::Comm* comm = nullptr);
 
 // Serves transfers into DST until a stop signal (or, with --once, after one); one at a time:
 // a sender arriving during a transfer is told so and may retry. Returns the last transfer's

@@ -31,237 +31,212 @@
 #include "pipeline/remote/remote.hpp"
 #include "pipeline/remote/send_args.hpp"
 #include "pipeline/remote/send_stages.hpp"
+#include "pipeline/remote/sender.hpp"
 #include "pipeline/remote/ssh_start.hpp"
 #include "pipeline/remote/streams.hpp"
 #include "transport/net/endpoint.hpp"
 #include "transport/net/key_file.hpp"
 
 namespace barge::pipeline::remote {
-namespace {
 
-// One transfer from this host's sources to a receiver.
-class Sender {
- public:
-  // resume: the hello asks the receiver to keep what it holds (--resume, or a retry).
-  Sender(const SendOptions& opts, bool resume) : opts_(opts), resume_(resume), t0_(Clock::now()) {}
-
-  RunResult run() {
-    try {
-      if (!prepare()) return std::move(result_);
+RunResult Sender::run() {
+  connect_.congestion = opts_.congestion;
+  connect_.timeout_ms = opts_.connect_timeout_ms;
+  connect_.io_timeout_ms = opts_.io_timeout_ms;
+  bool ready = false;
+  try {
+    if (lead() && prepare()) {
       handshake();
-      transfer();
-    } catch (const transport::PeerRefusal& ex) {
-      refused(ex.what());
-      fail(ex.what());
-    } catch (const transport::LinkLost& ex) {
-      net_failure_ = true;
-      fail(ex.what());
+      ready = true;
+    }
+  } catch (const transport::PeerRefusal& ex) {
+    refused(ex.what());
+    fail(ex.what());
+  } catch (const transport::LinkLost& ex) {
+    net_failure_ = true;
+    fail(ex.what());
+  } catch (const std::exception& ex) {
+    fail(ex.what());
+  }
+  if (ranked()) ready = share_session(ready);
+  if (ready) {
+    try {
+      open_data_streams();
     } catch (const std::exception& ex) {
       fail(ex.what());
     }
-    return report();
-  }
-
-  // What the retry loop needs: the receiver accepted the key (a retry can authenticate),
-  // the run failed on the network and not by the receiver's word, and what this run meant
-  // to send.
-  bool authenticated() const { return authenticated_; }
-  bool link_lost() const {
-    return (net_failure_ || streams_.lost()) && !refused_ && stop_signal().load() == 0;
-  }
-  std::optional<uint64_t> planned_bytes() const { return planned_; }
-
- private:
-  // Usage checks, the key, the walk. False: result_ says why (nothing was sent).
-  bool prepare() {
-    auto refuse = [&](std::string why) {
-      result_.exit_code = kExitFatal;
-      result_.fatal = std::move(why);
-      return false;
-    };
-    if (auto st = validate(opts_); !st) return refuse(st.error().message);
-    if (auto st = place_target(); !st) return refuse(st.error().message);
-    connect_.congestion = opts_.congestion;
-    connect_.timeout_ms = opts_.connect_timeout_ms;
-    connect_.io_timeout_ms = opts_.io_timeout_ms;
-    std::vector<Root> roots;
-    for (const std::string& raw : opts_.sources) {
-      RemoteSource as;
-      auto r = local_root(raw, as);
-      if (!r) return refuse(r.error().message);
-      roots.push_back(std::move(*r));
-      sources_.push_back(std::move(as));
+    if (ranked() ? streams_agreed() : fatal_.empty()) {
+      try {
+        transfer();
+      } catch (const std::exception& ex) {
+        fail(ex.what());
+      }
     }
-    raise_fd_limit();
-    // Every stream can be written at once (net-send blocks on a slow link), besides the reads.
-    threads_ = opts_.threads ? opts_.threads : std::max(default_threads(), opts_.streams + 2);
-    gc_.emplace(tbb::global_control::max_allowed_parallelism, threads_);
-    if (opts_.sync && (sources_.size() != 1 || !sources_[0].is_dir))
-      return refuse("send --sync: need exactly one SRC directory");
-    plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
-    if (opts_.checksum) hash_sources();
-    result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
-    result_.started = true;
-    return true;
   }
+  return report();
+}
 
-  void fail(const std::string& why) {
-    if (ctx_)
-      ctx_->set_fatal(why);
-    else
-      fatal_ = why;
-  }
-  // An error line from the receiver: final, except "busy" (another session is running,
-  // perhaps the one a lost link left behind: worth a retry).
-  void refused(const std::string& line) {
-    authenticated_ = true;  // the line came over an authenticated stream
-    if (line.find("busy: ") == std::string::npos)
-      refused_ = true;
-    else
-      net_failure_ = true;  // perhaps the session a lost link left behind, still ending
-  }
+bool Sender::refuse(std::string why) {
+  result_.exit_code = kExitFatal;
+  result_.fatal = std::move(why);
+  return false;
+}
 
-  // hello → welcome, the plan, ready (the files the receiver does not want back), then the
-  // data streams.
-  void handshake() {
-    hello_.resume = resume_;
-    hello_.session = new_session_id();
-    hello_.streams = opts_.streams;
-    hello_.capabilities = capabilities();
-    hello_.chunk_bytes = opts_.chunk_bytes;
-    hello_.files_per_unit = opts_.max_files_per_unit;
-    hello_.sources = sources_;
-    hello_.entries = plan_.entries.size();
-    hello_.files = plan_.files.size();
-    hello_.bytes = plan_.total_file_bytes;
-    hello_.sync =
-        SyncRequest{opts_.sync, opts_.delete_extra, opts_.checksum, opts_.excludes, opts_.includes};
-    Welcome welcome;
-    control_ = open_stream(connect_, hello_, welcome);
-    authenticated_ = true;
-    endpoints_.clear();
-    for (const std::string& e : welcome.endpoints)
-      endpoints_.push_back(transport::parse_endpoint(e, "endpoint").value());  // decode checked
-    if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
-                          welcome.capabilities.end())
-      throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
-    for (size_t next = 0; next < plan_.entries.size();)
-      control_->send(FrameType::kPlan, encode_entries(plan_, next, kPlanBatchBytes,
-                                                      opts_.checksum ? &sums_ : nullptr));
-    auto ready = decode_ready(control_->expect(FrameType::kReady, kMaxControlPayload), plan_,
-                              opts_.chunk_bytes, opts_.chunk_bytes);
-    if (!ready) throw std::runtime_error(ready.error().message);
-    include_.assign(plan_.entries.size(), 0);
-    for (uint32_t f : plan_.files) include_[f] = 1;
-    for (uint32_t f : ready->unwanted) include_[f] = 0;
-    for (const auto& [f, c] : ready->done) done_chunks_[f].insert(c);
-    open_data_streams();
-  }
+// Every stream can be written at once (net-send blocks on a slow link), besides the reads.
+void Sender::set_threads() {
+  threads_ = std::max(opts_.threads ? opts_.threads : engine_threads(0, static_cast<int>(ranks())),
+                      opts_.streams + 2);
+  gc_.emplace(tbb::global_control::max_allowed_parallelism, threads_);
+}
 
-  // All at once: each costs three round trips (TCP, TLS, hello), 1.2 s for eight streams
-  // one after the other on a 50 ms path.
-  void open_data_streams() {
-    std::vector<std::unique_ptr<FrameStream>> opened(opts_.streams);
-    std::vector<std::string> errors(opts_.streams);
-    std::vector<std::thread> openers;
-    for (uint32_t k = 1; k <= opts_.streams; ++k) {
-      openers.emplace_back([&, k] {
-        Hello h;
-        h.session = hello_.session;
-        h.stream = k;
-        h.streams = opts_.streams;
-        Welcome w;
-        try {
-          opened[k - 1] = open_stream(data_connect(k), h, w);
-        } catch (const std::exception& ex) {
-          errors[k - 1] = ex.what();
-        }
-      });
-    }
-    for (auto& t : openers) t.join();
-    for (const std::string& e : errors)
-      if (!e.empty()) throw std::runtime_error(e);
-    for (auto& s : opened) streams_.add(std::move(s));
+// Usage checks, the key, the walk. False: result_ says why (nothing was sent).
+bool Sender::prepare() {
+  if (auto st = validate(opts_); !st) return refuse(st.error().message);
+  if (auto st = place_target(); !st) return refuse(st.error().message);
+  std::vector<Root> roots;
+  for (const std::string& raw : opts_.sources) {
+    RemoteSource as;
+    auto r = local_root(raw, as);
+    if (!r) return refuse(r.error().message);
+    roots.push_back(std::move(*r));
+    sources_.push_back(std::move(as));
   }
+  raise_fd_limit();
+  set_threads();
+  if (opts_.sync && (sources_.size() != 1 || !sources_[0].is_dir))
+    return refuse("send --sync: need exactly one SRC directory");
+  plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
+  if (opts_.checksum) hash_sources();
+  result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
+  result_.started = true;
+  return true;
+}
 
-  // Data stream k goes to receiver rank (k - 1) % ranks (one rank: where the control went).
-  ConnectOptions data_connect(uint32_t k) const {
-    ConnectOptions c = connect_;
-    if (!endpoints_.empty()) c.to = endpoints_[(k - 1) % endpoints_.size()];
-    return c;
-  }
+void Sender::fail(const std::string& why) {
+  if (ctx_)
+    ctx_->set_fatal(why);
+  else if (fatal_.empty())
+    fatal_ = why;
+}
 
-  // --checksum: every regular file's XXH3-128 for the plan (one that cannot be read gets
-  // none, so it is sent, and its read fails and is named then).
-  void hash_sources() {
-    sums_.assign(plan_.entries.size(), Hash128{});
-    tbb::parallel_for(size_t{0}, plan_.files.size(), [&](size_t k) {
-      const uint32_t f = plan_.files[k];
-      if (auto sum = hash_file(AT_FDCWD, plan_.src_path(plan_.entries[f]))) sums_[f] = *sum;
+// An error line from the receiver: final, except "busy" (another session is running,
+// perhaps the one a lost link left behind: worth a retry).
+void Sender::refused(const std::string& line) {
+  authenticated_ = true;  // the line came over an authenticated stream
+  if (line.find("busy: ") == std::string::npos)
+    refused_ = true;
+  else
+    net_failure_ = true;  // perhaps the session a lost link left behind, still ending
+}
+
+// hello → welcome, the plan, ready (the files the receiver does not want back).
+void Sender::handshake() {
+  hello_.resume = resume_;
+  hello_.session = new_session_id();
+  hello_.streams = opts_.streams * ranks();
+  hello_.capabilities = capabilities();
+  hello_.chunk_bytes = opts_.chunk_bytes;
+  hello_.files_per_unit = opts_.max_files_per_unit;
+  hello_.sources = sources_;
+  hello_.entries = plan_.entries.size();
+  hello_.files = plan_.files.size();
+  hello_.bytes = plan_.total_file_bytes;
+  hello_.sync =
+      SyncRequest{opts_.sync, opts_.delete_extra, opts_.checksum, opts_.excludes, opts_.includes};
+  Welcome welcome;
+  control_ = open_stream(connect_, hello_, welcome);
+  authenticated_ = true;
+  endpoints_.clear();
+  for (const std::string& e : welcome.endpoints)
+    endpoints_.push_back(transport::parse_endpoint(e, "endpoint").value());  // decode checked
+  if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
+                        welcome.capabilities.end())
+    throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
+  for (size_t next = 0; next < plan_.entries.size();)
+    control_->send(FrameType::kPlan,
+                   encode_entries(plan_, next, kPlanBatchBytes, opts_.checksum ? &sums_ : nullptr));
+  auto ready = decode_ready(control_->expect(FrameType::kReady, kMaxControlPayload), plan_,
+                            opts_.chunk_bytes, opts_.chunk_bytes);
+  if (!ready) throw std::runtime_error(ready.error().message);
+  include_.assign(plan_.entries.size(), 0);
+  for (uint32_t f : plan_.files) include_[f] = 1;
+  for (uint32_t f : ready->unwanted) include_[f] = 0;
+  for (const auto& [f, c] : ready->done) done_chunks_[f].insert(c);
+}
+
+// All at once: each costs three round trips (TCP, TLS, hello), 1.2 s for eight streams
+// one after the other on a 50 ms path. Rank r opens streams r * N + 1 ... r * N + N.
+void Sender::open_data_streams() {
+  std::vector<std::unique_ptr<FrameStream>> opened(opts_.streams);
+  std::vector<std::string> errors(opts_.streams);
+  std::vector<std::thread> openers;
+  for (uint32_t j = 0; j < opts_.streams; ++j) {
+    openers.emplace_back([&, j] {
+      Hello h;
+      h.session = hello_.session;
+      h.stream = rank() * opts_.streams + j + 1;
+      h.streams = hello_.streams;
+      Welcome w;
+      try {
+        opened[j] = open_stream(data_connect(h.stream), h, w);
+      } catch (const std::exception& ex) {
+        errors[j] = ex.what();
+      }
     });
   }
-  // Resume: the chunks the receiver holds are neither cut nor counted (the last chunk of a
-  // file is always sent).
-  void skip_done_chunks(uint64_t buffer_bytes) {
-    for (auto& [f, chunks] : done_chunks_) {
-      if (!include_[f]) continue;
-      const uint64_t size = plan_.entries[f].meta.size_bytes;
-      const uint32_t count = chunk_count_for(size, opts_.chunk_bytes, buffer_bytes);
-      std::erase_if(chunks, [&](uint32_t c) { return c + 1 >= count; });
-      ctx_->set_chunks_left(f, count - static_cast<uint32_t>(chunks.size()));
-      stats_.bytes_total -= chunks.size() * opts_.chunk_bytes;
-    }
-  }
-  void transfer();
-  void count_planned(uint64_t buffer_bytes);
-  void finish_streams();
-  RunResult report();
-  io::Status place_target();
-  bool stopping() {
-    if (int sig = stop_signal().load(); sig != 0 && !ctx_->stop.load())
-      ctx_->set_fatal("stopped by signal " + std::to_string(sig));
-    return ctx_->stop.load();
-  }
-  void count_sent(const WorkUnit& u) {
-    for (const Item& it : u.items) {
-      if (it.failed) continue;
-      stats_.bytes_done += it.ext.length_bytes;
-      if (ctx_->finish_chunk(it.ext.file)) ++stats_.files_done;
-    }
-  }
-  void read_control();
-  void wait_for_reader(std::thread& reader);
+  for (auto& t : openers) t.join();
+  for (const std::string& e : errors)
+    if (!e.empty()) throw std::runtime_error(e);
+  for (auto& s : opened) streams_.add(std::move(s));
+}
 
-  const SendOptions& opts_;
-  const bool resume_;
-  Clock::time_point t0_;
-  RunResult result_;
-  std::string fatal_;
-  ConnectOptions connect_;
-  std::vector<RemoteSource> sources_;
-  unsigned threads_ = 1;
-  std::optional<tbb::global_control> gc_;
-  Plan plan_;
-  std::vector<Hash128> sums_;  // --checksum
-  Hello hello_;
-  std::vector<transport::Endpoint> endpoints_;  // the receiver's ranks (welcome)
-  std::unique_ptr<FrameStream> control_;
-  StreamSet streams_;
-  std::vector<uint8_t> include_;
-  std::unordered_map<uint32_t, std::unordered_set<uint32_t>> done_chunks_;  // resume
-  std::optional<uint64_t> planned_;
-  bool authenticated_ = false, net_failure_ = false, refused_ = false;
-  LiveStats stats_;
-  std::unique_ptr<BackendSet> backends_;
-  std::unique_ptr<CopyContext> ctx_;
-  CopyOptions copy_opts_;
-  std::optional<RemoteRecv> remote_;  // over ssh: the remote barge recv
-  std::optional<RunResult> receiver_;
-  std::string receiver_error_;
-  std::mutex reader_mu_;
-  std::condition_variable reader_cv_;
-  bool reader_done_ = false;
-};
+// Data stream k goes to receiver rank (k - 1) % ranks (one rank: where the control went).
+ConnectOptions Sender::data_connect(uint32_t k) const {
+  ConnectOptions c = connect_;
+  if (!endpoints_.empty()) c.to = endpoints_[(k - 1) % endpoints_.size()];
+  return c;
+}
+
+// --checksum: every regular file's XXH3-128 for the plan (one that cannot be read gets
+// none, so it is sent, and its read fails and is named then).
+void Sender::hash_sources() {
+  sums_.assign(plan_.entries.size(), Hash128{});
+  tbb::parallel_for(size_t{0}, plan_.files.size(), [&](size_t k) {
+    const uint32_t f = plan_.files[k];
+    if (auto sum = hash_file(AT_FDCWD, plan_.src_path(plan_.entries[f]))) sums_[f] = *sum;
+  });
+}
+
+// Resume: the chunks the receiver holds are neither cut nor counted (the last chunk of a
+// file is always sent).
+void Sender::skip_done_chunks(uint64_t buffer_bytes) {
+  for (auto& [f, chunks] : done_chunks_) {
+    if (!include_[f]) continue;
+    const uint64_t size = plan_.entries[f].meta.size_bytes;
+    const uint32_t count = chunk_count_for(size, opts_.chunk_bytes, buffer_bytes);
+    std::erase_if(chunks, [&](uint32_t c) { return c + 1 >= count; });
+    ctx_->set_chunks_left(f, count - static_cast<uint32_t>(chunks.size()));
+    if (lead()) stats_.bytes_total -= chunks.size() * opts_.chunk_bytes;
+  }
+}
+
+bool Sender::stopping() {
+  if (int sig = stop_signal().load(); sig != 0 && !ctx_->stop.load())
+    ctx_->set_fatal("stopped by signal " + std::to_string(sig));
+  return ctx_->stop.load();
+}
+
+// Across ranks a large file's chunks go out from several ranks: each counts the file done
+// where its last chunk goes.
+void Sender::count_sent(const WorkUnit& u) {
+  for (const Item& it : u.items) {
+    if (it.failed) continue;
+    stats_.bytes_done += it.ext.length_bytes;
+    const bool done =
+        ranked() ? it.ext.chunk + 1 == it.ext.chunk_count : ctx_->finish_chunk(it.ext.file);
+    if (done) ++stats_.files_done;
+  }
+}
 
 // read → hash → [compress] → net-send over the files the receiver wants; the control stream
 // is read meanwhile for the receiver's report or its error.
@@ -284,7 +259,8 @@ void Sender::transfer() {
   ctx_ = std::make_unique<CopyContext>(plan_, copy_opts_, stats_, backends_->source());
   for (auto& e : plan_.walk_errors) ctx_->errors.add(e.message);
   count_planned(pool.buffer_bytes());
-  std::thread reader([this] { read_control(); });
+  std::thread reader;
+  if (lead()) reader = std::thread([this] { read_control(); });
   UnitCutter cutter(plan_, opts_.chunk_bytes, pool.buffer_bytes(), opts_.max_files_per_unit,
                     &include_);
   if (!done_chunks_.empty()) {
@@ -297,11 +273,16 @@ void Sender::transfer() {
   ReadStage read(*ctx_);
   HashStage hash;
   CompressUnitStage pack(opts_.compress_level, 0, opts_.compress_probe ? 64 << 10 : 0);
-  RateLimit limit(opts_.bwlimit_bytes);
+  // --bwlimit is over all ranks' streams.
+  RateLimit limit(opts_.bwlimit_bytes ? std::max<uint64_t>(1, opts_.bwlimit_bytes / ranks()) : 0);
   NetSendStage net(streams_, limit);
   Assembly a;
+  uint64_t unit_number = 0;
   a.next = [&](WorkUnit& u) {
-    if (!cutter.next(extents)) return false;
+    // Every rank cuts the same units and sends those whose number falls to it.
+    do {
+      if (!cutter.next(extents)) return false;
+    } while (unit_number++ % ranks() != rank());
     for (const Extent& x : extents) {
       Item& it = u.items.emplace_back();
       it.ext = x;
@@ -324,19 +305,42 @@ void Sender::transfer() {
     streams_.abort();
   };
   a.buffers_per_unit = per_unit;
-  {
+  run_with_progress(a, pool);
+  if (ctx_->fatal().empty()) finish_streams();
+  if (reader.joinable()) wait_for_reader(reader);
+}
+
+// The graph, with progress lines; across ranks, summed (rank 0 prints them), and a rank that
+// stops stops the others within a progress round.
+void Sender::run_with_progress(Assembly& a, io::BufferPool& pool) {
+  if (!ranked()) {
     Progress progress(stats_, opts_.progress, "send", opts_.progress_interval_s);
     run_graph(a, pool, stats_, threads_);
     progress.stop();
+    return;
   }
-  if (ctx_->fatal().empty()) finish_streams();
-  wait_for_reader(reader);
+  std::unique_ptr<transport::AsyncSum> across = comm_->make_async_sum();
+  using RunState = Progress::RunState;
+  Progress::Across share{across.get(), comm_->size(),
+                         [this] {
+                           if (!ctx_->stop.load()) return RunState::kRunning;
+                           return stop_signal().load() ? RunState::kSignalled : RunState::kFailed;
+                         },
+                         [this](RunState) {
+                           ctx_->set_fatal("stopped because another rank of the sender stopped");
+                           streams_.abort();
+                         }};
+  Progress progress(stats_, lead() ? opts_.progress : ProgressMode::kNone, "send",
+                    opts_.progress_interval_s, std::move(share));
+  run_graph(a, pool, stats_, threads_);
+  progress.stop();
 }
 
 // The files and bytes this run sends (resume: less the chunks the receiver holds).
+// Across ranks rank 0 counts them all (the progress sums every rank's bytes sent).
 void Sender::count_planned(uint64_t buffer_bytes) {
   for (uint32_t f : plan_.files) {
-    if (!include_[f]) continue;
+    if (!include_[f] || !lead()) continue;
     stats_.bytes_total += plan_.entries[f].meta.size_bytes;
     ++stats_.files_total;
   }
@@ -426,69 +430,6 @@ io::Status Sender::place_target() {
   connect_.to = *to;
   connect_.auth = std::move(*auth);
   return io::Status::success();
-}
-
-RunResult Sender::report() {
-  if (remote_) {
-    // recv --once ends after its transfer; a stopped transfer ends it with stdin.
-    const int code = finish_remote_recv(*remote_, 30000);
-    if (!receiver_ && code > 0 && fatal_.empty() && receiver_error_.empty())
-      receiver_error_ = "the remote barge recv exited with " + std::to_string(code);
-  }
-  RunResult r = receiver_ ? *receiver_ : RunResult{};
-  if (!result_.started) return std::move(result_);
-  r.started = true;
-  std::string fatal = fatal_;
-  if (fatal.empty() && !receiver_error_.empty()) fatal = "receiver: " + receiver_error_;
-  if (ctx_) {
-    if (fatal.empty()) fatal = ctx_->fatal();
-    std::vector<std::string> mine = ctx_->errors.take();
-    r.errors.insert(r.errors.begin(), mine.begin(), mine.end());
-  }
-  if (fatal.empty()) fatal = r.fatal;
-  r.fatal = fatal;
-  r.walk_seconds = result_.walk_seconds;
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
-  r.bytes_transferred = stats_.bytes_done.load();
-  for (int s = 0; s < kStageCount; ++s) r.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
-  if (backends_) r.io_backend = backends_->name();
-  r.peak_rss_bytes = peak_rss_bytes();
-  // A transfer stopped by a signal or a lost link can be finished with --resume.
-  r.resumable = !r.fatal.empty() && (link_lost() || stop_signal().load() != 0);
-  if (r.resumable) r.fatal += "; rerun with --resume to finish";
-  const int mine = exit_code_for(r.resumable, !r.fatal.empty(), !r.errors.empty());
-  r.exit_code = receiver_ ? std::max(mine, r.exit_code) : mine;
-  if (!r.fatal.empty()) r.exit_code = r.resumable ? kExitResumable : kExitFatal;
-  return r;
-}
-
-}  // namespace
-
-// A lost link is retried after 1, 2, 4 ... 30 s, up to --retries times, each retry resuming:
-// the receiver keeps what it committed, so only the rest crosses again.
-RunResult run_send(const SendOptions& opts) {
-  uint64_t sent = 0;
-  std::optional<uint64_t> first_planned;
-  bool authenticated = false;
-  for (unsigned attempt = 0;; ++attempt) {
-    Sender sender(opts, opts.resume || attempt > 0);
-    RunResult r = sender.run();
-    sent += r.bytes_transferred;
-    if (!first_planned) first_planned = sender.planned_bytes();
-    authenticated = authenticated || sender.authenticated();
-    if (r.exit_code != kExitResumable || !sender.link_lost() || !authenticated ||
-        attempt >= opts.retries) {
-      r.bytes_transferred = sent;
-      r.bytes_resent = first_planned && sent > *first_planned ? sent - *first_planned : 0;
-      return r;
-    }
-    const int wait_s = std::min(30, 1 << std::min(attempt, 5u));
-    io::log_warn("send: " + r.fatal.substr(0, r.fatal.find("; rerun")) + "; retry " +
-                 std::to_string(attempt + 1) + " of " + std::to_string(opts.retries) + " in " +
-                 std::to_string(wait_s) + " s, resuming");
-    for (int k = 0; k < wait_s * 10 && stop_signal().load() == 0; ++k)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
 }
 
 }  // namespace barge::pipeline::remote
