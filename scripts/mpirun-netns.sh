@@ -8,6 +8,8 @@
 # 10.50.0.0/24; PATH, LD_LIBRARY_PATH and the working directory reach every rank (the namespaces
 # share the file system, so paths are the same everywhere). Exit status is mpirun's.
 # Extra options between NP and -- go to mpirun (e.g. -x VAR, --tag-output).
+# BARGE_NETNS_FIRST=K uses hosts t-hK..t-h(K+N-1) instead (mpirun in t-hK): two jobs on one
+# fake cluster, e.g. a sender on h1-h2 and a receiver on h3-h4.
 set -euo pipefail
 
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
@@ -16,9 +18,12 @@ usage() { echo "usage: $0 N NP [MPIRUN-OPTIONS...] -- CMD..." >&2; exit 2; }
 
 [ $# -ge 4 ] || usage
 n=$1 np=$2
+first=${BARGE_NETNS_FIRST:-1}
 shift 2
 [[ "$n" =~ ^[0-9]+$ ]] && (( n >= 1 )) || usage
 [[ "$np" =~ ^[0-9]+$ ]] && (( np >= 1 )) || usage
+[[ "$first" =~ ^[0-9]+$ ]] && (( first >= 1 )) || usage
+last=$((first + n - 1))
 extra=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do extra+=("$1"); shift; done
 [ "${1:-}" = "--" ] || usage
@@ -27,17 +32,18 @@ shift
 
 have_all=1
 present=$(ip netns list 2>/dev/null | awk '{print $1}')
-for ns in "${prefix}sw" $(seq -f "${prefix}h%g" 1 "$n"); do
+for ns in "${prefix}sw" $(seq -f "${prefix}h%g" 1 "$last"); do
   grep -qx -- "$ns" <<<"$present" || { have_all=0; break; }
 done
-[ "$have_all" = 1 ] || "$here/netns-cluster.sh" up "$n"
+[ "$have_all" = 1 ] || "$here/netns-cluster.sh" up "$last"
 
 # The same N always gives the same hostfile: write it atomically and leave it (netns-cluster.sh
 # down removes it). No trap is needed, so mpirun can replace this shell: a signal to this process
 # (timeout, ctest) reaches mpirun itself, which then stops the ranks on every host.
 hostfile="${TMPDIR:-/tmp}/barge-netns-${prefix}hosts-$n"
+[ "$first" = 1 ] || hostfile="$hostfile-from-$first"
 tmp=$(mktemp "$hostfile.XXXXXX")
-for i in $(seq 1 "$n"); do echo "10.50.0.$i slots=2"; done >"$tmp"
+for i in $(seq "$first" "$last"); do echo "10.50.0.$i slots=2"; done >"$tmp"
 mv -f "$tmp" "$hostfile"
 
 fwd=(-x PATH)
@@ -45,7 +51,7 @@ fwd=(-x PATH)
 
 # mpirun runs in t-h1 under hostname h1; it launches h1's ranks itself and reaches the other
 # hosts through nsagent (not ssh).
-exec ip netns exec "${prefix}h1" unshare --uts -- sh -c 'hostname h1 || exit 1; exec "$@"' sh \
+exec ip netns exec "${prefix}h$first" unshare --uts -- sh -c 'hostname "$0" || exit 1; exec "$@"' "h$first" \
   mpirun --allow-run-as-root --oversubscribe --hostfile "$hostfile" \
     --mca plm_rsh_agent "$here/nsagent" --mca plm_rsh_no_tree_spawn 1 \
     --mca oob_tcp_if_include 10.50.0.0/24 --mca btl_tcp_if_include 10.50.0.0/24 \

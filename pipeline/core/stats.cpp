@@ -88,9 +88,9 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
   j["resumable"] = r.resumable;
   if (r.sync)
     j["sync"] = {{"deleted", r.sync->deleted}, {"unchanged_files", r.sync->unchanged_files}};
-  if (!r.ranks.empty()) {
+  auto list = [](const std::vector<RankStats>& all) {
     nlohmann::json ranks = nlohmann::json::array();
-    for (const RankStats& k : r.ranks) {
+    for (const RankStats& k : all) {
       ranks.push_back({{"rank", k.rank},
                        {"host", k.host},
                        {"bytes", k.bytes},
@@ -99,9 +99,13 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
                        {"walk_seconds", k.walk_seconds},
                        {"peak_rss_bytes", k.peak_rss_bytes}});
     }
-    j["ranks"] = ranks;
+    return ranks;
+  };
+  if (!r.ranks.empty()) {
+    j["ranks"] = list(r.ranks);
     j["balance"] = r.balance;
   }
+  if (!r.send_ranks.empty()) j["send_ranks"] = list(r.send_ranks);
   if (!r.fatal.empty()) j["fatal"] = r.fatal;
   return j;
 }

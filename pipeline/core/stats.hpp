@@ -133,6 +133,7 @@ struct RunResult {
   };
   std::optional<SyncCounts> sync;
   std::vector<RankStats> ranks;  // multi-rank runs only
+  std::vector<RankStats> send_ranks;  // send under mpirun/srun: each sending rank's share
   double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
   // Counts one entry of this type among dirs, symlinks or others (regular files: none).
   void count_kind(io::FileType type) {

@@ -305,7 +305,9 @@ void Sender::transfer() {
     streams_.abort();
   };
   a.buffers_per_unit = per_unit;
+  const auto tb = Clock::now();
   run_with_progress(a, pool);
+  busy_seconds_ = std::chrono::duration<double>(Clock::now() - tb).count();
   if (ctx_->fatal().empty()) finish_streams();
   if (reader.joinable()) wait_for_reader(reader);
 }

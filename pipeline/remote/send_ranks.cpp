@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "pipeline/core/rank_stats.hpp"
 #include "pipeline/core/wire.hpp"
 #include "pipeline/dist/dist_internal.hpp"
 #include "pipeline/remote/sender.hpp"
@@ -116,26 +117,30 @@ bool Sender::streams_agreed() {
 }
 
 // Collective: every rank's errors (rank 0's first), the first cause (a rank's own failure
-// before "stopped because another rank stopped"), the bytes sent, a lost link anywhere.
-void Sender::merge_ranks(std::string& fatal, std::vector<std::string>& errors, uint64_t& sent) {
+// before "stopped because another rank stopped"), a lost link anywhere, and each rank's share
+// (`shares`: bytes sent, summed into `sent`).
+void Sender::merge_ranks(std::string& fatal, std::vector<std::string>& errors, uint64_t& sent,
+                         RunResult& shares) {
   errors = gather_strings(*comm_, errors);
   auto mine_if = [&](bool peer) {
     const bool is_peer = fatal.rfind("stopped because another rank", 0) == 0;
     if (fatal.empty() || is_peer != peer) return std::vector<std::string>{};
-    return std::vector<std::string>{lead() ? fatal
-                                           : "rank " + std::to_string(rank()) + ": " + fatal};
+    return std::vector<std::string>{lead() ? fatal : "rank " + std::to_string(rank()) + ": " + fatal};
   };
   std::vector<std::string> fatals = gather_strings(*comm_, mine_if(false));
   if (fatals.empty()) fatals = gather_strings(*comm_, mine_if(true));
   fatal = fatals.empty() ? std::string() : fatals.front();
-  sent = comm_->sum(sent);
   uint64_t lost = net_failure_ || streams_.lost() ? 1 : 0;
   comm_->allreduce_max(std::span<uint64_t>(&lost, 1));
   if (lost) net_failure_ = true;
-  std::vector<uint64_t> busy(kStageCount);
-  for (int s = 0; s < kStageCount; ++s) busy[s] = stats_.stage_busy_ns[s].load();
-  comm_->allreduce_sum(busy);
-  for (int s = 0; s < kStageCount; ++s) stats_.stage_busy_ns[s] = busy[s];
+  RankStats me;
+  me.bytes = stats_.bytes_done.load();
+  me.files = stats_.files_done.load();
+  me.busy_seconds = busy_seconds_;
+  me.walk_seconds = result_.walk_seconds;
+  for (int s = 0; s < kStageCount; ++s) me.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
+  reduce_rank_stats(*comm_, me, shares, true);
+  sent = shares.bytes_transferred;
 }
 
 }  // namespace barge::pipeline::remote

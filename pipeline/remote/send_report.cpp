@@ -23,8 +23,9 @@ RunResult Sender::report() {
   std::vector<std::string> errors;
   if (ctx_) errors = ctx_->errors.take();
   uint64_t sent = stats_.bytes_done.load();
+  RunResult shares;
   if (ranked()) {
-    merge_ranks(fatal, errors, sent);
+    merge_ranks(fatal, errors, sent, shares);
     if (!lead()) {
       RunResult r;  // rank 0 speaks for the job; the others return its exit code
       r.exit_code = static_cast<int>(WireReader(comm_->broadcast("", 0)).u32());
@@ -42,9 +43,11 @@ RunResult Sender::report() {
     r.walk_seconds = result_.walk_seconds;
     r.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
     r.bytes_transferred = sent;
-    for (int s = 0; s < kStageCount; ++s) r.stage_busy_ns[s] = stats_.stage_busy_ns[s].load();
+    for (int s = 0; s < kStageCount; ++s)
+      r.stage_busy_ns[s] = ranked() ? shares.stage_busy_ns[s] : stats_.stage_busy_ns[s].load();
     if (backends_) r.io_backend = backends_->name();
-    r.peak_rss_bytes = peak_rss_bytes();
+    r.peak_rss_bytes = std::max(peak_rss_bytes(), shares.peak_rss_bytes);
+    r.send_ranks = std::move(shares.ranks);
     // A transfer stopped by a signal or a lost link can be finished with --resume.
     r.resumable = !r.fatal.empty() && (link_lost() || stop_signal().load() != 0);
     if (r.resumable) r.fatal += "; rerun with --resume to finish";

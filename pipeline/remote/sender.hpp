@@ -75,12 +75,14 @@ class Sender {
   std::string session_blob() const;
   void take_session(const std::string& blob);
   bool streams_agreed();
-  void merge_ranks(std::string& fatal, std::vector<std::string>& errors, uint64_t& sent);
+  void merge_ranks(std::string& fatal, std::vector<std::string>& errors, uint64_t& sent,
+                   RunResult& shares);
 
   const SendOptions& opts_;
   const bool resume_;
   transport::Comm* comm_;
   Clock::time_point t0_;
+  double busy_seconds_ = 0;  // in the transfer graph
   RunResult result_;
   std::string fatal_;
   ConnectOptions connect_;
