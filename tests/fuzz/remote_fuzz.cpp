@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "pipeline/remote/protocol.hpp"
+#include "transport/net/endpoint.hpp"
 
 using namespace barge::pipeline;
 using namespace barge::pipeline::remote;
@@ -90,7 +91,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (auto h = decode_hello(in); h && h->stream == 0) check(!h->sources.empty());
       break;
     case 1:
-      (void)decode_welcome(in);
+      if (auto w = decode_welcome(in)) {
+        for (const std::string& e : w->endpoints)
+          check(static_cast<bool>(barge::transport::parse_endpoint(e, "e")));
+        check(w->endpoints.size() <= kMaxStreams);
+      }
       break;
     case 2:
       fuzz_plan(in, false);

@@ -47,6 +47,29 @@ TEST(RemoteHello, RoundTripsAndRefusesNonsense) {
   EXPECT_FALSE(decode_hello(R"({"protocol":"1","session":"x","stream":0,"streams":1})"));
 }
 
+TEST(RemoteWelcome, ListsTheReceiverRanksEndpointsWithinBounds) {
+  Welcome w{kProtocolVersion, "00112233445566778899aabbccddeeff", capabilities(), {}};
+  auto plain = decode_welcome(encode_welcome(w));
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_TRUE(plain->endpoints.empty());
+  EXPECT_EQ(encode_welcome(w).find("endpoints"), std::string::npos);  // one rank: as before
+  w.endpoints = {"10.0.0.3:5000", "[fd00::4]:5001", "node4:5002"};
+  auto ranks = decode_welcome(encode_welcome(w));
+  ASSERT_TRUE(ranks) << ranks.error().message;
+  EXPECT_EQ(ranks->endpoints, w.endpoints);
+  auto with = [&](std::vector<std::string> endpoints) {
+    Welcome t = w;
+    t.endpoints = std::move(endpoints);
+    return decode_welcome(encode_welcome(t));
+  };
+  EXPECT_FALSE(with({"10.0.0.3"}));        // no port
+  EXPECT_FALSE(with({"10.0.0.3:99999"}));  // not a port
+  EXPECT_FALSE(with({"fd00::4:5000"}));    // IPv6 without brackets
+  EXPECT_FALSE(with(std::vector<std::string>(kMaxStreams + 1, "10.0.0.3:5000")));
+  EXPECT_FALSE(
+      decode_welcome(R"({"protocol":1,"session":"x","capabilities":[],"endpoints":"a:1"})"));
+}
+
 Entry entry(const std::string& rel, io::FileType type, uint64_t size = 0) {
   Entry e;
   e.rel = rel;
