@@ -2,7 +2,9 @@
 # The two-cluster templates under a real single-node Slurm: recv.sbatch serves into DST
 # (PORT=0, its HOST:PORT written to ENDPOINT_FILE), send.sbatch sends a tree there; DST must
 # equal SRC (rsync as the oracle), the send job complete with exit code 0 and its report say
-# so; then the recv job is cancelled and ends cleanly. Both jobs ask for one CPU here.
+# so; then the recv job is cancelled and ends cleanly. Both jobs ask for one CPU here. Then
+# recv.sbatch as two tasks (two ranks under srun) takes a send from outside Slurm, exact,
+# both ranks receiving.
 #   tests/integration/slurm_send_test.sh [BARGE]
 # Exit 0 pass, 1 fail, 77 skip (no local Slurm can be started: see local-slurm.sh).
 set -uo pipefail
@@ -65,4 +67,23 @@ scancel "$recv_job"
 wait_job "$recv_job" 60
 grep -q "barge recv: exit code" "$T/recv.out" || fail "the recv job did not end cleanly"
 [ -s "$T/recv.json" ] || fail "the recv job wrote no report"
-echo "PASS: send.sbatch → recv.sbatch, $(find "$T/dst" -type f | wc -l) files exact"
+echo "send.sbatch → recv.sbatch: $(find "$T/dst" -type f | wc -l) files exact"
+
+# recv.sbatch with two tasks: two barge ranks under srun, each with its own streams. The
+# node has 2 CPUs, all the job's, so the sender runs here, outside Slurm.
+rm -f "$T/endpoint"
+recv_job=$("${sub[@]}" --ntasks=2 --output="$T/recv2.out" \
+  --export=ALL,DST="$T/dst2",KEY="$T/key",PORT=0,ONCE=1,ENDPOINT_FILE="$T/endpoint",BARGE="$barge",REPORT="$T/recv2.json" \
+  "$root/scripts/slurm/recv.sbatch") || fail "sbatch recv (2 tasks): $recv_job"
+for _ in $(seq 600); do [ -s "$T/endpoint" ] && break; sleep 0.1; done
+[ -s "$T/endpoint" ] || { cat "$T/recv2.out" >&2; fail "recv.sbatch (2 tasks) wrote no endpoint"; }
+port=$(cut -d: -f2 < "$T/endpoint")
+"$barge" send -q --streams 2 "$T/src" "127.0.0.1:$port" --psk-file "$T/key" \
+  || { cat "$T/recv2.out" >&2; fail "send to the 2-task recv: exit $?"; }
+wait_job "$recv_job" 60
+[ "$(job_field "$recv_job" ExitCode)" = 0:0 ] || fail "2-task recv job exit code $(job_field "$recv_job" ExitCode)"
+diffs=$(rsync -aHn --itemize-changes --checksum --modify-window=-1 "$T/src/" "$T/dst2/") || fail "rsync"
+[ -z "$diffs" ] || fail "DST (2 tasks) differs from SRC: $(head -3 <<<"$diffs")"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(len([k for k in r['ranks'] if k['bytes'] > 0]) != 2)" \
+  "$T/recv2.json" || fail "the 2-task recv report does not show both ranks receiving"
+echo "PASS: send.sbatch → recv.sbatch, and recv.sbatch as 2 srun tasks, exact"
