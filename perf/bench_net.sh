@@ -9,6 +9,7 @@
 # Usage: perf/bench_net.sh [--rounds N] [--only file|dir] [--streams N] [--shape SHAPE]
 #        [--peers "rsync_ssh rsync_daemon tar_zstd_nc barge_plain gridftp xrdcp"]
 #   barge_plain: barge again with --insecure-no-encryption at both ends (AES-GMAC records).
+#   barge_sN: barge again with --streams N (e.g. barge_s4 barge_s16: the stream count).
 #   gridftp: globus-url-copy -p 4 (file) / -r -cc 4 -p 4 (directory) to an anonymous
 #            globus-gridftp-server on host 2 (no GSI: no encryption, no checksums);
 #            gridftp8: the same with -p 8.
@@ -124,7 +125,7 @@ run_barge() {  # SRC [NAME ARGS...]: recv --once on h2, send on h1, both with AR
   local rpid=$!
   for _ in $(seq 100); do [ -s "$shm/port" ] && break; sleep 0.02; done
   t0=$(date +%s%N)
-  h1 /usr/bin/time -f "%e %U %S %M" -o "$shm/send.time" "$barge" send -q --streams "$streams" \
+  h1 /usr/bin/time -f "%e %U %S %M" -o "$shm/send.time" "$barge" send -q --streams "${send_streams:-$streams}" \
     "$@" "$src" "10.50.0.2:$(cat "$shm/port")" --psk-file "$shm/key" || { echo "barge send failed" >&2; exit 1; }
   t1=$(date +%s%N)
   wait "$rpid"
@@ -163,6 +164,7 @@ for what in file dir; do
         rsync_daemon) run_peer rsync_daemon rsync -a "$src/" "rsync://10.50.0.2:8730/shm/dst/" ;;
         tar_zstd_nc) run_tar_nc "$src" ;;
         barge_plain) run_barge "$src" barge_plain --insecure-no-encryption ;;
+        barge_s[0-9]*) send_streams=${p#barge_s} run_barge "$src" "$p" ;;
         gridftp|gridftp8)
           par=4; [ "$p" = gridftp8 ] && par=8
           if [ "$what" = file ]; then

@@ -91,6 +91,9 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.send_cmd->add_flag("--checksum", o.checksum,
                          "with --sync: compare regular files by content (XXH3-128 on both "
                          "ends) instead of size and mtime");
+  cli.send_cmd->add_flag("--xattrs", o.xattrs,
+                         "send extended attributes with the plan (user.*; trusted.* and "
+                         "security.* as root at each end)");
   cli.send_cmd->add_option("--exclude", o.excludes, "leave out entries matching this glob");
   cli.send_cmd->add_option("--include", o.includes,
                            "keep entries matching this glob despite an --exclude");

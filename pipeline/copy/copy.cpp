@@ -108,7 +108,7 @@ void finalize_dirs(CopyContext& ctx) {
           ctx.errors.add(st.error().message);
         }
         if (ctx.opts.xattrs) {
-          if (auto st = io::copy_xattrs(plan.src_path(e), fd, plan.dst_path(e)); !st)
+          if (auto st = apply_xattrs(plan, e, fd, plan.dst_path(e)); !st)
             ctx.errors.add(st.error().message);
         }
       });

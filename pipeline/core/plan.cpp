@@ -431,6 +431,12 @@ bool UnitCutter::next(std::vector<Extent>& out) {
   return !out.empty();
 }
 
+io::Status apply_xattrs(const Plan& plan, const Entry& e, int fd, const std::string& dst_path) {
+  if (!plan.xattrs_in_entries) return io::copy_xattrs(plan.src_path(e), fd, dst_path);
+  static const io::Xattrs none;
+  return io::write_xattrs(e.xattrs ? *e.xattrs : none, fd, dst_path);
+}
+
 size_t pool_buffer_count(const Plan& plan, const PoolSizing& sizing) {
   if (sizing.buffers_per_unit > 1) {
     PoolSizing one = sizing;

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "io/metadata.hpp"
 #include "io/result.hpp"
+#include "io/xattr.hpp"
 
 namespace barge::pipeline {
 
@@ -30,6 +32,9 @@ struct Entry {
   uint32_t parent = kNoParent;  // index of the parent directory entry, kNoParent for a root
   io::FileMeta meta;
   std::string link_target;  // symlinks only
+  // Extended attributes that came with the plan (recv with send --xattrs); null: none, or
+  // read from the source (see apply_xattrs).
+  std::shared_ptr<const io::Xattrs> xattrs;
 };
 
 // What a run does with an entry (sync, and the transfer phases that carry out its verdicts).
@@ -43,6 +48,8 @@ struct Plan {
   std::vector<uint32_t> files;         // indices of regular files, in walk order
   std::vector<io::Error> walk_errors;  // unreadable directories and entries
   uint64_t total_file_bytes = 0;
+  // The entries' extended attributes came with them (recv): the source is elsewhere.
+  bool xattrs_in_entries = false;
 
   std::string src_path(const Entry& e) const { return join(roots[e.root].src, e.rel); }
   std::string dst_path(const Entry& e) const { return join(roots[e.root].dst, e.rel); }
@@ -57,6 +64,10 @@ struct Plan {
  private:
   static std::string join(const std::string& a, const std::string& b);
 };
+
+// --xattrs: makes the destination entry's attributes (fd, or dst_path when fd < 0) the
+// source's: read from the source path, or the ones that came with the plan.
+io::Status apply_xattrs(const Plan& plan, const Entry& e, int fd, const std::string& dst_path);
 
 // Resolves placement for `sources` → `destination` with cp's rules and checks them:
 // missing/unreadable sources, destination inside a source, a directory onto an existing

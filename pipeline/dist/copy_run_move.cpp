@@ -226,7 +226,7 @@ void CopyRun::put_large_in_place(uint32_t g, DirFdCache& dirs) {
     }
   }
   if (st) st = io::apply_meta_fd(fd.get(), e.meta, ctx_->needs_chown(e), plan_.dst_path(e));
-  if (st && opts_.xattrs) st = io::copy_xattrs(plan_.src_path(e), fd.get(), plan_.dst_path(e));
+  if (st && opts_.xattrs) st = apply_xattrs(plan_, e, fd.get(), plan_.dst_path(e));
   if (st) st = fd.close();
   if (st && ::renameat(dirfd, tmp.c_str(), dirfd, plan_.name(e).c_str()) != 0)
     st = io::Error::from_errno(errno, "rename into place " + plan_.dst_path(e));
@@ -270,7 +270,7 @@ void CopyRun::metadata() {
     if (e.meta.type != io::FileType::kDirectory || !(flags_[i] & kActMeta)) continue;
     auto fd = io::open_dir_path(plan_.dst_path(e), io::DirOpen::kList, e.rel.empty());
     if (fd && opts_.xattrs) {
-      if (auto xs = io::copy_xattrs(plan_.src_path(e), fd->get(), plan_.dst_path(e)); !xs)
+      if (auto xs = apply_xattrs(plan_, e, fd->get(), plan_.dst_path(e)); !xs)
         ctx.errors.add(xs.error().message);
     }
     if (fd && dirs_if_changed_) {

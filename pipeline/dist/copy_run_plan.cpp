@@ -90,6 +90,7 @@ void CopyRun::plan() {
     WireReader rd(blobs[r]);
     for (size_t k = 0; !rd.done(); ++k) {
       Entry e = read_entry(rd);
+      if (r == static_cast<size_t>(comm_.rank())) e.xattrs = plan_.entries[mine_from[k]].xattrs;
       origin_.push_back(r == static_cast<size_t>(comm_.rank()) ? mine_from[k]
                                                                : SharedFiles::kNoOrigin);
       chunk_counts_.push_back(chunk_count_for(e.meta.size_bytes, opts_.chunk_bytes, buffer_bytes));

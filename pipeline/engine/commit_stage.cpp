@@ -103,7 +103,7 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
     return;
   }
   if (ctx_.opts.xattrs) {
-    if (auto st = io::copy_xattrs(plan.src_path(e), fd, final_path); !st) {
+    if (auto st = apply_xattrs(plan, e, fd, final_path); !st) {
       ctx_.fail_file(file, st.error().message);
       drop_temp();
       return;

@@ -54,8 +54,7 @@ void create_special(CopyContext& ctx, int parent_fd, uint32_t index, RunResult& 
     return;
   }
   if (ctx.opts.xattrs) {
-    if (auto xs = io::copy_xattrs(plan.src_path(e), -1, path); !xs)
-      ctx.errors.add(xs.error().message);
+    if (auto xs = apply_xattrs(plan, e, -1, path); !xs) ctx.errors.add(xs.error().message);
   }
   if (e.meta.type == io::FileType::kSymlink) {
     ++result.symlinks;
@@ -326,7 +325,7 @@ void apply_meta_changes(CopyContext& ctx, const std::vector<uint8_t>& flags, uin
     io::Status st = dirfd < 0
                         ? io::Error::from_errno(errno, "open directory " + plan.dst_parent(e))
                         : io::apply_meta_path(dirfd, plan.name(e).c_str(), e.meta, ctx.apply_owner);
-    if (st && ctx.opts.xattrs) st = io::copy_xattrs(plan.src_path(e), -1, plan.dst_path(e));
+    if (st && ctx.opts.xattrs) st = apply_xattrs(plan, e, -1, plan.dst_path(e));
     if (!st) ctx.errors.add(st.error().message);
   }
 }

@@ -61,7 +61,7 @@ io::Result<T> parse_json(std::string_view payload, const char* what, F&& fill) {
 }  // namespace
 
 const std::vector<std::string>& capabilities() {
-  static const std::vector<std::string> caps{"xxh3-128", "zstd", "sync"};
+  static const std::vector<std::string> caps{"xxh3-128", "zstd", "sync", "xattrs"};
   return caps;
 }
 
@@ -82,6 +82,7 @@ std::string encode_hello(const Hello& h) {
     j["files"] = h.files;
     j["bytes"] = h.bytes;
     if (h.resume) j["resume"] = true;
+    if (h.xattrs) j["xattrs"] = true;
     if (h.sync.enabled)
       j["sync"] = {{"delete", h.sync.delete_extra},
                    {"checksum", h.sync.checksum},
@@ -107,6 +108,7 @@ io::Result<Hello> decode_hello(std::string_view payload) {
     h.files = j.at("files").get<uint64_t>();
     h.bytes = j.at("bytes").get<uint64_t>();
     h.resume = j.value("resume", false);
+    h.xattrs = j.value("xattrs", false);
     if (auto it = j.find("sync"); it != j.end()) {
       h.sync.enabled = true;
       h.sync.delete_extra = it->at("delete").get<bool>();
@@ -166,7 +168,7 @@ io::Result<Welcome> decode_welcome(std::string_view payload) {
 }
 
 std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes,
-                           const std::vector<Hash128>* sums) {
+                           const std::vector<Hash128>* sums, bool xattrs) {
   WireWriter w;
   while (next < plan.entries.size() && w.bytes().size() < max_bytes) {
     const Entry& e = plan.entries[next];
@@ -174,6 +176,15 @@ std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes,
     if (sums && e.meta.type == io::FileType::kRegular) {
       w.u64((*sums)[next].low);
       w.u64((*sums)[next].high);
+    }
+    if (xattrs) {
+      static const io::Xattrs none;
+      const io::Xattrs& xs = e.xattrs ? *e.xattrs : none;
+      w.u32(static_cast<uint32_t>(xs.size()));
+      for (const auto& [name, value] : xs) {
+        w.str(name);
+        w.str(value);
+      }
     }
     ++next;
   }
@@ -194,12 +205,40 @@ io::Status PlanBuilder::add_batch(std::string_view payload) {
           sums_->back() = sum;
         }
       }
+      if (hello_.xattrs) {
+        auto xs = read_xattrs(r);
+        if (!xs) return io::Error::plain("plan: entry \"" + e.rel + "\": " + xs.error().message);
+        if (!xs->empty()) e.xattrs = std::make_shared<const io::Xattrs>(std::move(*xs));
+      }
       if (auto st = add(std::move(e)); !st) return st;
     }
   } catch (const WireError& ex) {
     return io::Error::plain(std::string("plan: ") + ex.what());
   }
   return io::Status::success();
+}
+
+// An entry's extended attributes: within Linux's bounds, names sorted and distinct, no
+// NUL in a name.
+io::Result<io::Xattrs> PlanBuilder::read_xattrs(WireReader& r) {
+  const uint32_t n = r.u32();
+  if (n > kMaxXattrsPerEntry) return io::Error::plain("too many extended attributes");
+  io::Xattrs xs;
+  size_t bytes = 0;
+  for (uint32_t k = 0; k < n; ++k) {
+    std::string name = r.str();
+    std::string value = r.str();
+    bytes += name.size() + value.size();
+    if (name.empty() || name.size() > kMaxXattrName || name.find('\0') != std::string::npos ||
+        name.find('.') == std::string::npos)
+      return io::Error::plain("a bad extended attribute name");
+    if (value.size() > kMaxXattrValue || bytes > kMaxXattrBytes)
+      return io::Error::plain("extended attributes too large");
+    if (!xs.empty() && !(xs.back().first < name))
+      return io::Error::plain("extended attributes out of order or repeated");
+    xs.emplace_back(std::move(name), std::move(value));
+  }
+  return xs;
 }
 
 io::Status PlanBuilder::add(Entry e) {

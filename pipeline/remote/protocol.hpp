@@ -17,6 +17,10 @@
 #include "pipeline/core/plan.hpp"
 #include "pipeline/core/stats.hpp"
 
+namespace barge::pipeline {
+class WireReader;  // pipeline/core/wire.hpp
+}
+
 namespace barge::pipeline::remote {
 
 inline constexpr uint32_t kProtocolVersion = 1;
@@ -54,7 +58,13 @@ struct Hello {
   uint64_t bytes = 0;
   SyncRequest sync;
   bool resume = false;  // send --resume or a retry: the receiver skips what it already holds
+  bool xattrs = false;  // send --xattrs: every plan entry carries its extended attributes
 };
+// An entry's extended attributes in the plan (send --xattrs), as Linux bounds them.
+inline constexpr uint32_t kMaxXattrsPerEntry = 1024;
+inline constexpr size_t kMaxXattrName = 255;
+inline constexpr size_t kMaxXattrValue = 65536;
+inline constexpr size_t kMaxXattrBytes = 1u << 20;  // names and values of one entry
 std::string encode_hello(const Hello& h);
 io::Result<Hello> decode_hello(std::string_view payload);
 
@@ -71,13 +81,15 @@ std::string encode_welcome(const Welcome& w);
 io::Result<Welcome> decode_welcome(std::string_view payload);
 
 // The capabilities this build has: "zstd" (compressed items), "xxh3-128" (item checksums),
-// "sync" (a receiver that compares DST with the plan).
+// "sync" (a receiver that compares DST with the plan), "xattrs" (plan entries with their
+// extended attributes).
 const std::vector<std::string>& capabilities();
 
 // Plan batches: entries (pre-order, every root's own entry first) as write_entry encodes them,
-// a regular file's followed by its XXH3-128 (low, high) when `sums` is given (sync --checksum).
+// a regular file's followed by its XXH3-128 (low, high) when `sums` is given (sync --checksum),
+// then, with `xattrs`, every entry's extended attributes (count, then name and value each).
 std::string encode_entries(const Plan& plan, size_t& next, size_t max_bytes,
-                           const std::vector<Hash128>* sums = nullptr);
+                           const std::vector<Hash128>* sums = nullptr, bool xattrs = false);
 
 // The receiver's side: entries decoded into a plan whose roots are already placed. Each
 // entry is checked: its root exists, its path is made of real names (no "", ".", "..", no
@@ -95,6 +107,7 @@ class PlanBuilder {
 
  private:
   io::Status add(Entry e);
+  static io::Result<io::Xattrs> read_xattrs(WireReader& r);
   Plan& plan_;
   const Hello& hello_;
   const std::vector<RemoteSource>& sources_;

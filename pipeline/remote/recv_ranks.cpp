@@ -83,7 +83,8 @@ std::string RecvSession::announcement() const {
     w.str(r.manifest_prefix);
   }
   size_t next = 0;
-  w.str(encode_entries(plan_, next, SIZE_MAX, hello_.sync.checksum ? &sums_ : nullptr));
+  w.str(encode_entries(plan_, next, SIZE_MAX, hello_.sync.checksum ? &sums_ : nullptr,
+                       hello_.xattrs));
   return w.take();
 }
 

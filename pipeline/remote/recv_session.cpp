@@ -130,7 +130,8 @@ void RecvSession::set_copy_options() {
   copy_opts_.reflink = Reflink::kNever;
   // Alone, resume_state looks at what DST holds; across ranks, the copy's phases do.
   copy_opts_.resume = ranked() && hello_.resume;
-  copy_opts_.xattrs = false;
+  copy_opts_.xattrs = hello_.xattrs;  // from the plan (Plan::xattrs_in_entries)
+  plan_.xattrs_in_entries = hello_.xattrs;
   copy_opts_.manifest_path.clear();
 }
 

@@ -133,7 +133,15 @@ class DstComparer {
     }
     if (attr_diff(e.meta, twin->meta, owner_, false).find_first_not_of('.') != std::string::npos)
       act = kActMeta;
+    if (act != kActMeta && plan_.xattrs_in_entries && xattrs_differ(e)) act = kActMeta;
     if (regular) unchanged_.fetch_add(1);
+  }
+
+  // send --xattrs: DST's entry has other extended attributes than the plan's.
+  bool xattrs_differ(const Entry& e) const {
+    auto have = io::read_xattrs(plan_.dst_path(e));
+    static const io::Xattrs none;
+    return !have || *have != (e.xattrs ? *e.xattrs : none);
   }
 
   // Removal inside one DST directory, opened on first use.

@@ -61,7 +61,7 @@ RunResult Sender::run() {
   if (ranked()) ready = share_session(ready);
   if (ready) {
     try {
-      open_data_streams();
+      if (fatal_.empty()) open_data_streams();
     } catch (const std::exception& ex) {
       fail(ex.what());
     }
@@ -107,6 +107,7 @@ bool Sender::prepare() {
     return refuse("send --sync: need exactly one SRC directory");
   plan_ = walk_roots(std::move(roots), threads_, PathFilter(opts_.excludes, opts_.includes));
   if (opts_.checksum) hash_sources();
+  if (opts_.xattrs) read_source_xattrs();
   result_.walk_seconds = std::chrono::duration<double>(Clock::now() - t0_).count();
   result_.started = true;
   return true;
@@ -143,6 +144,7 @@ void Sender::handshake() {
   hello_.bytes = plan_.total_file_bytes;
   hello_.sync =
       SyncRequest{opts_.sync, opts_.delete_extra, opts_.checksum, opts_.excludes, opts_.includes};
+  hello_.xattrs = opts_.xattrs;
   Welcome welcome;
   control_ = open_stream(connect_, hello_, welcome);
   authenticated_ = true;
@@ -152,9 +154,13 @@ void Sender::handshake() {
   if (opts_.sync && std::find(welcome.capabilities.begin(), welcome.capabilities.end(), "sync") ==
                         welcome.capabilities.end())
     throw std::runtime_error("the receiver's barge does not know send --sync (update it)");
+  if (opts_.xattrs && std::find(welcome.capabilities.begin(), welcome.capabilities.end(),
+                                "xattrs") == welcome.capabilities.end())
+    throw std::runtime_error("the receiver's barge does not know send --xattrs (update it)");
   for (size_t next = 0; next < plan_.entries.size();)
     control_->send(FrameType::kPlan,
-                   encode_entries(plan_, next, kPlanBatchBytes, opts_.checksum ? &sums_ : nullptr));
+                   encode_entries(plan_, next, kPlanBatchBytes, opts_.checksum ? &sums_ : nullptr,
+                                  opts_.xattrs));
   auto ready = decode_ready(control_->expect(FrameType::kReady, kMaxControlPayload), plan_,
                             opts_.chunk_bytes, opts_.chunk_bytes);
   if (!ready) throw std::runtime_error(ready.error().message);
@@ -204,6 +210,22 @@ void Sender::hash_sources() {
   tbb::parallel_for(size_t{0}, plan_.files.size(), [&](size_t k) {
     const uint32_t f = plan_.files[k];
     if (auto sum = hash_file(AT_FDCWD, plan_.src_path(plan_.entries[f]))) sums_[f] = *sum;
+  });
+}
+
+// --xattrs: every entry's extended attributes, for the plan (one that cannot be read is
+// named, and its entry goes without).
+void Sender::read_source_xattrs() {
+  std::mutex mu;
+  tbb::parallel_for(size_t{0}, plan_.entries.size(), [&](size_t k) {
+    Entry& e = plan_.entries[k];
+    auto xs = io::read_xattrs(plan_.src_path(e));
+    if (xs && !xs->empty()) {
+      e.xattrs = std::make_shared<const io::Xattrs>(std::move(*xs));
+    } else if (!xs) {
+      std::lock_guard lock(mu);
+      plan_.walk_errors.push_back(xs.error());
+    }
   });
 }
 

@@ -125,7 +125,8 @@ void Sender::merge_ranks(std::string& fatal, std::vector<std::string>& errors, u
   auto mine_if = [&](bool peer) {
     const bool is_peer = fatal.rfind("stopped because another rank", 0) == 0;
     if (fatal.empty() || is_peer != peer) return std::vector<std::string>{};
-    return std::vector<std::string>{lead() ? fatal : "rank " + std::to_string(rank()) + ": " + fatal};
+    return std::vector<std::string>{lead() ? fatal
+                                           : "rank " + std::to_string(rank()) + ": " + fatal};
   };
   std::vector<std::string> fatals = gather_strings(*comm_, mine_if(false));
   if (fatals.empty()) fatals = gather_strings(*comm_, mine_if(true));

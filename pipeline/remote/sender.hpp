@@ -59,6 +59,7 @@ class Sender {
   void open_data_streams();
   ConnectOptions data_connect(uint32_t k) const;
   void hash_sources();
+  void read_source_xattrs();
   void skip_done_chunks(uint64_t buffer_bytes);
   void transfer();
   void run_with_progress(Assembly& a, io::BufferPool& pool);

@@ -19,10 +19,12 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-// checksum: the batch is a sync --checksum plan (a checksum after each regular file).
-void fuzz_plan(std::string_view in, bool checksum) {
+// checksum: the batch is a sync --checksum plan (a checksum after each regular file);
+// xattrs: a send --xattrs plan (each entry's extended attributes after it).
+void fuzz_plan(std::string_view in, bool checksum, bool xattrs = false) {
   Hello h;
   h.sync.enabled = h.sync.checksum = checksum;
+  h.xattrs = xattrs;
   h.session = std::string(32, 'a');
   h.entries = 64;
   h.files = 32;
@@ -40,6 +42,13 @@ void fuzz_plan(std::string_view in, bool checksum) {
     check(path.find("/../") == std::string::npos && path.find("/./") == std::string::npos);
     check(e.rel.empty() || (e.rel.front() != '/' && e.rel.back() != '/'));
     check(e.rel.empty() || e.parent < plan.entries.size());
+    if (!e.xattrs) continue;
+    check(xattrs && !e.xattrs->empty() && e.xattrs->size() <= kMaxXattrsPerEntry);
+    for (size_t k = 0; k < e.xattrs->size(); ++k) {
+      const auto& [name, value] = (*e.xattrs)[k];
+      check(!name.empty() && name.size() <= kMaxXattrName && value.size() <= kMaxXattrValue);
+      check(k == 0 || (*e.xattrs)[k - 1].first < name);
+    }
   }
   check(plan.files.size() <= h.files && plan.total_file_bytes <= h.bytes);
 }
@@ -107,7 +116,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       (void)decode_report(in);
       break;
     case 5:
-      fuzz_plan(in, true);
+      fuzz_plan(in, true, data[0] % 14 == 12);
       break;
     default:
       fuzz_ready(in);

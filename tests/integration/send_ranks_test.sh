@@ -3,7 +3,8 @@
 # m-h1 … m-h4): the sender's ranks on h1 and h2, the receiver's on h3 and h4, every rank
 # with its own streams. Checks, with rsync as the oracle:
 #   - a tree with large files (split across ranks and streams), hard links, a sparse file,
-#     symlinks, a fifo and odd names arrives exact, every rank of both ends moving bytes;
+#     symlinks, a fifo, odd names and (--xattrs) extended attributes arrives exact, every
+#     rank of both ends moving bytes;
 #   - --sync --delete after modify/add/delete/rename equals rsync -aH --delete;
 #   - kill -9 of a sending rank mid-transfer ends both jobs within seconds (no rank hangs,
 #     the receiver exits 75), and --resume completes exactly, sending less than everything.
@@ -91,17 +92,30 @@ ln "$src/big2" "$src/links/big2-link"
 chown 1234:5678 "$src/odd dir/new
 line"
 chmod 0751 "$src/odd dir"
+# Extended attributes on a large file (written by both receiving ranks, put in place by rank
+# 0), a directory and a hard-linked file: sent with --xattrs.
+xattrs_of() {  # the user.* attributes of each path, one line each
+  python3 -c 'import os, sys
+for p in sys.argv[1:]:
+    print(sorted((n, os.getxattr(p, n)) for n in os.listxattr(p) if n.startswith("user.")))' "$@"
+}
+python3 -c 'import os, sys
+for p, n, v in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]): os.setxattr(p, n, v.encode())' \
+  "$src/big1" user.part large "$src/odd dir" user.dir yes "$src/links/a" user.link shared
 sleep 1.1   # rsync leaves times of entries changed this second unset
 
 # --- two sending hosts → two receiving hosts ---
 start_recv "$work/dst" --report "$work/recv.json"
-send_ranks --chunk-size 1M --streams 3 --report "$work/send.json" "$src" "10.50.0.3:$port" \
+send_ranks --chunk-size 1M --streams 3 --xattrs --report "$work/send.json" "$src" "10.50.0.3:$port" \
   || fail "send: exit $?"
 wait "$recv_pid" || fail "recv: exit $?"; recv_pid=
 same "$src/" "$work/dst/" "h1+h2 → h3+h4"
 [ "$(stat -c %i "$work/dst/links/a")" = "$(stat -c %i "$work/dst/odd dir/c")" ] || fail "hard link lost"
 [ "$(du -k "$work/dst/sparse" | cut -f1)" -lt 1024 ] || fail "sparse file arrived dense"
 [ -z "$(find "$work/dst" -name '.barge*')" ] || fail "temporaries left in DST"
+[ "$(xattrs_of "$work/dst/big1" "$work/dst/odd dir" "$work/dst/links/b")" = \
+  "$(xattrs_of "$src/big1" "$src/odd dir" "$src/links/b")" ] || fail "--xattrs: attributes differ"
+[ "$(xattrs_of "$work/dst/big1")" != "[]" ] || fail "--xattrs: none arrived"
 [ "$(field "$work/send.json" 'r["exit_code"]')" = 0 ] || fail "send report exit code"
 # Every rank of both ends moved bytes, on its own host.
 recv_hosts=$(field "$work/recv.json" '" ".join(sorted(k["host"] for k in r["ranks"] if k["bytes"] > 0))')

@@ -103,10 +103,10 @@ TEST_F(PlanTest, WalkListsEntriesInPreOrderWithParents) {
 Plan synthetic_plan(const std::vector<uint64_t>& sizes) {
   Plan plan;
   plan.roots.push_back(Root{"s", "d", ""});
-  plan.entries.push_back(Entry{"", 0, kNoParent, {}, {}});
+  plan.entries.push_back(Entry{"", 0, kNoParent, {}, {}, {}});
   plan.entries[0].meta.type = io::FileType::kDirectory;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    Entry e{"f" + std::to_string(i), 0, 0, {}, {}};
+    Entry e{"f" + std::to_string(i), 0, 0, {}, {}, {}};
     e.meta.type = io::FileType::kRegular;
     e.meta.size_bytes = sizes[i];
     plan.files.push_back(static_cast<uint32_t>(plan.entries.size()));

@@ -154,6 +154,53 @@ TEST(RemoteHello, CarriesASyncRequestWithinBounds) {
   EXPECT_FALSE(with(std::vector<std::string>(kMaxSyncPatterns + 1, "x")));
 }
 
+TEST(RemotePlan, ExtendedAttributesTravelWithinLinuxBounds) {
+  const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
+  auto plan_with = [&](io::Xattrs xs) {
+    Plan p;
+    p.entries = {entry("", dir), entry("f", file, 5000), entry("l", io::FileType::kSymlink)};
+    p.entries[1].xattrs = std::make_shared<const io::Xattrs>(std::move(xs));
+    return p;
+  };
+  auto decode = [&](const Plan& sent, Plan& got) {
+    Hello h = good_hello();
+    h.xattrs = true;
+    got.roots = {Root{"src", "/dst/src", "src"}};
+    size_t next = 0;
+    PlanBuilder b(got, h, h.sources);
+    return b.add_batch(encode_entries(sent, next, 1 << 20, nullptr, true)) && b.finish();
+  };
+  Plan got;
+  ASSERT_TRUE(decode(plan_with({{"user.a", "1"}, {"user.b", std::string("\0x", 2)}}), got));
+  ASSERT_TRUE(got.entries[1].xattrs);
+  EXPECT_EQ(*got.entries[1].xattrs,
+            (io::Xattrs{{"user.a", "1"}, {"user.b", std::string("\0x", 2)}}));
+  EXPECT_FALSE(got.entries[0].xattrs);  // none: no list at all
+  EXPECT_TRUE(got.entries[1].xattrs);
+  for (io::Xattrs bad : std::vector<io::Xattrs>{
+           {{"user.b", "1"}, {"user.a", "2"}},                       // out of order
+           {{"user.a", "1"}, {"user.a", "2"}},                       // twice
+           {{"nodot", "1"}},                                         // no namespace
+           {{std::string("user.\0x", 7), "1"}},                      // NUL in the name
+           {{"user." + std::string(kMaxXattrName, 'n'), "1"}},       // name too long
+           {{"user.big", std::string(kMaxXattrValue + 1, 'v')}}}) {  // value too large
+    Plan refused;
+    EXPECT_FALSE(decode(plan_with(bad), refused)) << bad.front().first.size();
+  }
+  io::Xattrs many;
+  for (uint32_t k = 0; k <= kMaxXattrsPerEntry; ++k)
+    many.emplace_back("user.k" + std::to_string(100000 + k), "");
+  Plan refused;
+  EXPECT_FALSE(decode(plan_with(many), refused));
+  // A plan without the lists, read as one with them, is refused (the counts do not parse).
+  Hello h = good_hello();
+  h.xattrs = true;
+  Plan p = plan_with({}), q;
+  q.roots = {Root{"src", "/dst/src", "src"}};
+  PlanBuilder b(q, h, h.sources);
+  EXPECT_FALSE(b.add_batch(batch(p.entries)) && b.finish());
+}
+
 TEST(RemotePlan, SyncChecksumsTravelWithRegularFiles) {
   const auto dir = io::FileType::kDirectory, file = io::FileType::kRegular;
   Plan sent;
