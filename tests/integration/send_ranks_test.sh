@@ -37,6 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 "$repo/scripts/netns-cluster.sh" up 4 >/dev/null || skip "cannot create network namespaces"
 
 same() {  # same SRC/ DST/ WHAT: content and metadata, hard links
@@ -128,7 +129,7 @@ echo "h1+h2 → h3+h4: exact ($(field "$work/send.json" 'r["files"]') files, $to
 # --- --sync --delete across ranks, rsync as the oracle ---
 mod=$work/mod
 cp -a "$src" "$mod"
-f=$(cd "$mod" && find . -type f -size +1k -name 'f*' | sort | head -3)
+f=$(cd "$mod" && find . -type f -size +1k -name 'f*' | sort | sed -n 1,3p)
 for x in $f; do printf 'changed' >> "$mod/$x"; done
 rm -f "$mod/$(cd "$mod" && find . -type f -name 'f*' | sort | sed -n 10p)"
 mv "$mod/big1" "$mod/big1-renamed"
