@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <fstream>
 #include <optional>
 #include <sstream>
 
@@ -58,9 +59,20 @@ io::Result<std::optional<LockHolder>> read_lock(const std::string& path) {
   return std::optional<LockHolder>(std::move(h));
 }
 
+// No such process, or one that has exited and waits to be reaped (a zombie: a killed rank
+// whose parent has not collected it yet holds nothing).
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t close = line.rfind(')');  // the state follows the command name in parentheses
+  return close != std::string::npos && close + 2 < line.size() &&
+         (line[close + 2] == 'Z' || line[close + 2] == 'X');
+}
+
 bool holder_is_gone(const LockHolder& h, const std::string& me) {
-  return h.well_formed && h.host == me && ::kill(static_cast<pid_t>(h.pid), 0) != 0 &&
-         errno == ESRCH;
+  return h.well_formed && h.host == me && process_gone(static_cast<pid_t>(h.pid));
 }
 
 std::string since_text(long long since) {

@@ -42,6 +42,9 @@ check() {
     -np 1 --bind-to none sh -c 'ulimit -v 250000; exec "$0" "$@"' "$barge" "$@" >"$work/$name.log" 2>&1 || rc=$?
   t1=$(date +%s%N)
   local secs=$(( (t1 - t0) / 1000000000 ))
+  # The next step may need what this job held (a repository's lock): its ranks must be gone,
+  # not still stopping after mpirun returned.
+  for _ in $(seq 100); do pgrep -f -- "$work/" >/dev/null || break; sleep 0.1; done
   [ "$rc" != 124 ] || fail "$name: the job hung (killed by timeout after 120 s): $(tail -5 "$work/$name.log")"
   [ "$rc" = 2 ] || fail "$name: exit $rc, want 2: $(tail -5 "$work/$name.log")"
   [ "$secs" -le 30 ] || fail "$name: the job took $secs s to end"

@@ -286,8 +286,24 @@ TEST(Repository, LockRefusesASecondWriterAndTakesOverAStaleOne) {
   if (child == 0) ::_exit(0);
   ::waitpid(child, nullptr, 0);
   { std::ofstream(r->path() + "/lock") << host << ' ' << child << " 1 backup\n"; }
+  {
+    auto taken = RepoLock::acquire(r->path(), "backup");
+    EXPECT_TRUE(taken) << (taken ? "" : taken.error().message);
+  }
+  // ... or has exited and is not reaped yet (a zombie: a killed rank's lock)
+  pid_t zombie = ::fork();
+  if (zombie == 0) ::_exit(0);
+  for (int k = 0; k < 200; ++k) {  // until it has exited (its state is Z)
+    std::ifstream stat("/proc/" + std::to_string(zombie) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    if (line.find(") Z") != std::string::npos) break;
+    ::usleep(10000);
+  }
+  { std::ofstream(r->path() + "/lock") << host << ' ' << zombie << " 1 backup\n"; }
   auto taken = RepoLock::acquire(r->path(), "backup");
   EXPECT_TRUE(taken) << (taken ? "" : taken.error().message);
+  ::waitpid(zombie, nullptr, 0);
 }
 
 TEST(Repository, ResolveTakesUniquePrefixesOfTheIdOrOfItsShortId) {
