@@ -13,6 +13,7 @@ declare -A allowed=(
   [check]="core engine check"
   [gen]="core gen"
   [remote]="core engine dist copy remote"
+  [bench]="core engine bench"
 )
 bad=0
 for f in pipeline/*.cpp pipeline/*.hpp; do
