@@ -13,6 +13,7 @@
 #include "io/buffer_pool.hpp"
 #include "io/io_backend.hpp"
 #include "io/log.hpp"
+#include "io/uring_prep.hpp"
 
 namespace barge::io {
 namespace {
@@ -66,19 +67,7 @@ class UringBackend final : public IoBackend {
         ++seen;
         --inflight;
         size_t i = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
-        IoOp& op = ops[i];
-        int res = cqe->res;
-        if (res == -EAGAIN || res == -EINTR) {
-          queue_.push_back(i);
-        } else if (res < 0) {
-          op.error = -res;
-        } else if (res == 0) {
-          if (op.kind == IoKind::kWrite) op.error = EIO;  // no progress: do not spin
-          // a read returning 0 is end of file: done with what it has
-        } else {
-          op.done_bytes += static_cast<uint64_t>(res);
-          if (op.done_bytes < op.length_bytes) queue_.push_back(i);  // short: requeue the rest
-        }
+        if (detail::account_completion(ops[i], cqe->res)) queue_.push_back(i);
       }
       io_uring_cq_advance(&ring_, seen);
     }
@@ -86,24 +75,7 @@ class UringBackend final : public IoBackend {
 
  private:
   void prep(io_uring_sqe* sqe, const IoOp& op, size_t index) {
-    std::byte* p = op.buf + op.done_bytes;
-    unsigned left = static_cast<unsigned>(op.length_bytes - op.done_bytes);
-    uint64_t off = op.offset_bytes + op.done_bytes;
-    bool fixed = registered_ && op.buf_index >= 0;
-    if (op.kind == IoKind::kRead) {
-      if (fixed) {
-        io_uring_prep_read_fixed(sqe, op.fd, p, left, off, op.buf_index);
-      } else {
-        io_uring_prep_read(sqe, op.fd, p, left, off);
-      }
-    } else {
-      if (fixed) {
-        io_uring_prep_write_fixed(sqe, op.fd, p, left, off, op.buf_index);
-      } else {
-        io_uring_prep_write(sqe, op.fd, p, left, off);
-      }
-    }
-    io_uring_sqe_set_data64(sqe, index);
+    detail::prep_rest(sqe, op, registered_, index);
   }
 
   void register_buffers(const BufferPool& pool) {

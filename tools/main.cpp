@@ -19,6 +19,7 @@
 #include "pipeline/copy/sync.hpp"
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/gen/gen.hpp"
+#include "tools/bench_cli.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/net_cli.hpp"
 #include "tools/repo_cli.hpp"
@@ -105,6 +106,7 @@ struct Cli {
   tools::RepoCli repo;
   VerifyCli verify;
   tools::NetCli net;
+  tools::BenchCli bench;
 };
 
 void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli) {
@@ -231,6 +233,7 @@ void add_commands(CLI::App& app, Cli& cli) {
   tools::add_repo_commands(app, cli.repo, quiet);  // backup, restore, snapshots, forget, repair
   add_verify_command(app, cli.verify, cli.repo, quiet);
   tools::add_net_commands(app, cli.net, quiet);  // send, recv
+  tools::add_bench_commands(app, cli.bench, quiet);
 }
 
 // An exit code when the command line does not lead to a run (help, version, usage error).
@@ -388,6 +391,7 @@ int run_command(Cli& cli, transport::Comm& comm) {
   if (*cli.sync.cmd) return run_sync_command(cli.sync, cli.engine, comm);
   if (int rc = tools::run_repo_commands(cli.repo, comm, quiet); rc >= 0) return rc;
   if (int rc = tools::run_net_commands(cli.net, comm, quiet); rc >= 0) return rc;
+  if (int rc = tools::run_bench_commands(cli.bench, comm, quiet); rc >= 0) return rc;
   if (*cli.verify.cmd && cli.verify.manifest_path.empty())
     return run_verify_repo_command(cli, comm);
   // One rank is enough for gen and verify --manifest.

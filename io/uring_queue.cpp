@@ -1,0 +1,111 @@
+// UringQueue: constant-depth io_uring submission with per-slot completion.
+#include "io/uring_queue.hpp"
+
+#include <liburing.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "io/buffer_pool.hpp"
+#include "io/log.hpp"
+#include "io/uring_prep.hpp"
+
+namespace barge::io {
+
+struct UringQueue::Ring {
+  io_uring ring{};
+};
+
+UringQueue::UringQueue(const UringQueueOptions& opts)
+    : ring_(std::make_unique<Ring>()), slots_(opts.queue_depth ? opts.queue_depth : 1) {
+  io_uring_params params{};
+  if (opts.sqpoll) {
+    params.flags |= IORING_SETUP_SQPOLL;
+    params.sq_thread_idle = 1000;  // ms before the poller sleeps
+  }
+  int rc = io_uring_queue_init_params(depth(), &ring_->ring, &params);
+  if (rc < 0) {
+    throw std::runtime_error(std::string(opts.sqpoll ? "io_uring with SQPOLL" : "io_uring") +
+                             " unavailable: " + std::strerror(-rc));
+  }
+  sqpoll_ = opts.sqpoll;
+  finished_.reserve(depth());
+  if (const BufferPool* pool = opts.register_pool) {
+    std::vector<iovec> iov(pool->buffer_count());
+    for (size_t i = 0; i < iov.size(); ++i) {
+      iov[i].iov_base = pool->arena() + i * pool->buffer_bytes();
+      iov[i].iov_len = pool->buffer_bytes();
+    }
+    rc = io_uring_register_buffers(&ring_->ring, iov.data(), static_cast<unsigned>(iov.size()));
+    registered_ = rc == 0;
+    if (!registered_) {
+      log_once(LogLevel::kInfo, "uring-queue-register",
+               std::string("io_uring buffer registration refused (") + std::strerror(-rc) +
+                   "); using unregistered buffers");
+    }
+  }
+}
+
+UringQueue::~UringQueue() { io_uring_queue_exit(&ring_->ring); }
+
+void UringQueue::start(unsigned slot, const IoOp& op) {
+  slots_[slot] = op;
+  slots_[slot].done_bytes = 0;
+  slots_[slot].error = 0;
+  ++in_flight_;
+  prep(slot);
+}
+
+void UringQueue::prep(unsigned slot) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
+  if (!sqe) {  // the ring holds depth() entries and at most depth() ops are in flight
+    io_uring_submit(&ring_->ring);
+    unsubmitted_ = 0;
+    sqe = io_uring_get_sqe(&ring_->ring);
+    if (!sqe) throw std::runtime_error("io_uring: no free submission entry");
+  }
+  detail::prep_rest(sqe, slots_[slot], registered_, slot);
+  ++unsubmitted_;
+}
+
+std::span<const unsigned> UringQueue::wait(std::chrono::steady_clock::time_point deadline) {
+  finished_.clear();
+  if (in_flight_ == 0) return {};
+  auto left = deadline - std::chrono::steady_clock::now();
+  if (left < std::chrono::steady_clock::duration::zero()) left = {};
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+  __kernel_timespec ts{};
+  ts.tv_sec = ns / 1'000'000'000;
+  ts.tv_nsec = ns % 1'000'000'000;
+  io_uring_cqe* cqe = nullptr;
+  int rc = io_uring_submit_and_wait_timeout(&ring_->ring, &cqe, 1, &ts, nullptr);
+  unsubmitted_ = 0;
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+    throw std::runtime_error(std::string("io_uring_submit: ") + std::strerror(-rc));
+  }
+  reap();
+  return finished_;
+}
+
+void UringQueue::reap() {
+  io_uring_cqe* cqe;
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_for_each_cqe(&ring_->ring, head, cqe) {
+    ++seen;
+    auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+    bool again = detail::account_completion(slots_[slot], cqe->res);
+    if (again) {
+      prep(slot);
+    } else {
+      --in_flight_;
+      finished_.push_back(slot);
+    }
+  }
+  io_uring_cq_advance(&ring_->ring, seen);
+}
+
+}  // namespace barge::io
