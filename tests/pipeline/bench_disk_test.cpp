@@ -1,5 +1,6 @@
 // barge bench disk in one process: the block order, the option checks, and real runs on
 // real files through io_uring whose figures must add up (bytes, operations, bins, intervals).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <set>
 
 #include "pipeline/bench/disk.hpp"
+#include "pipeline/bench/disk_files.hpp"
 #include "pipeline/bench/disk_worker.hpp"
 #include "pipeline/bench/plot.hpp"
 #include "tests/test_tmpdir.hpp"
@@ -117,6 +119,20 @@ TEST(BenchDisk, DirectIoAndKeepReuseTheFile) {
       false;  // reused as it is (not laid out again), and not removed: this run did not create it
   expect_consistent(run_disk_bench(o, *comm), o.size_bytes);
   EXPECT_EQ(std::filesystem::last_write_time(file), mtime);
+}
+
+TEST(BenchDisk, DirectRunsOnAnODirectDescriptor) {
+  test::TempDir dir;
+  auto comm = transport::make_solo_comm();
+  for (bool direct : {false, true}) {
+    DiskBenchOptions o = small(dir.path(), RwMode::kRead);
+    o.direct = direct;
+    auto f = detail::prepare_file(o, *comm);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ((::fcntl(f->fd.get(), F_GETFL) & O_DIRECT) != 0, direct);
+    detail::remove_file(*f, o, *comm);
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 TEST(BenchDisk, TimeBasedRunWrapsAndKeepsTheTimeline) {
