@@ -1,7 +1,7 @@
 // UringQueue: an io_uring ring kept at a constant depth, for instruments that time every
-// operation (barge bench disk). The caller owns `depth` slots; start() queues an operation in
-// a free slot, wait() submits what is queued, waits for completions (or a deadline) and
-// returns the slots whose operation is finished. Short transfers and -EAGAIN/-EINTR are
+// operation (barge bench disk). The caller owns `depth` slots; start() submits an operation in
+// a free slot at once, wait() waits for completions (or a deadline) and returns the slots
+// whose operation is finished. Short transfers and -EAGAIN/-EINTR are
 // requeued inside, so a finished slot is either done in full or failed with an errno
 // (a read that meets end of file ends done with fewer bytes).
 //
@@ -39,7 +39,7 @@ class UringQueue {
   bool buffers_registered() const { return registered_; }
   bool sqpoll() const { return sqpoll_; }
 
-  // Queues `op` in `slot` (< depth, not in flight); sent by the next wait().
+  // Starts `op` in `slot` (< depth, not in flight): submitted at once.
   void start(unsigned slot, const IoOp& op);
   const IoOp& op(unsigned slot) const { return slots_[slot]; }
   unsigned in_flight() const { return in_flight_; }

@@ -124,6 +124,66 @@ int run_disk(BenchCli& cli, transport::Comm& comm, bool quiet) {
   return rc;
 }
 
+void add_meta_flags(CLI::App* c, BenchCli& cli) {
+  auto& o = cli.meta;
+  c->add_option("path", o.path, "existing directory (barge-meta.<rank> trees inside)")->required();
+  c->add_option("--files", o.files_per_rank, "files per rank")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  c->add_option("--dirs", o.dirs_per_rank, "directories per rank (default: as many as files)");
+  c->add_option("--bytes", o.file_bytes, "bytes written at create and read back (default 0)")
+      ->transform(size_validator());
+  c->add_option("--stonewall", o.stonewall_s,
+                "create phases stop after S s, then every rank wears out to the busiest's count");
+  c->add_option("--json", cli.json_path, "write the phases to FILE");
+}
+
+int run_meta(BenchCli& cli, transport::Comm& comm, bool quiet) {
+  auto& o = cli.meta;
+  o.quiet = quiet;
+  if (auto st = pipeline::bench::validate(o); !st) {
+    if (comm.rank() == 0) io::log_error("bench meta: " + st.error().message);
+    return pipeline::kExitFatal;
+  }
+  auto r = pipeline::bench::run_meta_bench(o, comm);
+  if (comm.rank() != 0 || r.phases.empty()) return r.exit_code;
+  if (!quiet) std::fputs(pipeline::bench::human_summary(r).c_str(), stdout);
+  std::fflush(stdout);
+  if (cli.json_path.empty()) return r.exit_code;
+  return std::max(r.exit_code, write_report(cli.json_path, pipeline::bench::to_json(r)));
+}
+
+void add_pipeline_flags(CLI::App* c, BenchCli& cli) {
+  auto& o = cli.stages;
+  c->add_option("--size", o.size_bytes, "bytes through each stage (default 1G)")
+      ->transform(size_validator());
+  c->add_option("--chunk-size", o.chunk_bytes, "one work unit (default 1M)")
+      ->transform(size_validator());
+  c->add_option("--compressible", o.compressible_percent,
+                "percent of each 4 KiB that compresses away (default 0: random data)")
+      ->check(CLI::Range(0, 100));
+  c->add_option("--levels", o.levels, "zstd levels to measure, e.g. 1,3,9 (default 1,3)")
+      ->delimiter(',');
+  c->add_option("--threads", o.threads, "end-to-end threads (default: every core)")
+      ->check(CLI::Range(1, 1024));
+  c->add_flag(
+      "--no-tls", [&o](int64_t) { o.tls = false; }, "leave out the TLS stages");
+  c->add_option("--json", cli.json_path, "write the stage rates to FILE");
+}
+
+int run_pipeline(BenchCli& cli, transport::Comm& comm, bool quiet) {
+  if (comm.rank() != 0) return pipeline::kExitOk;  // one process measures its own cores
+  if (auto st = pipeline::bench::validate(cli.stages); !st) {
+    io::log_error("bench pipeline: " + st.error().message);
+    return pipeline::kExitFatal;
+  }
+  auto r = pipeline::bench::run_pipeline_bench(cli.stages);
+  if (!quiet) std::fputs(pipeline::bench::human_summary(r).c_str(), stdout);
+  std::fflush(stdout);
+  if (cli.json_path.empty()) return pipeline::kExitOk;
+  return write_report(cli.json_path, pipeline::bench::to_json(r));
+}
+
 }  // namespace
 
 void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet) {
@@ -133,11 +193,21 @@ void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet) {
       cli.cmd->add_subcommand("disk", "io_uring disk benchmark: bandwidth, IOPS, latency");
   add_disk_flags(cli.disk_cmd, cli);
   cli.disk_cmd->add_flag("-q,--quiet", quiet, "no summary");
+  cli.meta_cmd =
+      cli.cmd->add_subcommand("meta", "mdtest-like metadata phases with latency percentiles");
+  add_meta_flags(cli.meta_cmd, cli);
+  cli.meta_cmd->add_flag("-q,--quiet", quiet, "no summary");
+  cli.pipeline_cmd =
+      cli.cmd->add_subcommand("pipeline", "throughput per core of each engine stage, end to end");
+  add_pipeline_flags(cli.pipeline_cmd, cli);
+  cli.pipeline_cmd->add_flag("-q,--quiet", quiet, "no summary");
 }
 
 int run_bench_commands(BenchCli& cli, transport::Comm& comm, bool quiet) {
   if (!cli.cmd || !*cli.cmd) return -1;
   if (*cli.disk_cmd) return run_disk(cli, comm, quiet);
+  if (*cli.meta_cmd) return run_meta(cli, comm, quiet);
+  if (*cli.pipeline_cmd) return run_pipeline(cli, comm, quiet);
   return pipeline::kExitFatal;
 }
 

@@ -1,21 +1,27 @@
-// The instruments of the CLI: barge bench disk (pipeline/bench).
+// The instruments of the CLI: barge bench disk, meta and pipeline (pipeline/bench).
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
 
 #include "pipeline/bench/disk.hpp"
+#include "pipeline/bench/meta.hpp"
+#include "pipeline/bench/stages.hpp"
 #include "transport/comm.hpp"
 
 namespace barge::tools {
 
 struct BenchCli {
   pipeline::bench::DiskBenchOptions disk;
+  pipeline::bench::MetaBenchOptions meta;
+  pipeline::bench::PipelineBenchOptions stages;
   std::string rw = "read";
   std::string json_path, plot_path;
   bool file_per_rank = false;
   CLI::App* cmd = nullptr;
   CLI::App* disk_cmd = nullptr;
+  CLI::App* meta_cmd = nullptr;
+  CLI::App* pipeline_cmd = nullptr;
 };
 
 void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet);

@@ -2,6 +2,8 @@
 // from issue to completion, and files the figures in the run's timeline.
 #include "pipeline/bench/disk_worker.hpp"
 
+#include "pipeline/bench/error_kind.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -15,14 +17,6 @@ uint64_t splitmix(uint64_t& state) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-
-std::string error_kind(int err) {
-  if (const char* name = ::strerrorname_np(err)) return name;
-  return "errno " + std::to_string(err);
-}
-
-// Errors that end a run: no further operation can succeed.
-bool is_fatal(int err) { return err == ENOSPC || err == EDQUOT || err == EROFS || err == EBADF; }
 
 }  // namespace
 
@@ -79,7 +73,7 @@ DiskWorker::DiskWorker(RunShared& shared, int fd, uint64_t base_bytes, uint64_t 
       base_(base_bytes),
       blocks_(length_bytes / shared.opts->block_bytes),
       pool_(shared.opts->block_bytes, queue_depth),
-      queue_(io::UringQueueOptions{queue_depth, shared.opts->sqpoll, &pool_}),
+      depth_(queue_depth),
       order_(blocks_, seed),
       rng_(seed ^ 0x5DEECE66Dull),
       issued_at_(queue_depth) {
@@ -120,7 +114,7 @@ bool DiskWorker::next_op(io::IoOp& op, unsigned slot) {
 
 void DiskWorker::fail(const io::IoOp& op) {
   ++errors_[error_kind(op.error)];
-  if (!is_fatal(op.error)) return;
+  if (!is_fatal_error(op.error)) return;
   std::lock_guard lock(shared_.fatal_mu);
   if (shared_.fatal.empty()) {
     shared_.fatal = std::string(op.kind == io::IoKind::kRead ? "read" : "write") + " at offset " +
@@ -136,7 +130,7 @@ void DiskWorker::flush_interval() {
 }
 
 void DiskWorker::complete(unsigned slot, Clock::time_point now) {
-  const io::IoOp& op = queue_.op(slot);
+  const io::IoOp& op = queue_->op(slot);
   if (op.error) return fail(op);
   if (op.done_bytes < op.length_bytes) {
     ++errors_[op.kind == io::IoKind::kRead ? "short read" : "short write"];
@@ -160,29 +154,36 @@ void DiskWorker::complete(unsigned slot, Clock::time_point now) {
 }
 
 void DiskWorker::run_phase(const PhaseLimit& limit) {
+  if (!queue_ || queue_owner_ != std::this_thread::get_id()) {
+    queue_.reset();
+    queue_ = std::make_unique<io::UringQueue>(io::UringQueueOptions{depth_, o_.sqpoll, &pool_});
+    queue_owner_ = std::this_thread::get_id();
+    registered_ = queue_->buffers_registered();
+  }
+  io::UringQueue& queue = *queue_;
   std::vector<unsigned> free_slots;
-  for (unsigned s = 0; s < queue_.depth(); ++s) free_slots.push_back(s);
+  for (unsigned s = 0; s < queue.depth(); ++s) free_slots.push_back(s);
   auto refill = [&](Clock::time_point now) {
     while (!free_slots.empty() && !shared_.stop.load(std::memory_order_relaxed) &&
-           now < limit.deadline && counted_.ops + queue_.in_flight() < limit.counted_ops &&
+           now < limit.deadline && counted_.ops + queue.in_flight() < limit.counted_ops &&
            !(limit.once && issued_ >= blocks_)) {
       unsigned slot = free_slots.back();
       free_slots.pop_back();
       io::IoOp op;
       next_op(op, slot);
       issued_at_[slot] = now;
-      queue_.start(slot, op);
+      queue.start(slot, op);
     }
   };
   refill(Clock::now());
-  while (queue_.in_flight() > 0) {
+  while (queue.in_flight() > 0) {
     // Wake at the next interval boundary even when nothing completes, so the timeline
     // gets this worker's part on time. Past the phase's deadline nothing new is issued: the
     // loop only drains.
     auto now = Clock::now();
     auto boundary = shared_.measure_start + shared_.interval * (current_index_ + 1);
     if (boundary <= now) boundary = now + shared_.interval;
-    auto done = queue_.wait(boundary);
+    auto done = queue.wait(boundary);
     now = Clock::now();
     for (unsigned slot : done) {
       complete(slot, now);

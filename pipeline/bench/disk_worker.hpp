@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "io/buffer_pool.hpp"
 #include "io/uring_queue.hpp"
@@ -75,7 +77,7 @@ class DiskWorker {
   const Figures& counted() const { return counted_; }  // seconds: last completion - start
   const std::map<std::string, uint64_t>& errors() const { return errors_; }
   uint64_t counted_ops() const { return counted_.ops; }
-  bool buffers_registered() const { return queue_.buffers_registered(); }
+  bool buffers_registered() const { return registered_; }
   bool pass_done() const { return issued_ >= blocks_; }
 
  private:
@@ -91,7 +93,12 @@ class DiskWorker {
   uint64_t base_, blocks_;
   io::BufferPool pool_;
   std::vector<io::Buffer> buffers_;
-  io::UringQueue queue_;
+  // Made on the thread that runs the phase: the ring has a single issuer (io/uring_queue.hpp),
+  // and a wear-out phase runs on a new thread.
+  std::unique_ptr<io::UringQueue> queue_;
+  std::thread::id queue_owner_;
+  unsigned depth_;
+  bool registered_ = false;
   BlockPermutation order_;
   uint64_t rng_;
   uint64_t issued_ = 0;  // blocks issued so far, across passes
