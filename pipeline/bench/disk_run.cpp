@@ -82,8 +82,14 @@ void RankRun::start_workers(const detail::PhaseLimit& limit) {
   for (auto& wk : workers_) {
     wk->done = false;
     Worker* p = wk.get();
-    wk->thread = std::thread([p, limit] {
-      p->w->run_phase(limit);
+    wk->thread = std::thread([this, p, limit] {
+      try {  // a ring that cannot be set up (no io_uring, SQPOLL refused) ends the run cleanly
+        p->w->run_phase(limit);
+      } catch (const std::exception& e) {
+        std::lock_guard lock(shared_.fatal_mu);
+        if (shared_.fatal.empty()) shared_.fatal = e.what();
+        shared_.stop = true;
+      }
       p->finished_at = Clock::now();
       p->done = true;
     });
@@ -135,13 +141,16 @@ bool RankRun::round(uint64_t index, DiskRun& out) {
     std::lock_guard lock(shared_.fatal_mu);
     msg.u64(shared_.fatal.empty() ? 0 : 1);
   }
+  // A main thread that fell behind the clock still has later intervals to hand over: the
+  // rounds go on until every rank's timeline is in.
+  msg.u64(shared_.intervals.has_after(index) ? 1 : 0);
   msg.str(mine.latency.serialize());
   std::vector<std::string> all = comm_.gather(msg.bytes(), 0);
   WireWriter decision;
   if (comm_.rank() == 0) {
     Figures merged;
     merged.seconds = o_.interval_s;
-    uint64_t any_busy = 0, all_stonewalled = 1, target = 0, any_fatal = 0;
+    uint64_t any_busy = 0, all_stonewalled = 1, target = 0, any_fatal = 0, any_pending = 0;
     for (const auto& part : all) {
       WireReader r(part);
       merged.bytes += r.u64();
@@ -149,6 +158,7 @@ bool RankRun::round(uint64_t index, DiskRun& out) {
       uint64_t phase = r.u64();
       target = std::max(target, r.u64());
       any_fatal |= r.u64();
+      any_pending |= r.u64();
       merged.latency.merge(LatencyHistogram::deserialize(r.str()));
       any_busy |= phase == kIssuing || phase == kWearingOut;
       all_stonewalled &= phase != kIssuing;
@@ -158,7 +168,7 @@ bool RankRun::round(uint64_t index, DiskRun& out) {
       std::fprintf(stderr, "%s\n", interval_line(index, o_.interval_s, merged).c_str());
     }
     bool wear = o_.stonewall_s > 0 && all_stonewalled && !wear_sent_ && !any_busy;
-    decision.u64(any_busy || wear);
+    decision.u64(any_busy || wear || any_pending);
     decision.u64(any_fatal ? 2 : steady(out) ? 1 : 0);
     decision.u64(wear ? target + 1 : 0);
   }

@@ -52,6 +52,11 @@ void IntervalCollector::add(uint64_t index, const Figures& f) {
   slot.latency.merge(f.latency);
 }
 
+bool IntervalCollector::has_after(uint64_t index) {
+  std::lock_guard lock(mu_);
+  return !open_.empty() && open_.rbegin()->first > index;
+}
+
 Figures IntervalCollector::take(uint64_t index) {
   std::lock_guard lock(mu_);
   Figures out;

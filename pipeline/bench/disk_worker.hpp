@@ -40,6 +40,7 @@ class IntervalCollector {
  public:
   void add(uint64_t index, const Figures& f);  // late parts of a taken interval go to the next
   Figures take(uint64_t index);
+  bool has_after(uint64_t index);  // parts of later intervals are waiting
 
  private:
   std::mutex mu_;
