@@ -118,7 +118,7 @@ nlohmann::json to_json(const DiskBenchResult& r) {
       sj["queue_depth"] = s.queue_depth;
       steps.push_back(sj);
     }
-    j["knee"] = json{{"queue_depth", run && r.knee ? json(run->queue_depth) : json(nullptr)},
+    j["knee"] = json{{"queue_depth", r.knee ? json(run->queue_depth) : json(nullptr)},
                      {"reason", r.knee_reason},
                      {"steps", steps}};
   }

@@ -99,7 +99,7 @@ void DiskWorker::stamp(std::byte* buf, uint64_t offset) {
   }
 }
 
-bool DiskWorker::next_op(io::IoOp& op, unsigned slot) {
+void DiskWorker::next_op(io::IoOp& op, unsigned slot) {
   uint64_t i = issued_ % blocks_;
   uint64_t block = is_random(o_.rw) ? order_.at(i) : i;
   bool read = o_.rw == RwMode::kRead || o_.rw == RwMode::kRandRead;
@@ -114,7 +114,6 @@ bool DiskWorker::next_op(io::IoOp& op, unsigned slot) {
   op.offset_bytes = base_ + block * o_.block_bytes;
   if (!read) stamp(op.buf, op.offset_bytes);
   ++issued_;
-  return true;
 }
 
 void DiskWorker::fail(const io::IoOp& op) {

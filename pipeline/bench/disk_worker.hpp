@@ -82,7 +82,7 @@ class DiskWorker {
   bool pass_done() const { return issued_ >= blocks_; }
 
  private:
-  bool next_op(io::IoOp& op, unsigned slot);
+  void next_op(io::IoOp& op, unsigned slot);
   void complete(unsigned slot, Clock::time_point now);
   void flush_interval();
   void stamp(std::byte* buf, uint64_t offset);
