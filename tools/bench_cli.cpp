@@ -1,4 +1,5 @@
-// barge bench disk: flags into DiskBenchOptions, the run, the summary, --json and --plot.
+// barge bench disk, meta, pipeline and net: flags into options, the run, the summary, --json
+// and --plot.
 #include "tools/bench_cli.hpp"
 
 #include <cstdio>
@@ -184,6 +185,57 @@ int run_pipeline(BenchCli& cli, transport::Comm& comm, bool quiet) {
   return write_report(cli.json_path, pipeline::bench::to_json(r));
 }
 
+void add_net_flags(CLI::App* c, BenchCli& cli) {
+  auto& o = cli.net;
+  c->add_option("--transport", o.transports,
+                "mpi, tcp, tls, plain (comma-separated; default: mpi with 2+ ranks, tcp, tls)")
+      ->delimiter(',');
+  c->add_option("--streams", o.streams, "stream counts, one run each (default 1,2,4,8)")
+      ->delimiter(',');
+  c->add_option("--bs", o.block_bytes, "block (message) size (default 1M)")
+      ->transform(size_validator());
+  c->add_option("--runtime", o.runtime_s, "seconds per run (default 3)");
+  c->add_option("--size", o.size_bytes, "instead of --runtime: bytes per pair and run")
+      ->transform(size_validator());
+  c->add_option("--interval", o.interval_s, "timeline interval, printed after each run")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--ping-count", o.ping_count, "round trips per transport (default 1000; 0: none)");
+  c->add_option("--ping-bytes", o.ping_bytes, "round-trip message size (default 64)")
+      ->transform(size_validator());
+  c->add_option("--net", o.net, "the receivers' addresses from this IPv4 network (a.b.c.d/n)");
+  c->add_option("--timeout", o.timeout_ms, "a silent stream fails after MS milliseconds")
+      ->check(CLI::Range(100, 3600000));
+  c->add_option("--json", cli.json_path, "write the runs, timelines and round trips to FILE");
+  c->add_option("--plot", cli.plot_path, "draw the fastest run's timeline to FILE.svg");
+}
+
+int run_net(BenchCli& cli, transport::Comm& comm, bool quiet) {
+  auto& o = cli.net;
+  o.quiet = quiet;
+  o.print_intervals = cli.net_cmd->count("--interval") > 0;
+  if (cli.net_cmd->count("--size") && !cli.net_cmd->count("--runtime")) o.runtime_s = 0;
+  if (auto st = pipeline::bench::validate(o, comm.size()); !st) {
+    if (comm.rank() == 0) io::log_error("bench net: " + st.error().message);
+    return pipeline::kExitFatal;
+  }
+  auto r = pipeline::bench::run_net_bench(o, comm);
+  if (comm.rank() != 0) return r.exit_code;
+  if (!r.failure.empty()) io::log_error(r.failure);
+  if (!quiet) std::fputs(pipeline::bench::human_summary(r).c_str(), stdout);
+  std::fflush(stdout);
+  int rc = r.exit_code;
+  if (!cli.json_path.empty())
+    rc = std::max(rc, write_report(cli.json_path, pipeline::bench::to_json(r)));
+  if (!cli.plot_path.empty() && r.best) {
+    const auto& run = r.runs[*r.best];
+    std::string title = "barge bench net " + run.transport + ", " + std::to_string(run.streams) +
+                        " streams, bs " + std::to_string(o.block_bytes);
+    rc = std::max(rc, write_text(cli.plot_path, pipeline::bench::timeline_svg(title, run.intervals,
+                                                                              o.interval_s)));
+  }
+  return rc;
+}
+
 }  // namespace
 
 void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet) {
@@ -201,6 +253,10 @@ void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet) {
       cli.cmd->add_subcommand("pipeline", "throughput per core of each engine stage, end to end");
   add_pipeline_flags(cli.pipeline_cmd, cli);
   cli.pipeline_cmd->add_flag("-q,--quiet", quiet, "no summary");
+  cli.net_cmd = cli.cmd->add_subcommand(
+      "net", "rank-to-rank throughput over MPI and barge's TCP/TLS streams, 1..N streams");
+  add_net_flags(cli.net_cmd, cli);
+  cli.net_cmd->add_flag("-q,--quiet", quiet, "no summary");
 }
 
 int run_bench_commands(BenchCli& cli, transport::Comm& comm, bool quiet) {
@@ -208,6 +264,7 @@ int run_bench_commands(BenchCli& cli, transport::Comm& comm, bool quiet) {
   if (*cli.disk_cmd) return run_disk(cli, comm, quiet);
   if (*cli.meta_cmd) return run_meta(cli, comm, quiet);
   if (*cli.pipeline_cmd) return run_pipeline(cli, comm, quiet);
+  if (*cli.net_cmd) return run_net(cli, comm, quiet);
   return pipeline::kExitFatal;
 }
 

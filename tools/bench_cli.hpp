@@ -1,4 +1,4 @@
-// The instruments of the CLI: barge bench disk, meta and pipeline (pipeline/bench).
+// The instruments of the CLI: barge bench disk, meta, pipeline and net (pipeline/bench).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -6,6 +6,7 @@
 
 #include "pipeline/bench/disk.hpp"
 #include "pipeline/bench/meta.hpp"
+#include "pipeline/bench/net.hpp"
 #include "pipeline/bench/stages.hpp"
 #include "transport/comm.hpp"
 
@@ -15,6 +16,7 @@ struct BenchCli {
   pipeline::bench::DiskBenchOptions disk;
   pipeline::bench::MetaBenchOptions meta;
   pipeline::bench::PipelineBenchOptions stages;
+  pipeline::bench::NetBenchOptions net;
   std::string rw = "read";
   std::string json_path, plot_path;
   bool file_per_rank = false;
@@ -22,6 +24,7 @@ struct BenchCli {
   CLI::App* disk_cmd = nullptr;
   CLI::App* meta_cmd = nullptr;
   CLI::App* pipeline_cmd = nullptr;
+  CLI::App* net_cmd = nullptr;
 };
 
 void add_bench_commands(CLI::App& app, BenchCli& cli, bool& quiet);

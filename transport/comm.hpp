@@ -7,6 +7,7 @@
 // every rank. send()/recv() may be called from any thread (MPI_THREAD_MULTIPLE).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -51,6 +52,11 @@ class Comm {
   // `tag` from any rank and reports its source.
   virtual void send(int dest, int tag, const std::string& bytes) = 0;
   virtual std::string recv(int tag, int* source) = 0;
+  // Raw bytes without a copy into a string, for bench net: blocking send to `dest`, and a
+  // receive of exactly into.size() bytes from `source` with `tag`. Only under MPI (the solo
+  // Comm throws std::logic_error: one process has no peer rank).
+  virtual void send_bytes(int dest, int tag, std::span<const std::byte> bytes);
+  virtual void recv_bytes(int source, int tag, std::span<std::byte> into);
 
   // Collective: call on the main thread of every rank at the same point. One AsyncSum may
   // be in use at a time; the result must not outlive the Comm.

@@ -199,6 +199,25 @@ class MpiComm final : public Comm {
         "MPI_Send");
   }
 
+  void send_bytes(int dest, int tag, std::span<const std::byte> bytes) override {
+    check(
+        MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD),
+        "MPI_Send");
+  }
+
+  void recv_bytes(int source, int tag, std::span<std::byte> into) override {
+    MPI_Status st;
+    check(MPI_Recv(into.data(), static_cast<int>(into.size()), MPI_BYTE, source, tag,
+                   MPI_COMM_WORLD, &st),
+          "MPI_Recv");
+    int len = 0;
+    MPI_Get_count(&st, MPI_BYTE, &len);
+    if (static_cast<size_t>(len) != into.size())
+      throw std::runtime_error("MPI_Recv: " + std::to_string(len) + " bytes from rank " +
+                               std::to_string(source) + ", expected " +
+                               std::to_string(into.size()));
+  }
+
   std::string recv(int tag, int* source) override {
     // Matched probe: another thread cannot take the message between probe and receive.
     // Polled with a growing sleep instead of a blocking MPI_Mprobe, which Open MPI serves by

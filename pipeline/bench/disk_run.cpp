@@ -1,7 +1,6 @@
 // barge bench disk across threads and ranks: the workers of each rank, the per-interval
 // rounds in which rank 0 merges the timeline (and decides on steady state and wear-out),
 // and the final merge of every rank's figures.
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -14,20 +13,16 @@
 #include "pipeline/bench/disk.hpp"
 #include "pipeline/bench/disk_files.hpp"
 #include "pipeline/bench/disk_worker.hpp"
+#include "pipeline/bench/figures.hpp"
 #include "pipeline/core/stats.hpp"
 #include "pipeline/core/wire.hpp"
 
 namespace barge::pipeline::bench {
 namespace {
 
+using detail::add;
 using detail::Clock;
-
-double cpu_seconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return s(ru.ru_utime) + s(ru.ru_stime);
-}
+using detail::read_figures;
 
 // A rank's phase: issuing (A), waiting for the wear-out target, wearing out (B), finished.
 enum Phase : uint64_t { kIssuing = 0, kStonewalled = 1, kWearingOut = 2, kFinished = 3 };
@@ -212,12 +207,7 @@ std::string RankRun::rank_summary() const {
   whole.seconds = std::chrono::duration<double>(end_ - shared_.measure_start).count();
   WireWriter w;
   w.str(io::host_name());
-  for (const Figures* f : {&whole, &wall}) {
-    w.u64(f->bytes);
-    w.u64(f->ops);
-    w.i64(static_cast<int64_t>(std::llround(f->seconds * 1e9)));
-    w.str(f->latency.serialize());
-  }
+  for (const Figures* f : {&whole, &wall}) detail::write_figures(w, *f);
   w.u32(static_cast<uint32_t>(errors.size()));
   for (const auto& [k, n] : errors) {
     w.str(k);
@@ -226,22 +216,6 @@ std::string RankRun::rank_summary() const {
   w.i64(static_cast<int64_t>(std::llround((cpu1_ - cpu0_) * 1e9)));
   w.u8(registered);
   return w.take();
-}
-
-Figures read_figures(WireReader& r) {
-  Figures f;
-  f.bytes = r.u64();
-  f.ops = r.u64();
-  f.seconds = static_cast<double>(r.i64()) / 1e9;
-  f.latency = LatencyHistogram::deserialize(r.str());
-  return f;
-}
-
-void add(Figures& into, const Figures& f) {
-  into.bytes += f.bytes;
-  into.ops += f.ops;
-  into.seconds = std::max(into.seconds, f.seconds);
-  into.latency.merge(f.latency);
 }
 
 void RankRun::finish(DiskRun& out) {
@@ -289,7 +263,7 @@ DiskRun RankRun::run() {
   }
   detail::drop_cache(file_);
   comm_.barrier();
-  cpu0_ = cpu_seconds();
+  cpu0_ = detail::process_cpu_seconds();
   auto start = Clock::now();
   shared_.measure_start =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.ramp_s));
@@ -329,7 +303,7 @@ DiskRun RankRun::run() {
     }
     end_ = Clock::now();
   }
-  cpu1_ = cpu_seconds();
+  cpu1_ = detail::process_cpu_seconds();
   finish(out);
   return out;
 }
