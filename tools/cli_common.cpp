@@ -84,6 +84,19 @@ void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
       static_cast<double>(r.files) / secs, r.bytes_verified ? ", verified" : "",
       r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
   std::fprintf(stderr, "barge: %s\n", line);
+  if (r.tune) {
+    const auto& t = *r.tune;
+    std::snprintf(line, sizeof line,
+                  "tune: chunk %llu KiB, queue depth %u, %u threads, %s (%s, %zu probes in %.2f s",
+                  static_cast<unsigned long long>(t.chosen.chunk_bytes >> 10), t.chosen.queue_depth,
+                  t.chosen.threads, t.chosen.direct ? "O_DIRECT" : "buffered", t.method.c_str(),
+                  t.probes.size(), t.seconds);
+    std::fprintf(stderr, "barge: %s; %s)\n", line, t.note.c_str());
+    for (const auto& p : t.probes)
+      std::fprintf(stderr, "barge:   probe %-16s %9.1f MiB/s  (%.1f MiB, %llu files, %.2f s)\n",
+                   p.change.c_str(), p.rate() / 1048576.0, static_cast<double>(p.bytes) / 1048576.0,
+                   static_cast<unsigned long long>(p.files), p.seconds);
+  }
 }
 
 }  // namespace barge::tools

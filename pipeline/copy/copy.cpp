@@ -23,6 +23,7 @@
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
 #include "io/xattr.hpp"
+#include "pipeline/copy/tune.hpp"
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/engine/copy_stages.hpp"
@@ -206,12 +207,22 @@ RunResult run_copy(const CopyOptions& opts) {
   if (!roots) return result;
   raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads();
-  // More threads than cores: I/O stages block in the kernel while hash stages compute.
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-  PathFilter filter(opts.excludes, opts.includes);
-  Plan plan = walk_roots(std::move(*roots), threads, filter);
+  Plan plan;
+  {
+    // More threads than cores: I/O stages block in the kernel while hash stages compute.
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    PathFilter filter(opts.excludes, opts.includes);
+    plan = walk_roots(std::move(*roots), threads, filter);
+  }
   result.walk_seconds = since(t0);
-  return copy_planned(opts, plan, std::move(result), t0, {});
+  CopyOptions chosen = opts;
+  if (opts.tune) {
+    result.tune.emplace();
+    chosen = tune_copy(opts, plan, TuneLimits{.seconds = opts.tune_seconds}, *result.tune);
+  }
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
+                         chosen.threads ? chosen.threads : default_threads());
+  return copy_planned(chosen, plan, std::move(result), t0, {});
 }
 
 RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult result,

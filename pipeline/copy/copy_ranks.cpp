@@ -15,6 +15,10 @@
 namespace barge::pipeline {
 RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   if (comm.size() == 1) return run_copy(opts);
+  if (opts.tune && comm.rank() == 0)
+    io::log_warn(
+        "--tune: not under mpirun/srun yet (the probe runs in one process); the "
+        "settings given are used");
   auto t0 = std::chrono::steady_clock::now();
   auto roots = resolve_agreed(opts, comm, false);
   std::string journal_dir = Journal::dir_for(opts.destination);

@@ -106,8 +106,35 @@ nlohmann::json to_json(const RunResult& r, const std::string& command) {
     j["balance"] = r.balance;
   }
   if (!r.send_ranks.empty()) j["send_ranks"] = list(r.send_ranks);
+  if (r.tune) j["tune"] = tune_json(*r.tune);
   if (!r.fatal.empty()) j["fatal"] = r.fatal;
   return j;
+}
+
+nlohmann::json tune_json(const TuneReport& t) {
+  auto setting = [](const TuneSetting& s) {
+    nlohmann::json j{{"chunk_bytes", s.chunk_bytes},
+                     {"queue_depth", s.queue_depth},
+                     {"threads", s.threads},
+                     {"direct", s.direct}};
+    if (s.compression_level) j["compression_level"] = s.compression_level;
+    return j;
+  };
+  nlohmann::json probes = nlohmann::json::array();
+  for (const auto& p : t.probes) {
+    nlohmann::json pj = setting(p.setting);
+    pj["change"] = p.change;
+    pj["bytes"] = p.bytes;
+    pj["files"] = p.files;
+    pj["seconds"] = p.seconds;
+    pj["bytes_per_second"] = p.rate();
+    probes.push_back(pj);
+  }
+  return {{"method", t.method},
+          {"note", t.note},
+          {"chosen", setting(t.chosen)},
+          {"probes", probes},
+          {"seconds", t.seconds}};
 }
 
 }  // namespace barge::pipeline

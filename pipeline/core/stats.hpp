@@ -97,6 +97,30 @@ struct RankStats {
   uint64_t stage_busy_ns[kStageCount] = {};
 };
 
+// --tune: what the probe tried on the actual source and destination, and what it chose.
+struct TuneSetting {
+  uint64_t chunk_bytes = 0;
+  unsigned queue_depth = 0;
+  unsigned threads = 0;
+  bool direct = false;        // O_DIRECT reads and writes
+  int compression_level = 0;  // backup only (0: not tuned)
+};
+struct TuneProbe {
+  std::string change;  // "defaults", "direct on", "chunk 1 MiB", ...
+  TuneSetting setting;
+  uint64_t bytes = 0;
+  uint64_t files = 0;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? static_cast<double>(bytes) / seconds : 0; }
+};
+struct TuneReport {
+  std::string method;  // "region copy", "sample copy", "none"
+  std::string note;    // why nothing was probed, or how the choice was made
+  TuneSetting chosen;
+  std::vector<TuneProbe> probes;
+  double seconds = 0;  // the whole probe, included in the run's seconds
+};
+
 struct RunResult {
   int exit_code = kExitOk;
   bool started = false;             // false: refused before touching anything (usage error)
@@ -132,9 +156,10 @@ struct RunResult {
     uint64_t unchanged_files = 0;
   };
   std::optional<SyncCounts> sync;
-  std::vector<RankStats> ranks;  // multi-rank runs only
+  std::optional<TuneReport> tune;     // --tune
+  std::vector<RankStats> ranks;       // multi-rank runs only
   std::vector<RankStats> send_ranks;  // send under mpirun/srun: each sending rank's share
-  double balance = 1.0;          // min / max busy seconds over ranks (1 = perfectly even)
+  double balance = 1.0;               // min / max busy seconds over ranks (1 = perfectly even)
   // Counts one entry of this type among dirs, symlinks or others (regular files: none).
   void count_kind(io::FileType type) {
     if (type == io::FileType::kDirectory)
@@ -147,6 +172,7 @@ struct RunResult {
 };
 
 nlohmann::json to_json(const RunResult& r, const std::string& command);
+nlohmann::json tune_json(const TuneReport& t);
 uint64_t peak_rss_bytes();
 
 }  // namespace barge::pipeline

@@ -1,0 +1,368 @@
+#include "pipeline/copy/tune.hpp"
+
+#include <fcntl.h>
+#include <tbb/global_control.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <random>
+#include <stdexcept>
+
+#include "io/buffer_pool.hpp"
+#include "io/unique_fd.hpp"
+#include "io/uring_queue.hpp"
+#include "pipeline/copy/copy.hpp"
+#include "pipeline/engine/copy_internal.hpp"
+
+namespace barge::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+constexpr uint64_t kLargeFile = 64ull << 20;
+constexpr uint64_t kAlign = 4096;
+
+std::string mib(uint64_t bytes) {
+  if (bytes >= (1ull << 20)) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes >> 10) + " KiB";
+}
+
+// The kernel's dirty limit: beyond it, buffered writes go at the device's pace.
+uint64_t dirty_limit_bytes() {
+  auto read_u64 = [](const char* path) {
+    uint64_t v = 0;
+    std::ifstream(path) >> v;
+    return v;
+  };
+  if (uint64_t b = read_u64("/proc/sys/vm/dirty_bytes")) return b;
+  uint64_t ratio = read_u64("/proc/sys/vm/dirty_ratio");
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (meminfo >> key >> kib)
+    if (key == "MemAvailable:") return kib * 1024 / 100 * (ratio ? ratio : 20);
+  return 4ull << 30;
+}
+
+// A directory on the destination's file system where the probe may write.
+fs::path scratch_dir(const CopyOptions& o) {
+  std::error_code ec;
+  fs::path d = o.destination;
+  if (!fs::is_directory(d, ec)) d = d.has_parent_path() ? d.parent_path() : fs::path(".");
+  fs::path s = d / (".barge-tune." + std::to_string(::getpid()));
+  fs::create_directory(s, ec);
+  if (ec)
+    throw std::runtime_error("cannot make the probe's scratch " + s.string() + ": " + ec.message());
+  return s;
+}
+
+int open_maybe_direct(const std::string& path, int flags, bool direct, mode_t mode = 0) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC | (direct ? O_DIRECT : 0), mode);
+  if (fd < 0 && direct && errno == EINVAL) fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) throw std::runtime_error("probe: open " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+// The source bytes the region probes read: the largest files, in turn, never twice.
+class RegionCursor {
+ public:
+  explicit RegionCursor(const Plan& plan) {
+    for (uint32_t f : plan.files) {
+      const auto& e = plan.entries[f];
+      if (e.meta.size_bytes >= kLargeFile) files_.push_back({plan.src_path(e), e.meta.size_bytes});
+    }
+    std::sort(files_.begin(), files_.end(),
+              [](const auto& a, const auto& b) { return a.second > b.second; });
+  }
+  bool empty() const { return file_ >= files_.size(); }
+  // The next region of at most `len` bytes (aligned), or false when everything was read.
+  bool next(uint64_t len, std::string* path, uint64_t* off, uint64_t* got) {
+    while (file_ < files_.size() && pos_ + kAlign > files_[file_].second) {
+      ++file_;
+      pos_ = 0;
+    }
+    if (file_ >= files_.size()) return false;
+    *path = files_[file_].first;
+    *off = pos_;
+    *got = std::min(len, files_[file_].second - pos_) / kAlign * kAlign;
+    pos_ += *got;
+    return *got > 0;
+  }
+
+ private:
+  std::vector<std::pair<std::string, uint64_t>> files_;
+  size_t file_ = 0;
+  uint64_t pos_ = 0;
+};
+
+// Copies source regions into `scratch` with `s` until `deadline` or `cap` bytes: reads and
+// writes through one io_uring at the setting's depth, in-flight bytes bounded by `memory`.
+TuneProbe region_copy(RegionCursor& src, const TuneSetting& s, uint64_t memory, uint64_t cap,
+                      const fs::path& scratch, bool sync, Clock::time_point deadline) {
+  const uint64_t chunk = std::max<uint64_t>(kAlign, s.chunk_bytes / kAlign * kAlign);
+  const unsigned slots =
+      static_cast<unsigned>(std::clamp<uint64_t>(memory / chunk, 1, std::max(1u, s.queue_depth)));
+  io::BufferPool pool(chunk, slots);
+  std::vector<io::Buffer> bufs;
+  for (unsigned i = 0; i < slots; ++i) bufs.push_back(pool.acquire());
+  io::UringQueue q({.queue_depth = slots, .sqpoll = false, .register_pool = nullptr});
+  const std::string out = (scratch / "region").string();
+  io::UniqueFd wfd(open_maybe_direct(out, O_WRONLY | O_CREAT | O_TRUNC, s.direct, 0600));
+  std::vector<io::UniqueFd> rfds;
+  std::vector<bool> writing(slots, false);
+  std::vector<uint64_t> got(slots, 0);
+  std::string cur_path;
+  uint64_t cur_off = 0, cur_left = 0, write_off = 0;
+  int cur_fd = -1;
+  TuneProbe p;
+  p.setting = s;
+  auto start_read = [&](unsigned slot) {
+    if (Clock::now() >= deadline || p.bytes + q.in_flight() * chunk >= cap) return;
+    if (cur_left == 0) {
+      if (!src.next(cap, &cur_path, &cur_off, &cur_left)) return;
+      rfds.emplace_back(open_maybe_direct(cur_path, O_RDONLY, s.direct));
+      cur_fd = rfds.back().get();
+    }
+    uint64_t len = std::min(chunk, cur_left);
+    q.start(slot, io::IoOp{io::IoKind::kRead, cur_fd, bufs[slot].data(), len, cur_off});
+    cur_off += len;
+    cur_left -= len;
+    writing[slot] = false;
+  };
+  const auto t0 = Clock::now();
+  for (unsigned i = 0; i < slots; ++i) start_read(i);
+  while (q.in_flight() > 0) {
+    for (unsigned slot : q.wait(Clock::now() + std::chrono::seconds(5))) {
+      const io::IoOp& op = q.op(slot);
+      if (op.error)
+        throw std::runtime_error(std::string("probe: ") + (writing[slot] ? "write " : "read ") +
+                                 std::strerror(op.error));
+      if (writing[slot]) {
+        p.bytes += got[slot];
+        start_read(slot);
+        continue;
+      }
+      got[slot] = op.done_bytes;
+      uint64_t len = s.direct ? (op.done_bytes + kAlign - 1) / kAlign * kAlign : op.done_bytes;
+      q.start(slot, io::IoOp{io::IoKind::kWrite, wfd.get(), bufs[slot].data(), len, write_off});
+      write_off += len;
+      writing[slot] = true;
+    }
+  }
+  if (sync) ::fdatasync(wfd.get());
+  p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  ::unlink(out.c_str());
+  return p;
+}
+
+// Disjoint random samples of the plan's files, each copied by the engine itself.
+class SampleCopier {
+ public:
+  SampleCopier(const CopyOptions& opts, const Plan& plan, fs::path scratch)
+      : opts_(opts), plan_(plan), scratch_(std::move(scratch)) {
+    for (uint32_t f : plan.files)
+      if (plan.entries[f].meta.size_bytes < kLargeFile) pool_.push_back(f);
+    std::shuffle(pool_.begin(), pool_.end(), std::mt19937(42));
+  }
+  std::optional<TuneProbe> run(const TuneSetting& s, uint64_t want_bytes, uint64_t want_files);
+
+ private:
+  const CopyOptions& opts_;
+  const Plan& plan_;
+  fs::path scratch_;
+  std::vector<uint32_t> pool_;
+  size_t next_ = 0;
+  unsigned runs_ = 0;
+};
+
+std::optional<TuneProbe> SampleCopier::run(const TuneSetting& s, uint64_t want_bytes,
+                                           uint64_t want_files) {
+  fs::path dir = scratch_ / ("p" + std::to_string(runs_++));
+  fs::create_directory(dir);
+  Plan sub;
+  while (next_ < pool_.size() && sub.total_file_bytes < want_bytes &&
+         sub.files.size() < want_files) {
+    const Entry& e = plan_.entries[pool_[next_++]];
+    auto k = static_cast<uint32_t>(sub.roots.size());
+    sub.roots.push_back(Root{plan_.src_path(e), (dir / std::to_string(k)).string(), ""});
+    sub.entries.push_back(Entry{"", k, kNoParent, e.meta, "", nullptr});
+    sub.files.push_back(k);
+    sub.total_file_bytes += e.meta.size_bytes;
+  }
+  if (sub.files.size() < 50) return std::nullopt;  // the samples ran out
+  CopyOptions c = opts_;
+  c.chunk_bytes = s.chunk_bytes;
+  c.queue_depth = s.queue_depth;
+  c.threads = s.threads;
+  c.direct_read = c.direct_write = s.direct;
+  c.progress = ProgressMode::kNone;
+  c.manifest_path.clear();
+  c.report_path.clear();
+  c.resume = false;
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, s.threads);
+  RunResult r = copy_planned(c, sub, RunResult{}, Clock::now(), {});
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (r.exit_code != kExitOk)
+    throw std::runtime_error("probe copy failed: " +
+                             (r.fatal.empty() ? r.errors.empty() ? "" : r.errors[0] : r.fatal));
+  TuneProbe p;
+  p.setting = s;
+  p.bytes = r.bytes;
+  p.files = r.files;
+  p.seconds = r.seconds;
+  return p;
+}
+
+using Runner = std::function<std::optional<TuneProbe>(const TuneSetting&)>;
+
+struct Step {
+  std::string change;
+  std::function<TuneSetting(TuneSetting)> apply;
+};
+
+// One change at a time from the best so far; a change is kept when faster by kTuneGain.
+// The probe takes at most a tenth of the copy's time as the first probe predicts it, so a
+// small job is not made slower by its own tuning.
+TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runner& run,
+                    Clock::time_point deadline, uint64_t total_bytes, TuneReport& report) {
+  auto first = run(best);
+  if (!first) return best;
+  first->change = "defaults";
+  report.probes.push_back(*first);
+  double best_rate = first->rate();
+  const double predicted_s = best_rate > 0 ? static_cast<double>(total_bytes) / best_rate : 0;
+  const auto share = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(predicted_s / 10));
+  for (const auto& step : steps) {
+    if (Clock::now() >= std::min(deadline, share)) {
+      report.note += std::string("; ") +
+                     (share < deadline ? "a tenth of the predicted copy time" : "--tune-seconds") +
+                     " stopped the probe before '" + step.change + "'";
+      break;
+    }
+    TuneSetting s = step.apply(best);
+    if (s.chunk_bytes == best.chunk_bytes && s.queue_depth == best.queue_depth &&
+        s.threads == best.threads && s.direct == best.direct)
+      continue;
+    auto p = run(s);
+    if (!p) break;
+    p->change = step.change;
+    report.probes.push_back(*p);
+    if (p->rate() > best_rate * kTuneGain) {
+      best = s;
+      best_rate = p->rate();
+    }
+  }
+  return best;
+}
+
+std::vector<Step> steps_for(bool region, unsigned threads) {
+  std::vector<Step> steps;
+  steps.push_back({"direct on/off", [](TuneSetting s) {
+                     s.direct = !s.direct;
+                     return s;
+                   }});
+  // The engine's default (4 MiB) is among the candidates: a bad --chunk-size is corrected.
+  for (uint64_t c : region ? std::vector<uint64_t>{1ull << 20, 4ull << 20, 16ull << 20}
+                           : std::vector<uint64_t>{16ull << 20, 4ull << 20, 1ull << 20})
+    steps.push_back({"chunk " + mib(c), [c](TuneSetting s) {
+                       s.chunk_bytes = c;
+                       return s;
+                     }});
+  if (region) {
+    for (unsigned d : {16u, 64u, 256u})
+      steps.push_back({"queue depth " + std::to_string(d), [d](TuneSetting s) {
+                         s.queue_depth = d;
+                         return s;
+                       }});
+  } else {
+    for (unsigned t : {std::max(1u, threads / 2), threads * 2})
+      steps.push_back({"threads " + std::to_string(t), [t](TuneSetting s) {
+                         s.threads = t;
+                         return s;
+                       }});
+  }
+  return steps;
+}
+
+}  // namespace
+
+CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimits& limits,
+                      TuneReport& report) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(limits.seconds));
+  TuneSetting base{opts.chunk_bytes, opts.queue_depth,
+                   opts.threads ? opts.threads : default_threads(),
+                   opts.direct_read && opts.direct_write, 0};
+  report.chosen = base;
+  report.method = "none";
+  if (plan.total_file_bytes < limits.min_bytes && plan.files.size() < limits.min_files) {
+    report.note = "too small to be worth a probe (" + mib(plan.total_file_bytes) + ", " +
+                  std::to_string(plan.files.size()) + " files): the defaults are kept";
+    return opts;
+  }
+  uint64_t large = 0;
+  for (uint32_t f : plan.files)
+    if (plan.entries[f].meta.size_bytes >= kLargeFile) large += plan.entries[f].meta.size_bytes;
+  const bool region = large * 2 >= plan.total_file_bytes;
+  const bool sync = opts.fsync || plan.total_file_bytes > dirty_limit_bytes();
+  report.method = region ? "region copy" : "sample copy";
+  report.note = std::string(sync ? "writes timed with their write-back"
+                                 : "writes timed into the page cache (the copy fits in it)") +
+                (region ? "; threads: not probed (the region copy does not hash)" : "");
+  const fs::path scratch = scratch_dir(opts);
+  const double slice = std::clamp(limits.seconds / 8, 0.1, 1.0);
+  TuneSetting chosen = base;
+  try {
+    if (region) {
+      RegionCursor cursor(plan);
+      // Every probe reads bytes no other probe has read (nothing cached by a probe).
+      const uint64_t cap = std::clamp<uint64_t>(large / 8, 64ull << 20, 1ull << 30);
+      Runner run = [&](const TuneSetting& s) -> std::optional<TuneProbe> {
+        auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(slice));
+        auto p = region_copy(cursor, s, opts.memory_bytes, cap, scratch, sync, end);
+        if (p.bytes == 0) return std::nullopt;  // the large files are all read
+        return p;
+      };
+      chosen = descend(base, steps_for(true, base.threads), run, deadline, plan.total_file_bytes,
+                       report);
+    } else {
+      SampleCopier copier(opts, plan, scratch);
+      // A first, small sample sizes the others to about `slice` each (every probe must copy
+      // about as much: the engine's start-up weighs more on a small sample).
+      auto calibration = copier.run(base, 16ull << 20, 500);
+      if (!calibration || calibration->seconds <= 0) throw std::runtime_error("too few files");
+      calibration->change = "calibration";
+      report.probes.push_back(*calibration);
+      const double per_s = slice / calibration->seconds;
+      const uint64_t want_bytes = std::max<uint64_t>(8ull << 20, calibration->bytes * per_s);
+      const uint64_t want_files = std::max<uint64_t>(200, calibration->files * per_s);
+      Runner run = [&](const TuneSetting& s) { return copier.run(s, want_bytes, want_files); };
+      chosen = descend(base, steps_for(false, base.threads), run, deadline, plan.total_file_bytes,
+                       report);
+    }
+  } catch (const std::exception& e) {
+    report.note += std::string("; the probe stopped: ") + e.what();
+  }
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  report.chosen = chosen;
+  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  CopyOptions out = opts;
+  out.chunk_bytes = chosen.chunk_bytes;
+  out.queue_depth = chosen.queue_depth;
+  out.threads = chosen.threads;
+  out.direct_read = out.direct_write = chosen.direct;
+  return out;
+}
+
+}  // namespace barge::pipeline

@@ -1,0 +1,37 @@
+// copy --tune: a short, bounded probe on the actual source and destination that picks the
+// engine's chunk size, queue depth, threads and O_DIRECT before the copy starts.
+//
+// How it probes depends on where the bytes are:
+//  - mostly in large files (files of 64 MiB or more hold half the bytes): "region copy".
+//    Distinct regions of the largest files are read through io_uring and written to a
+//    scratch file beside the destination, with each setting, for a fraction of a second each.
+//  - otherwise: "sample copy". Disjoint random samples of the plan's files (so that no probe
+//    reads what another has put in the page cache) are copied by the engine itself, read →
+//    hash → write → commit, into a scratch directory beside the destination.
+// Settings are tried one change at a time from the current best (the defaults first: O_DIRECT
+// on or off, then the chunk size, the queue depth, the threads); a change is kept only when it
+// is faster by more than kTuneGain, so noise does not move the choice away from the defaults.
+// Writes count their write-back when the copy cannot stay in the page cache (more bytes than
+// the kernel's dirty limit) or with --fsync. The scratch is removed; the probe's time is part
+// of the run's time. Trees too small to be worth a probe keep the defaults, and say so.
+#pragma once
+
+#include "pipeline/core/plan.hpp"
+#include "pipeline/core/stats.hpp"
+#include "pipeline/engine/copy_options.hpp"
+
+namespace barge::pipeline {
+
+inline constexpr double kTuneGain = 1.10;
+
+struct TuneLimits {
+  double seconds = 5;                 // the whole probe stops issuing new settings after this
+  uint64_t min_bytes = 256ull << 20;  // smaller trees keep the defaults...
+  uint64_t min_files = 5000;          // ...unless they have this many files
+};
+
+// `opts` with the probe's choice applied; `report` says what was tried and chosen.
+CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimits& limits,
+                      TuneReport& report);
+
+}  // namespace barge::pipeline
