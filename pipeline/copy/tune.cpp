@@ -228,8 +228,8 @@ struct Step {
 };
 
 // One change at a time from the best so far; a change is kept when faster by kTuneGain.
-// The probe takes at most a tenth of the copy's time as the first probe predicts it, so a
-// small job is not made slower by its own tuning.
+// The probe takes at most a twentieth of the copy's time as the first probe predicts it, so
+// a small job is not made slower by its own tuning.
 TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runner& run,
                     Clock::time_point deadline, uint64_t total_bytes, TuneReport& report) {
   auto first = run(best);
@@ -239,20 +239,26 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
   double best_rate = first->rate();
   const double predicted_s = best_rate > 0 ? static_cast<double>(total_bytes) / best_rate : 0;
   const auto share = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(predicted_s / 10));
+                                        std::chrono::duration<double>(predicted_s / 20));
+  auto last =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(first->seconds));
   for (const auto& step : steps) {
-    if (Clock::now() >= std::min(deadline, share)) {
-      report.note += std::string("; ") +
-                     (share < deadline ? "a tenth of the predicted copy time" : "--tune-seconds") +
-                     " stopped the probe before '" + step.change + "'";
+    // A probe starts only when one as long as the last still fits.
+    if (Clock::now() + last >= std::min(deadline, share)) {
+      report.note +=
+          std::string("; ") +
+          (share < deadline ? "a twentieth of the predicted copy time" : "--tune-seconds") +
+          " stopped the probe before '" + step.change + "'";
       break;
     }
     TuneSetting s = step.apply(best);
     if (s.chunk_bytes == best.chunk_bytes && s.queue_depth == best.queue_depth &&
         s.threads == best.threads && s.direct == best.direct)
       continue;
+    auto t = Clock::now();
     auto p = run(s);
     if (!p) break;
+    last = Clock::now() - t;
     p->change = step.change;
     report.probes.push_back(*p);
     if (p->rate() > best_rate * kTuneGain) {
@@ -263,32 +269,36 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
   return best;
 }
 
+// The order: what matters most for that kind of tree first (the budget may stop the rest);
+// O_DIRECT last for many small files, where it seldom wins and a probe of it is slow.
 std::vector<Step> steps_for(bool region, unsigned threads) {
   std::vector<Step> steps;
-  steps.push_back({"direct on/off", [](TuneSetting s) {
-                     s.direct = !s.direct;
-                     return s;
-                   }});
-  // The engine's default (4 MiB) is among the candidates: a bad --chunk-size is corrected.
-  for (uint64_t c : region ? std::vector<uint64_t>{1ull << 20, 4ull << 20, 16ull << 20}
-                           : std::vector<uint64_t>{16ull << 20, 4ull << 20, 1ull << 20})
-    steps.push_back({"chunk " + mib(c), [c](TuneSetting s) {
-                       s.chunk_bytes = c;
+  auto direct = Step{"direct on/off", [](TuneSetting s) {
+                       s.direct = !s.direct;
                        return s;
-                     }});
+                     }};
   if (region) {
-    for (unsigned d : {16u, 64u, 256u})
+    for (unsigned d : {64u, 16u, 256u})
       steps.push_back({"queue depth " + std::to_string(d), [d](TuneSetting s) {
                          s.queue_depth = d;
                          return s;
                        }});
+    steps.push_back(direct);
   } else {
-    for (unsigned t : {std::max(1u, threads / 2), threads * 2})
+    for (unsigned t : {default_threads(), std::max(1u, threads / 2), threads * 2})
       steps.push_back({"threads " + std::to_string(t), [t](TuneSetting s) {
                          s.threads = t;
                          return s;
                        }});
   }
+  // The engine's default (4 MiB) is among the candidates: a bad --chunk-size is corrected.
+  for (uint64_t c : region ? std::vector<uint64_t>{4ull << 20, 16ull << 20, 1ull << 20}
+                           : std::vector<uint64_t>{4ull << 20, 16ull << 20, 1ull << 20})
+    steps.push_back({"chunk " + mib(c), [c](TuneSetting s) {
+                       s.chunk_bytes = c;
+                       return s;
+                     }});
+  if (!region) steps.push_back(direct);
   return steps;
 }
 
@@ -325,7 +335,7 @@ CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimit
     if (region) {
       RegionCursor cursor(plan);
       // Every probe reads bytes no other probe has read (nothing cached by a probe).
-      const uint64_t cap = std::clamp<uint64_t>(large / 8, 64ull << 20, 1ull << 30);
+      const uint64_t cap = std::clamp<uint64_t>(large / 40, 64ull << 20, 1ull << 30);
       Runner run = [&](const TuneSetting& s) -> std::optional<TuneProbe> {
         auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                       std::chrono::duration<double>(slice));
@@ -344,8 +354,12 @@ CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimit
       calibration->change = "calibration";
       report.probes.push_back(*calibration);
       const double per_s = slice / calibration->seconds;
-      const uint64_t want_bytes = std::max<uint64_t>(8ull << 20, calibration->bytes * per_s);
-      const uint64_t want_files = std::max<uint64_t>(200, calibration->files * per_s);
+      // ... and at most a fortieth of the tree each.
+      const uint64_t want_bytes =
+          std::clamp<uint64_t>(calibration->bytes * per_s, 8ull << 20,
+                               std::max<uint64_t>(8ull << 20, plan.total_file_bytes / 40));
+      const uint64_t want_files = std::clamp<uint64_t>(
+          calibration->files * per_s, 200, std::max<uint64_t>(200, plan.files.size() / 40));
       Runner run = [&](const TuneSetting& s) { return copier.run(s, want_bytes, want_files); };
       chosen = descend(base, steps_for(false, base.threads), run, deadline, plan.total_file_bytes,
                        report);

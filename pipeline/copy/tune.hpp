@@ -8,9 +8,13 @@
 //  - otherwise: "sample copy". Disjoint random samples of the plan's files (so that no probe
 //    reads what another has put in the page cache) are copied by the engine itself, read →
 //    hash → write → commit, into a scratch directory beside the destination.
-// Settings are tried one change at a time from the current best (the defaults first: O_DIRECT
-// on or off, then the chunk size, the queue depth, the threads); a change is kept only when it
-// is faster by more than kTuneGain, so noise does not move the choice away from the defaults.
+// Settings are tried one change at a time from the current best (the starting settings
+// first; then the queue depth, O_DIRECT and the chunk size for large files, the threads, the
+// chunk size and O_DIRECT for many files); a change is kept only when it is faster by more
+// than kTuneGain, so noise does not move the choice away from the defaults. A probe starts
+// only while one as long as the last fits in --tune-seconds and in a twentieth of the copy's
+// time as the first probe predicts it, and reads at most a fortieth of the tree: a job too
+// small to repay tuning stops after the first probe.
 // Writes count their write-back when the copy cannot stay in the page cache (more bytes than
 // the kernel's dirty limit) or with --fsync. The scratch is removed; the probe's time is part
 // of the run's time. Trees too small to be worth a probe keep the defaults, and say so.

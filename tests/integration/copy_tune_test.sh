@@ -24,8 +24,11 @@ if t["method"] == "none":
     assert t["probes"] == [] and "too small" in t["note"], t
     sys.exit(0)
 p = t["probes"]
-assert len(p) >= 2, p
 first = 1 if t["method"] == "sample copy" else 0
+assert len(p) >= first + 1, p
+# A probe stops where its budget says so, and the note says which bound stopped it.
+if len(p) < first + 5:
+    assert "stopped the probe" in t["note"], t["note"]
 if first:
     assert p[0]["change"] == "calibration", p[0]
 assert p[first]["change"] == "defaults", p
