@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # barge copy --tune against the same copy without it: same data, same run, interleaved per
-# round (plain, tuned, plain, tuned, ...), fresh destinations. Four cases:
+# round (plain then tuned, then tuned then plain, ...), a sync before each, fresh destinations. Four cases:
 #   large       one 2 GiB file, the defaults          (does tuning cost anything?)
 #   small       103k files of ~10 KiB, the defaults
 #   large-qd2   the large file with --queue-depth 2   (a setting that is wrong: can --tune
@@ -38,8 +38,14 @@ for c in $cases; do
   mkdir -p "$out"
   plain=() tuned=()
   for r in $(seq "$rounds"); do
-    plain+=("$(secs "$barge" copy -q "${extra[@]}" "$data/$src" "$out/p$r")")
-    tuned+=("$(secs "$barge" copy -q --tune "${extra[@]}" --report "$out/t$r.json" "$data/$src" "$out/t$r")")
+    # Each run starts with no dirty pages of the one before (sync, untimed), and the order
+    # alternates, so neither side always pays for the other's write-back.
+    run_plain() { sync; plain+=("$(secs "$barge" copy -q "${extra[@]}" "$data/$src" "$out/p$r")"); }
+    run_tuned() {
+      sync
+      tuned+=("$(secs "$barge" copy -q --tune "${extra[@]}" --report "$out/t$r.json" "$data/$src" "$out/t$r")")
+    }
+    if [ $((r % 2)) = 1 ]; then run_plain; run_tuned; else run_tuned; run_plain; fi
     choice=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tune"]; c=t["chosen"]; print("%s: chunk %d KiB qd %d threads %d %s, probe %.2f s" % (t["method"], c["chunk_bytes"]>>10, c["queue_depth"], c["threads"], "direct" if c["direct"] else "buffered", t["seconds"]))' "$out/t$r.json")
     echo "  $c round $r: plain ${plain[-1]} s  tuned ${tuned[-1]} s  ($choice)"
   done
