@@ -80,7 +80,6 @@ class RegionCursor {
     std::sort(files_.begin(), files_.end(),
               [](const auto& a, const auto& b) { return a.second > b.second; });
   }
-  bool empty() const { return file_ >= files_.size(); }
   // The next region of at most `len` bytes (aligned), or false when everything was read.
   bool next(uint64_t len, std::string* path, uint64_t* off, uint64_t* got) {
     while (file_ < files_.size() && pos_ + kAlign > files_[file_].second) {
