@@ -20,6 +20,12 @@ CLI::Validator size_validator() {
       "SIZE");
 }
 
+void add_tune_flags(CLI::App* cmd, pipeline::EngineOptions& o, const char* help) {
+  cmd->add_flag("--tune", o.tune, help);
+  cmd->add_option("--tune-seconds", o.tune_seconds, "the tuning's time limit (default 5)")
+      ->check(CLI::Range(0.5, 600.0));
+}
+
 void add_engine_flags(CLI::App* cmd, pipeline::EngineOptions& o, const char* chunk_help) {
   cmd->add_option("--memory", o.memory_bytes, "bound on payload buffers per rank (default 256M)")
       ->transform(size_validator());
@@ -84,6 +90,11 @@ void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
       static_cast<double>(r.files) / secs, r.bytes_verified ? ", verified" : "",
       r.errors.empty() ? "" : (", " + std::to_string(r.errors.size()) + " errors").c_str());
   std::fprintf(stderr, "barge: %s\n", line);
+  print_tune(r);
+}
+
+void print_tune(const pipeline::RunResult& r) {
+  char line[512];
   if (r.tune) {
     const auto& t = *r.tune;
     std::snprintf(line, sizeof line,
@@ -91,7 +102,11 @@ void print_summary(const pipeline::RunResult& r, const char* verb, bool quiet) {
                   static_cast<unsigned long long>(t.chosen.chunk_bytes >> 10), t.chosen.queue_depth,
                   t.chosen.threads, t.chosen.direct ? "O_DIRECT" : "buffered", t.method.c_str(),
                   t.probes.size(), t.seconds);
-    std::fprintf(stderr, "barge: %s; %s)\n", line, t.note.c_str());
+    std::string level;
+    if (t.chosen.compression_level == 0) level = ", no compression";
+    if (t.chosen.compression_level > 0)
+      level = ", zstd level " + std::to_string(t.chosen.compression_level);
+    std::fprintf(stderr, "barge: %s; %s)%s\n", line, t.note.c_str(), level.c_str());
     for (const auto& p : t.probes)
       std::fprintf(stderr, "barge:   probe %-16s %9.1f MiB/s  (%.1f MiB, %llu files, %.2f s)\n",
                    p.change.c_str(), p.rate() / 1048576.0, static_cast<double>(p.bytes) / 1048576.0,

@@ -150,13 +150,11 @@ void add_copy_command(CLI::App& app, CopyCli& copy, EngineCli& engine) {
       "copy", "copy files and trees, verified end to end (cp -a placement rules)");
   copy.cmd->add_option("paths", copy.paths, "SRC... DST")->required()->expected(2, -1);
   add_engine_options(copy.cmd, copy.opts, engine);
-  copy.cmd->add_flag("--tune", copy.opts.tune,
-                     "probe the source and destination first (bounded: --tune-seconds), then "
-                     "pick the chunk size, queue depth, threads and O_DIRECT; the report says "
-                     "what was tried");
-  copy.cmd
-      ->add_option("--tune-seconds", copy.opts.tune_seconds, "the probe's time limit (default 5)")
-      ->check(CLI::Range(0.5, 600.0));
+  tools::add_tune_flags(
+      copy.cmd, copy.opts,
+      "probe the source and destination first (bounded: --tune-seconds), then pick "
+      "the chunk size, queue depth, threads and O_DIRECT; the report says what was "
+      "tried");
   copy.cmd->add_flag(
       "--resume", copy.opts.resume,
       "continue a stopped or killed run: skip files in place and chunks the journal lists");

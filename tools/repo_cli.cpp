@@ -69,6 +69,10 @@ void add_backup_command(CLI::App& app, RepoCli& cli, bool& quiet) {
       ->check(CLI::IsMember({"auto", "full", "incremental", "differential"}));
   cli.backup_cmd->add_option("--level", b.level, "zstd level (default 3)")
       ->check(CLI::Range(1, 19));
+  add_tune_flags(cli.backup_cmd, b,
+                 "tune the zstd level (1 to 9) on the backup itself: each level is timed for a "
+                 "window and kept when 10% faster (bounded: --tune-seconds); the report says "
+                 "what was tried");
   cli.backup_cmd->add_option("--tag", b.tag, "a label stored with the snapshot");
   cli.backup_cmd->add_flag("--checksum", b.checksum,
                            "read every file and compare content, not size/mtime/ctime/inode");
@@ -173,7 +177,10 @@ int run_backup_command(RepoCli& cli, transport::Comm& comm, bool quiet) {
     io::log_warn("snapshot " + s.id + " is incomplete: " + std::to_string(s.unreadable) +
                  " entries could not be read (named above)");
   }
-  if (!quiet && r.run.started) print_backup_line(r);
+  if (!quiet && r.run.started) {
+    print_backup_line(r);
+    print_tune(r.run);
+  }
   nlohmann::json j = pipeline::to_json(r.run, "backup");
   if (!r.snapshot.id.empty()) j["snapshot"] = snapshot_json(r.snapshot);
   j["bytes_read"] = r.bytes_read;

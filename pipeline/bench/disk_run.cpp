@@ -263,7 +263,7 @@ DiskRun RankRun::run() {
   }
   detail::drop_cache(file_);
   comm_.barrier();
-  cpu0_ = detail::process_cpu_seconds();
+  cpu0_ = process_cpu_seconds();
   auto start = Clock::now();
   shared_.measure_start =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.ramp_s));
@@ -303,7 +303,7 @@ DiskRun RankRun::run() {
     }
     end_ = Clock::now();
   }
-  cpu1_ = detail::process_cpu_seconds();
+  cpu1_ = process_cpu_seconds();
   finish(out);
   return out;
 }

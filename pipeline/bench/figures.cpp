@@ -1,7 +1,5 @@
 #include "pipeline/bench/figures.hpp"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -84,13 +82,6 @@ std::string interval_text(size_t index, double interval_s, const Figures& f) {
   return b + std::string("p50 ") + us(f.latency.percentile(50)) + "  p99 " +
          us(f.latency.percentile(99)) + "  p99.9 " + us(f.latency.percentile(99.9)) + "  max " +
          us(f.latency.max()) + " us";
-}
-
-double process_cpu_seconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-  return s(ru.ru_utime) + s(ru.ru_stime);
 }
 
 }  // namespace barge::pipeline::bench::detail

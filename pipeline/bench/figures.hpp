@@ -30,6 +30,4 @@ std::string throughput_text(const Figures& f);  // "... MiB/s (... MB/s), ... IO
 // "[   2.0 s]    812.3 MiB/s      812 IOPS  p50 ...  p99 ...  p99.9 ...  max ... us"
 std::string interval_text(size_t index, double interval_s, const Figures& f);
 
-double process_cpu_seconds();  // user + system of this process
-
 }  // namespace barge::pipeline::bench::detail

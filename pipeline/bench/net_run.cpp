@@ -284,7 +284,7 @@ NetRun NetRunner::run(const std::string& transport, unsigned streams) {
   FirstError err;
   comm_.barrier();
   const auto start = Clock::now();
-  const double cpu0 = detail::process_cpu_seconds();
+  const double cpu0 = process_cpu_seconds();
   const auto deadline = o_.size_bytes ? Clock::time_point::max()
                                       : start + std::chrono::duration_cast<Clock::duration>(
                                                     std::chrono::duration<double>(o_.runtime_s));
@@ -304,7 +304,7 @@ NetRun NetRunner::run(const std::string& transport, unsigned streams) {
       throw;
     }
   });
-  const double cpu = detail::process_cpu_seconds() - cpu0;
+  const double cpu = process_cpu_seconds() - cpu0;
   agree_or_throw(err.get(), "bench net: " + transport + " with " + std::to_string(streams) +
                                 (streams == 1 ? " stream" : " streams"));
   std::vector<std::string> all = comm_.gather(rank_summary(got, cpu), 0);

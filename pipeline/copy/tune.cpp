@@ -310,7 +310,7 @@ CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimit
                                  std::chrono::duration<double>(limits.seconds));
   TuneSetting base{opts.chunk_bytes, opts.queue_depth,
                    opts.threads ? opts.threads : default_threads(),
-                   opts.direct_read && opts.direct_write, 0};
+                   opts.direct_read && opts.direct_write, -1};
   report.chosen = base;
   report.method = "none";
   if (plan.total_file_bytes < limits.min_bytes && plan.files.size() < limits.min_files) {

@@ -26,8 +26,6 @@
 
 namespace barge::pipeline {
 
-inline constexpr double kTuneGain = 1.10;
-
 struct TuneLimits {
   double seconds = 5;                 // the whole probe stops issuing new settings after this
   uint64_t min_bytes = 256ull << 20;  // smaller trees keep the defaults...

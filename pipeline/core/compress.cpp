@@ -30,10 +30,10 @@ ZSTD_DCtx* thread_dctx() {
 
 size_t compress_bound(size_t raw_bytes) { return ZSTD_compressBound(raw_bytes); }
 
-io::Result<size_t> CompressStage::operator()(std::span<const std::byte> raw,
-                                             std::span<std::byte> out) const {
+io::Result<size_t> CompressStage::compress(std::span<const std::byte> raw, std::span<std::byte> out,
+                                           int level) {
   size_t n =
-      ZSTD_compressCCtx(thread_cctx(), out.data(), out.size(), raw.data(), raw.size(), level_);
+      ZSTD_compressCCtx(thread_cctx(), out.data(), out.size(), raw.data(), raw.size(), level);
   if (ZSTD_isError(n))
     return io::Error::plain(std::string("zstd compress: ") + ZSTD_getErrorName(n));
   return n;

@@ -21,7 +21,11 @@ class CompressStage {
   explicit CompressStage(int level = 3) : level_(level) {}
   // Compresses `raw` into `out` (sized at least compress_bound(raw.size())); returns the
   // stored length.
-  io::Result<size_t> operator()(std::span<const std::byte> raw, std::span<std::byte> out) const;
+  io::Result<size_t> operator()(std::span<const std::byte> raw, std::span<std::byte> out) const {
+    return compress(raw, out, level_);
+  }
+  static io::Result<size_t> compress(std::span<const std::byte> raw, std::span<std::byte> out,
+                                     int level);
   int level() const { return level_; }
 
  private:

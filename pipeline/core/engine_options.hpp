@@ -19,6 +19,10 @@ struct EngineOptions {
   unsigned queue_depth = 64;                    // io_uring submission queue entries per ring
   uint32_t max_files_per_unit = 128;            // small files batched into one work unit
   io::BackendKind backend = io::BackendKind::kAuto;
+  // --tune (copy, send, backup): copy probes chunk, depth, threads and O_DIRECT before the
+  // copy; send and backup tune the zstd level on the job itself. --tune-seconds bounds it.
+  bool tune = false;
+  double tune_seconds = 5;
 };
 
 }  // namespace barge::pipeline

@@ -53,6 +53,13 @@ uint64_t peak_rss_bytes() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
 nlohmann::json to_json(const RunResult& r, const std::string& command) {
   nlohmann::json j;
   j["command"] = command;
@@ -117,7 +124,7 @@ nlohmann::json tune_json(const TuneReport& t) {
                      {"queue_depth", s.queue_depth},
                      {"threads", s.threads},
                      {"direct", s.direct}};
-    if (s.compression_level) j["compression_level"] = s.compression_level;
+    if (s.compression_level >= 0) j["compression_level"] = s.compression_level;
     return j;
   };
   nlohmann::json probes = nlohmann::json::array();

@@ -98,12 +98,15 @@ struct RankStats {
 };
 
 // --tune: what the probe tried on the actual source and destination, and what it chose.
+// A tuned setting replaces the one before only when measured this much faster (noise on
+// these machines is several percent between windows).
+inline constexpr double kTuneGain = 1.10;
 struct TuneSetting {
   uint64_t chunk_bytes = 0;
   unsigned queue_depth = 0;
   unsigned threads = 0;
-  bool direct = false;        // O_DIRECT reads and writes
-  int compression_level = 0;  // backup only (0: not tuned)
+  bool direct = false;         // O_DIRECT reads and writes
+  int compression_level = -1;  // send, backup: zstd level (0: raw; -1: not tuned)
 };
 struct TuneProbe {
   std::string change;  // "defaults", "direct on", "chunk 1 MiB", ...
@@ -174,5 +177,6 @@ struct RunResult {
 nlohmann::json to_json(const RunResult& r, const std::string& command);
 nlohmann::json tune_json(const TuneReport& t);
 uint64_t peak_rss_bytes();
+double process_cpu_seconds();  // user + system of this process, so far
 
 }  // namespace barge::pipeline

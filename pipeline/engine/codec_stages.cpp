@@ -11,6 +11,8 @@ void CompressUnitStage::operator()(WorkUnit& unit) const {
   const size_t cap = unit.aux.capacity_bytes();
   if (left * slot > cap) throw std::length_error("compress: no room for the blob headers");
   size_t cursor = 0;
+  const int level = live_ ? live_->load(std::memory_order_relaxed) : level_;
+  unit.level = level;
   for (Item& it : unit.items) {
     if (it.failed || !it.stored.present) continue;
     --left;
@@ -23,10 +25,10 @@ void CompressUnitStage::operator()(WorkUnit& unit) const {
     // zstd gets the room left after the other items' prefixes, and no more than the raw
     // size less one: when its output would not fit, the item is stored raw.
     const size_t reserve = left * slot;
-    if (cap < at + reserve + 8 || raw.size() < 2) continue;
+    if (level == 0 || cap < at + reserve + 8 || raw.size() < 2) continue;
     size_t room = std::min(cap - at - reserve, raw.size() - 1);
-    if (!worth_compressing(raw, std::span<std::byte>(unit.aux.data() + at, room))) continue;
-    auto n = compress_(raw, std::span<std::byte>(unit.aux.data() + at, room));
+    if (!worth_compressing(raw, std::span<std::byte>(unit.aux.data() + at, room), level)) continue;
+    auto n = CompressStage::compress(raw, std::span<std::byte>(unit.aux.data() + at, room), level);
     if (!n) continue;
     it.stored.compressed = true;
     it.stored.stored_bytes = static_cast<uint32_t>(*n);
@@ -35,10 +37,11 @@ void CompressUnitStage::operator()(WorkUnit& unit) const {
 }
 
 bool CompressUnitStage::worth_compressing(std::span<const std::byte> raw,
-                                          std::span<std::byte> scratch) const {
+                                          std::span<std::byte> scratch, int level) const {
   if (probe_ == 0 || raw.size() <= 2 * probe_) return true;
   const size_t sample = probe_;
-  auto n = compress_(raw.first(sample), scratch.first(std::min(scratch.size(), sample)));
+  auto n = CompressStage::compress(raw.first(sample),
+                                   scratch.first(std::min(scratch.size(), sample)), level);
   return n && *n < sample - sample / 32;
 }
 

@@ -1,6 +1,7 @@
 // The codec stages of the engine (compress, decompress+check) over whole work units.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -23,14 +24,19 @@ class CompressUnitStage {
   // its first probe_bytes; if that sample does not shrink by 1/32, the item is stored raw
   // without compressing the rest (incompressible data costs a sample, not a whole pass).
   CompressUnitStage(int level, size_t prefix_bytes, size_t probe_bytes = 0)
-      : compress_(level), prefix_(prefix_bytes), probe_(probe_bytes) {}
+      : level_(level), prefix_(prefix_bytes), probe_(probe_bytes) {}
+  // --tune: each unit takes the level `live` holds when it starts (0: every item raw); the
+  // unit records it (WorkUnit::level).
+  void follow(const std::atomic<int>* live) { live_ = live; }
   // The prefix of an item is the `prefix_bytes` before its stored.aux_offset_bytes, raw or
   // not; aux always has room for every item's prefix.
   void operator()(WorkUnit& unit) const;
 
  private:
-  bool worth_compressing(std::span<const std::byte> raw, std::span<std::byte> scratch) const;
-  CompressStage compress_;
+  bool worth_compressing(std::span<const std::byte> raw, std::span<std::byte> scratch,
+                         int level) const;
+  int level_;
+  const std::atomic<int>* live_ = nullptr;
   size_t prefix_;
   size_t probe_;
 };

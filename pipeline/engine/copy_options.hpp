@@ -25,8 +25,6 @@ struct CopyOptions : EngineOptions {
   bool fsync = false;         // fsync each file before it is renamed
   bool xattrs = false;        // copy extended attributes (--xattrs)
   bool resume = false;        // skip files in place and chunks the journal lists (--resume)
-  bool tune = false;          // --tune: probe, then pick chunk, depth, threads, O_DIRECT
-  double tune_seconds = 5;    // --tune-seconds: the probe's bound
   Reflink reflink = Reflink::kAuto;
   // --exclude / --include globs: an entry is left out when it matches an exclude and no
   // include. A pattern with '/' matches the path below SRC, one without matches the name.

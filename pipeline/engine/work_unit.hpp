@@ -56,6 +56,7 @@ struct WorkUnit {
   io::Buffer buffer;    // the raw bytes, at each extent's buf_offset_bytes
   io::Buffer aux;       // codec assemblies: the stored forms, at each item's aux_offset_bytes
   uint32_t source = 0;  // recv: the stream the unit is read from
+  int level = -1;       // the zstd level its items were compressed at (0: raw; -1: none)
 
   std::span<std::byte> bytes(const Item& it) const {
     return {buffer.data() + it.ext.buf_offset_bytes, static_cast<size_t>(it.ext.length_bytes)};

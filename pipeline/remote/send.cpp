@@ -260,10 +260,39 @@ void Sender::count_sent(const WorkUnit& u) {
   }
 }
 
+// --tune: the zstd level is tuned on the transfer itself (pipeline/engine/level_tuner.hpp),
+// from 0 (raw) to 9, starting at --compress's. Each rank tunes its own share.
+std::unique_ptr<LevelTuner> Sender::make_tuner() {
+  if (!opts_.tune) return nullptr;
+  return make_level_tuner({plan_,
+                           &include_,
+                           opts_.chunk_bytes,
+                           opts_.queue_depth,
+                           threads_,
+                           opts_.tune_seconds,
+                           opts_.compress_level,
+                           {0, 1, 3, 6, 9},
+                           "chunk size, streams, queue depth and threads are not tuned",
+                           &stats_,
+                           kStageNetSend},
+                          result_.tune.emplace());
+}
+
+// A unit's raw bytes and the bytes it put on the wire, for the tuner.
+void Sender::count_for_tuner(const WorkUnit& u, LevelTuner& tuner) {
+  uint64_t raw = 0, wire = 0;
+  for (const Item& it : u.items) {
+    if (it.failed) continue;
+    raw += it.ext.length_bytes;
+    wire += it.stored.present ? it.stored.stored_bytes : it.ext.length_bytes;
+  }
+  tuner.count(u.level, raw, wire);
+}
+
 // read → hash → [compress] → net-send over the files the receiver wants; the control stream
 // is read meanwhile for the receiver's report or its error.
 void Sender::transfer() {
-  const bool compress = opts_.compress_level != 0;
+  const bool compress = opts_.compress_level != 0 || opts_.tune;
   const size_t per_unit = compress ? 2 : 1;
   io::BufferPool pool(opts_.chunk_bytes,
                       pool_buffer_count(plan_, {.memory_bytes = opts_.memory_bytes,
@@ -295,6 +324,8 @@ void Sender::transfer() {
   ReadStage read(*ctx_);
   HashStage hash;
   CompressUnitStage pack(opts_.compress_level, 0, opts_.compress_probe ? 64 << 10 : 0);
+  std::unique_ptr<LevelTuner> tuner = make_tuner();
+  if (tuner) pack.follow(tuner->level());
   // --bwlimit is over all ranks' streams.
   RateLimit limit(opts_.bwlimit_bytes ? std::max<uint64_t>(1, opts_.bwlimit_bytes / ranks()) : 0);
   NetSendStage net(streams_, limit);
@@ -320,6 +351,7 @@ void Sender::transfer() {
   a.stages.push_back({kStageNetSend, StageKind::kIo, [&](WorkUnit& u) {
                         net(u);
                         count_sent(u);
+                        if (tuner) count_for_tuner(u, *tuner);
                       }});
   a.on_throw = [this](WorkUnit& u, const std::string& why) {
     ctx_->set_fatal(why);
@@ -328,7 +360,9 @@ void Sender::transfer() {
   };
   a.buffers_per_unit = per_unit;
   const auto tb = Clock::now();
+  if (tuner) tuner->start();
   run_with_progress(a, pool);
+  if (tuner) tuner->finish();
   busy_seconds_ = std::chrono::duration<double>(Clock::now() - tb).count();
   if (ctx_->fatal().empty()) finish_streams();
   if (reader.joinable()) wait_for_reader(reader);

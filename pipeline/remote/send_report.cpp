@@ -48,6 +48,7 @@ RunResult Sender::report() {
     if (backends_) r.io_backend = backends_->name();
     r.peak_rss_bytes = std::max(peak_rss_bytes(), shares.peak_rss_bytes);
     r.send_ranks = std::move(shares.ranks);
+    r.tune = result_.tune;
     // A transfer stopped by a signal or a lost link can be finished with --resume.
     r.resumable = !r.fatal.empty() && (link_lost() || stop_signal().load() != 0);
     if (r.resumable) r.fatal += "; rerun with --resume to finish";

@@ -17,6 +17,7 @@
 
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/engine/graph.hpp"
+#include "pipeline/engine/level_tuner.hpp"
 #include "pipeline/remote/protocol.hpp"
 #include "pipeline/remote/remote.hpp"
 #include "pipeline/remote/send_stages.hpp"
@@ -62,6 +63,8 @@ class Sender {
   void read_source_xattrs();
   void skip_done_chunks(uint64_t buffer_bytes);
   void transfer();
+  std::unique_ptr<LevelTuner> make_tuner();
+  static void count_for_tuner(const WorkUnit& u, LevelTuner& tuner);
   void run_with_progress(Assembly& a, io::BufferPool& pool);
   void count_planned(uint64_t buffer_bytes);
   void finish_streams();

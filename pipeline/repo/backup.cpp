@@ -58,6 +58,7 @@ void BackupRun::execute(BackupResult& out) {
   auto tb = Clock::now();
   transfer(threads);
   double busy = since(tb);
+  result.tune = tune_;
   if (auto st = packs_->finish(); !st) ctx_fatal(st.error().message);
   bool all_ok = comm_.agree(fatal_.empty());
 
@@ -237,7 +238,7 @@ repo::Snapshot BackupRun::snapshot_header() const {
   snap.source = abs ? abs : opts_.source;
   std::free(abs);
   snap.tag = opts_.tag;
-  snap.level = static_cast<uint32_t>(opts_.level);
+  snap.level = static_cast<uint32_t>(tune_ ? tune_->chosen.compression_level : opts_.level);
   return snap;
 }
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "io/io_backend.hpp"
 #include "pipeline/core/plan.hpp"
 #include "pipeline/core/stats.hpp"
+#include "pipeline/engine/level_tuner.hpp"
 #include "pipeline/engine/work_unit.hpp"
 #include "pipeline/repo/backup.hpp"
 #include "pipeline/repo/backup_setup.hpp"
@@ -75,6 +77,8 @@ class BackupRun {
   void dedupe_unit(WorkUnit& u);
   void record_unit(WorkUnit& u);
   void transfer(unsigned threads);
+  std::unique_ptr<LevelTuner> make_tuner(unsigned threads);
+  static void count_for_tuner(const WorkUnit& u, LevelTuner& tuner);
   bool failed(uint32_t f) const { return dropped_[f].load(std::memory_order_relaxed) != 0; }
   void fail_file(uint32_t f, const std::string& why);
 
@@ -102,6 +106,7 @@ class BackupRun {
   std::string fatal_;
   std::atomic<bool> stop_{false};
   std::string result_backend_;
+  std::optional<TuneReport> tune_;  // --tune
 };
 
 }  // namespace barge::pipeline

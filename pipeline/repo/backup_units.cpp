@@ -268,6 +268,8 @@ void BackupRun::transfer(unsigned threads) {
   Progress progress(stats_, comm_.rank() == 0 ? opts_.progress : ProgressMode::kNone, "backup",
                     opts_.progress_interval_s, std::move(share));
   CompressUnitStage compress(opts_.level, repo::kBlobHeaderBytes);
+  std::unique_ptr<LevelTuner> tuner = make_tuner(threads);
+  if (tuner) compress.follow(tuner->level());
   repo::PackAppendStage append(
       *packs_, backend, [this](const std::string& pack) { return pack_table_.index(pack); },
       [this](Item& it, const io::Error& e) {
@@ -303,15 +305,47 @@ void BackupRun::transfer(unsigned threads) {
                }}};
   a.last = [&](WorkUnit* u, const Emit& emit) {
     if (!stop_.load()) record_unit(*u);
+    if (tuner) count_for_tuner(*u, *tuner);
     emit(u);
   };
   a.on_throw = [&](WorkUnit& u, const std::string& why) {
     ctx_fatal(why);
     for (Item& it : u.items) it.failed = true;
   };
+  if (tuner) tuner->start();
   run_graph(a, pool, stats_, threads);
+  if (tuner) tuner->finish();
   progress.stop();
   result_backend_ = backends.name();
+}
+
+// --tune: the zstd level is tuned on the backup itself (pipeline/engine/level_tuner.hpp),
+// from 1 to 9, starting at --level. Each rank tunes its own share.
+std::unique_ptr<LevelTuner> BackupRun::make_tuner(unsigned threads) {
+  if (!opts_.tune) return nullptr;
+  return make_level_tuner({plan_,
+                           &include_,
+                           chunk_bytes(),
+                           opts_.queue_depth,
+                           threads,
+                           opts_.tune_seconds,
+                           opts_.level,
+                           {1, 3, 6, 9},
+                           "the repository's chunk size and the threads are not tuned",
+                           &stats_,
+                           kStagePackAppend},
+                          tune_.emplace());
+}
+
+// A unit's raw bytes and the bytes it put into the packs (none for a deduplicated chunk).
+void BackupRun::count_for_tuner(const WorkUnit& u, LevelTuner& tuner) {
+  uint64_t raw = 0, stored = 0;
+  for (const Item& it : u.items) {
+    if (it.failed) continue;
+    raw += it.ext.length_bytes;
+    if (it.stored.present) stored += it.stored.stored_bytes;
+  }
+  tuner.count(u.level, raw, stored);
 }
 
 void BackupRun::fail_file(uint32_t f, const std::string& why) {
