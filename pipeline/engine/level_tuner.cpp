@@ -115,7 +115,9 @@ std::unique_ptr<LevelTuner> make_level_tuner(const LevelTuneSpec& spec, TuneRepo
                         .window = std::clamp(spec.seconds / 5, 0.5, 5.0),
                         .stats = spec.stats,
                         .output_stage = spec.output_stage,
-                        .threads = spec.threads},
+                        .threads = spec.threads,
+                        .delivered = spec.delivered,
+                        .fill = spec.fill},
       std::move(levels), report);
 }
 
@@ -128,6 +130,7 @@ LevelTuner::LevelTuner(LevelTunerOptions o, std::vector<LevelSample> samples, Tu
 void LevelTuner::count(int level, uint64_t raw, uint64_t stored) {
   const int i = std::clamp(level + 1, 0, kLevels - 1);
   raw_[i].fetch_add(raw, std::memory_order_relaxed);
+  units_[i].fetch_add(1, std::memory_order_relaxed);
   stored_[i].fetch_add(stored, std::memory_order_relaxed);
 }
 
@@ -150,6 +153,10 @@ bool LevelTuner::wait_for(double seconds) {
   return !cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return stop_; });
 }
 
+Clock::duration LevelTuner::window_duration() const {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(opts_.window));
+}
+
 uint64_t LevelTuner::output_busy_ns() const {
   return opts_.stats ? opts_.stats->stage_busy_ns[opts_.output_stage].load() : 0;
 }
@@ -165,12 +172,17 @@ double LevelTuner::predict(const Window& w, const LevelSample& from, const Level
   const double k0 = w.cpu_seconds / static_cast<double>(w.raw);  // CPU per byte, all stages
   const double k = std::max(0.0, k0 - from.cpu_per_byte) + to.cpu_per_byte;
   const double cpu_scale = k > 0 ? k0 / k : 10.0;
-  if (w.out_busy >= 0.7) {  // the output is the bound: fewer bytes, as far as the cores go
-    const double cores_cap = w.rate() * cpu_scale / std::max(w.busy, 0.05);
-    return std::min(cores_cap, w.rate() * to.ratio / from.ratio);
+  if (w.output_bound()) {
+    // Fewer bytes out is faster, as far as the cores go: compressing at `to` may take what
+    // compressing at `from` takes now plus the idle cores (the timing of the level checks it).
+    const double cores = (1 - std::clamp(w.busy, 0.0, 1.0)) * std::max(1u, w.cores);
+    const double cap = to.cpu_per_byte > 0
+                           ? (w.rate() * from.cpu_per_byte + cores) / to.cpu_per_byte
+                           : w.rate() * cpu_scale / std::max(w.busy, 0.05);
+    return std::min(cap, w.rate() * to.ratio / from.ratio);
   }
-  if (w.busy >= 0.85) return w.rate() * cpu_scale;  // the cores are the bound
-  return w.rate();                                  // the reading is the bound: no level changes it
+  if (w.cpu_bound()) return w.rate() * cpu_scale;
+  return w.rate();  // the reading is the bound: no level changes it
 }
 
 // The level's first units must have left the pipeline (the ones before them were made at the
@@ -187,12 +199,26 @@ bool LevelTuner::measure(int level, Window& w) {
   const double c0 = process_cpu_seconds();
   const auto j0 = cpu_jiffies();
   const uint64_t b0 = output_busy_ns();
+  const uint64_t d0 = opts_.delivered ? opts_.delivered() : 0;
+  const double f0 = opts_.fill ? opts_.fill() : 0;
+  const uint64_t u0 = units_[i].load();
   const auto t = Clock::now();
   if (!wait_for(opts_.window)) return false;
+  // A window holds at least kMinUnits of the level's units (a few units of a slow link are
+  // too coarse a measure), up to four windows.
+  while (units_[i].load() < u0 + kMinUnits && Clock::now() < t + 4 * window_duration())
+    if (!wait_for(opts_.window / 10)) return false;
   w.seconds = std::chrono::duration<double>(Clock::now() - t).count();
   w.raw = raw_[i].load() - r0;
   w.stored = stored_[i].load() - s0;
   w.cpu_seconds = process_cpu_seconds() - c0;
+  w.cores = std::thread::hardware_concurrency();
+  w.threads = opts_.threads;
+  if (opts_.fill) w.fill = (f0 + opts_.fill()) / 2;
+  if (opts_.delivered) {
+    w.metered = true;
+    w.delivered = opts_.delivered() - d0;
+  }
   w.out_busy = std::min(1.0, static_cast<double>(output_busy_ns() - b0) / 1e9 / w.seconds /
                                  std::max(1u, opts_.threads));
   const auto j1 = cpu_jiffies();
@@ -207,8 +233,8 @@ void LevelTuner::add_probe(const std::string& change, int level, const Window& w
   p.change = change;
   p.setting = report_.chosen;
   p.setting.compression_level = level;
-  p.bytes = w.raw;
   p.seconds = w.seconds;
+  p.bytes = static_cast<uint64_t>(w.rate() * w.seconds);  // what the job sustains
   std::lock_guard lock(mu_);
   report_.probes.push_back(p);
 }
@@ -247,7 +273,13 @@ void LevelTuner::loop() {
         break;
       }
       add_probe("level " + std::to_string(pick->level), pick->level, cw);
-      if (cw.rate() > bw.rate() * kTuneGain) {
+      // Kept when measured 10% faster; or when the output stayed the bound at the new level
+      // and the samples (the same bytes at every level, unlike two windows of different
+      // files) shrink 10% more: the link then carries as many bytes, each worth more.
+      const bool ratio_win = bw.output_bound() && cw.output_bound() &&
+                             pick->ratio > from->ratio * kTuneGain &&
+                             cw.rate() > bw.rate() / kTuneGain;
+      if (cw.rate() > bw.rate() * kTuneGain || ratio_win) {
         best = pick->level;
         bw = cw;
       } else {
@@ -255,11 +287,19 @@ void LevelTuner::loop() {
       }
     }
     if (note.empty()) note = "--tune-seconds ended the steps";
-    char buf[128];
+    char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "; at the chosen level the cores were %.0f%% busy, the output %.0f%%",
-                  bw.busy * 100, bw.out_busy * 100);
+                  "; at the chosen level the cores were %.0f%% busy, the output stage %.0f%%, "
+                  "its buffers %.0f%% full, %.1f MB/s handed to it%s",
+                  bw.busy * 100, bw.out_busy * 100, bw.fill * 100,
+                  static_cast<double>(bw.stored) / bw.seconds / 1e6,
+                  bw.metered ? "" : " (all delivered)");
     note += buf;
+    if (bw.metered) {
+      std::snprintf(buf, sizeof buf, " and %.1f MB/s delivered",
+                    static_cast<double>(bw.delivered) / bw.seconds / 1e6);
+      note += buf;
+    }
   }
   std::lock_guard lock(mu_);
   report_.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();

@@ -15,9 +15,11 @@
 //     Steps repeat while --tune-seconds lasts. Every window is a probe in the report.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +59,11 @@ struct LevelTunerOptions {
   const LiveStats* stats = nullptr;
   int output_stage = 0;
   unsigned threads = 1;
+  // send: the bytes the link delivered so far (acknowledged), so that socket buffers filling
+  // up are not taken for a fast link. Empty: what is written counts as delivered.
+  std::function<uint64_t()> delivered;
+  // send: how full the output's buffers are (0..1); half full or more, the output is the bound.
+  std::function<double()> fill;
 };
 
 class LevelTuner;
@@ -76,10 +83,14 @@ struct LevelTuneSpec {
   const char* untuned;
   const LiveStats* stats;  // the job's: its output stage's busy time says if it is the bound
   int output_stage;        // kStageNetSend, kStagePackAppend
+  std::function<uint64_t()> delivered = {};  // as LevelTunerOptions'
+  std::function<double()> fill = {};
 };
 std::unique_ptr<LevelTuner> make_level_tuner(const LevelTuneSpec& spec, TuneReport& report);
 
 class LevelTuner {
+  using Clock = std::chrono::steady_clock;
+
  public:
   LevelTuner(LevelTunerOptions o, std::vector<LevelSample> samples, TuneReport& report);
   ~LevelTuner() { finish(); }
@@ -100,8 +111,34 @@ class LevelTuner {
     uint64_t raw = 0, stored = 0;
     double cpu_seconds = 0;  // this process's
     double busy = 0;         // the host's cores, 0..1
+    unsigned cores = 1;      // ... of which it has this many
+    unsigned threads = 1;    // the job's (--threads)
     double out_busy = 0;     // the output stage, 0..1 of its threads
-    double rate() const { return seconds > 0 ? static_cast<double>(raw) / seconds : 0; }
+    double fill = 0;         // the output's buffers, 0..1 (the mean of the window's ends)
+    bool metered = false;    // `delivered` was measured
+    uint64_t delivered = 0;  // output bytes the link delivered in the window
+    // Raw bytes per second the job sustains: with a meter, no more than the link delivers
+    // at this level's ratio (units written into socket buffers are not yet delivered).
+    // When the link is the bound, what it delivers at this level's ratio (finer grained
+    // than whole units handed to it).
+    double rate() const {
+      if (seconds <= 0) return 0;
+      const double r = static_cast<double>(raw) / seconds;
+      if (!metered || stored == 0) return r;
+      const double linked = static_cast<double>(delivered) / seconds * static_cast<double>(raw) /
+                            static_cast<double>(stored);
+      return output_bound() ? linked : std::min(r, linked);
+    }
+    // The cores are the bound: the host's are busy, or the job's threads are.
+    bool cpu_bound() const {
+      return busy >= 0.85 || (seconds > 0 && cpu_seconds / seconds >=
+                                                 0.85 * std::min(threads, std::max(1u, cores)));
+    }
+    // The output is the bound: its stage is busy, or it is handed more than it delivers.
+    bool output_bound() const {
+      return out_busy >= 0.7 || fill >= 0.5 ||
+             (metered && static_cast<double>(stored) > 1.1 * static_cast<double>(delivered));
+    }
   };
   static double predict(const Window& w, const LevelSample& from, const LevelSample& to);
 
@@ -118,7 +155,9 @@ class LevelTuner {
   std::vector<LevelSample> samples_;
   TuneReport& report_;
   std::atomic<int> level_;
-  std::atomic<uint64_t> raw_[kLevels] = {}, stored_[kLevels] = {};
+  static constexpr uint64_t kMinUnits = 8;
+  Clock::duration window_duration() const;
+  std::atomic<uint64_t> raw_[kLevels] = {}, stored_[kLevels] = {}, units_[kLevels] = {};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

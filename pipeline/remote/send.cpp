@@ -274,7 +274,9 @@ std::unique_ptr<LevelTuner> Sender::make_tuner() {
                            {0, 1, 3, 6, 9},
                            "chunk size, streams, queue depth and threads are not tuned",
                            &stats_,
-                           kStageNetSend},
+                           kStageNetSend,
+                           [this] { return streams_.bytes_acked(); },
+                           [this] { return streams_.send_buffer_fill(); }},
                           result_.tune.emplace());
 }
 

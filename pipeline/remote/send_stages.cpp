@@ -1,10 +1,44 @@
 #include "pipeline/remote/send_stages.hpp"
 
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstddef>
 #include <string>
 
 #include "pipeline/remote/protocol.hpp"
 
 namespace barge::pipeline::remote {
+
+uint64_t StreamSet::bytes_acked() const {
+  uint64_t sum = 0;
+  for (const auto& s : slots_) {
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(s->stream->fd(), IPPROTO_TCP, TCP_INFO, &info, &len) == 0 &&
+        len >= offsetof(tcp_info, tcpi_bytes_acked) + sizeof info.tcpi_bytes_acked)
+      sum += info.tcpi_bytes_acked;
+  }
+  return sum;
+}
+
+double StreamSet::send_buffer_fill() const {
+  double queued = 0, room = 0;
+  for (const auto& s : slots_) {
+    int outq = 0, sndbuf = 0;
+    socklen_t len = sizeof sndbuf;
+    if (::ioctl(s->stream->fd(), SIOCOUTQ, &outq) != 0 ||
+        ::getsockopt(s->stream->fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) != 0)
+      continue;
+    queued += outq;
+    room += sndbuf / 2.0;
+  }
+  return room > 0 ? std::min(1.0, queued / room) : 0;
+}
 
 void NetSendStage::operator()(WorkUnit& u) const {
   std::vector<WireItem> items;

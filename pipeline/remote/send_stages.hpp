@@ -48,6 +48,12 @@ class StreamSet {
   void abort() {
     for (auto& s : slots_) s->stream->abort();
   }
+  // Bytes the receiver's TCP acknowledged, over every stream (TCP_INFO): what the link
+  // delivered, less what waits in the socket buffers.
+  uint64_t bytes_acked() const;
+  // How full the streams' send buffers are, 0..1 (SIOCOUTQ against SO_SNDBUF, whose half the
+  // kernel keeps for its own accounting): data waiting there waits for the link.
+  double send_buffer_fill() const;
   // A send failed on a broken connection (not after abort): the link was lost.
   void mark_lost() { lost_ = true; }
   bool lost() const { return lost_.load(); }

@@ -44,6 +44,8 @@ LevelTuner::Window window(double rate, double busy, double out_busy) {
   w.raw = static_cast<uint64_t>(rate);
   w.cpu_seconds = 0.8;  // 8 ns of CPU per byte at 100 MB/s
   w.busy = busy;
+  w.cores = 2;
+  w.threads = 4;
   w.out_busy = out_busy;
   return w;
 }
@@ -58,13 +60,39 @@ TEST(LevelTuner, ModelFollowsTheBound) {
   auto cpu = window(100e6, 0.97, 0.2);
   EXPECT_GT(LevelTuner::predict(cpu, l1, raw), cpu.rate() * 1.1);
   EXPECT_LT(LevelTuner::predict(cpu, l1, l6), cpu.rate());
+  // The job's one thread is busy (the host's other core idle): CPU-bound as well.
+  auto one = window(100e6, 0.5, 0.2);
+  one.threads = 1;
+  one.cpu_seconds = 0.95;
+  EXPECT_GT(LevelTuner::predict(one, l1, raw), one.rate() * 1.1);
   // Neither (the reading is): no level changes the rate.
   auto read = window(100e6, 0.3, 0.2);
   EXPECT_DOUBLE_EQ(LevelTuner::predict(read, l1, l6), read.rate());
   EXPECT_DOUBLE_EQ(LevelTuner::predict(read, l1, raw), read.rate());
-  // Output-bound, but the cores could not compress at level 6 fast enough: capped.
+  // Output-bound, but the cores could not compress at level 6 fast enough: capped by what
+  // level 1 takes now (0.2 s a second) and the idle cores (2 x 5%): 0.3 / 8 ns = 37.5 MB/s.
   auto busy_out = window(100e6, 0.95, 0.95);
-  EXPECT_LT(LevelTuner::predict(busy_out, l1, l6), busy_out.rate() * 1.5);
+  EXPECT_NEAR(LevelTuner::predict(busy_out, l1, l6), 37.5e6, 1e3);
+  // With idle cores (0.2 + 2 x 0.7 = 1.6 core-seconds a second) level 6 could reach 200 MB/s:
+  // the ratio (1.5x) is the bound.
+  EXPECT_NEAR(LevelTuner::predict(out, l1, l6), 150e6, 1e3);
+}
+
+TEST(LevelTuner, AMeteredWindowCountsWhatTheLinkDelivered) {
+  LevelTuner::Window w;
+  w.seconds = 1;
+  w.raw = 100'000'000;  // written into the socket buffers at 4:1 ...
+  w.stored = 25'000'000;
+  w.metered = true;
+  w.delivered = 5'000'000;  // ... of which the link delivered 5 MB
+  EXPECT_DOUBLE_EQ(w.rate(), 20e6);
+  EXPECT_TRUE(w.output_bound());
+  w.delivered = 25'000'000;  // everything delivered: the written rate stands
+  EXPECT_DOUBLE_EQ(w.rate(), 100e6);
+  EXPECT_FALSE(w.output_bound());
+  w.metered = false;
+  w.delivered = 0;
+  EXPECT_DOUBLE_EQ(w.rate(), 100e6);
 }
 
 // A job whose output carries `wire_rate` bytes per second at most: its raw rate is that times
@@ -98,7 +126,9 @@ TuneReport run_fake(bool output_bound, int start, std::vector<LevelSample> sampl
                     .window = 0.2,
                     .stats = &stats,
                     .output_stage = kStageNetSend,
-                    .threads = kThreads},
+                    .threads = kThreads,
+                    .delivered = {},
+                    .fill = {}},
                    samples, report);
   FakeJob job{tuner, stats, {}, 50e6, output_bound};
   for (const auto& s : samples) job.ratio[s.level] = s.ratio;
@@ -137,7 +167,9 @@ TEST(LevelTuner, KeepsTheStartWhenNoLevelCanHelp) {
 
 TEST(LevelTuner, AJobThatEndsAtOnceKeepsItsLevel) {
   TuneReport report;
-  LevelTuner tuner({.start_level = 2, .seconds = 5, .window = 1}, {}, report);
+  LevelTunerOptions o;
+  o.start_level = 2;
+  LevelTuner tuner(o, {}, report);
   tuner.start();
   tuner.finish();
   EXPECT_EQ(report.chosen.compression_level, 2);
