@@ -21,7 +21,9 @@ CLI::Validator size_validator() {
 }
 
 void add_tune_flags(CLI::App* cmd, pipeline::EngineOptions& o, const char* help) {
-  cmd->add_flag("--tune", o.tune, help);
+  // mpirun takes a bare --tune anywhere on its command line for its own (a parameter file);
+  // --tune=true passes through.
+  cmd->add_flag("--tune", o.tune, std::string(help) + " (under mpirun write --tune=true)");
   cmd->add_option("--tune-seconds", o.tune_seconds, "the tuning's time limit (default 5)")
       ->check(CLI::Range(0.5, 600.0));
 }

@@ -8,6 +8,7 @@
 #include "io/log.hpp"
 #include "io/path_ops.hpp"
 #include "pipeline/copy/copy.hpp"
+#include "pipeline/copy/tune.hpp"
 #include "pipeline/dist/dist_internal.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/engine/journal.hpp"
@@ -15,10 +16,6 @@
 namespace barge::pipeline {
 RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   if (comm.size() == 1) return run_copy(opts);
-  if (opts.tune && comm.rank() == 0)
-    io::log_warn(
-        "--tune: not under mpirun/srun yet (the probe runs in one process); the "
-        "settings given are used");
   auto t0 = std::chrono::steady_clock::now();
   auto roots = resolve_agreed(opts, comm, false);
   std::string journal_dir = Journal::dir_for(opts.destination);
@@ -40,7 +37,8 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   }
   raise_fd_limit();
   unsigned threads = opts.threads ? opts.threads : default_threads_per_rank();
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  std::optional<tbb::global_control> gc;
+  gc.emplace(tbb::global_control::max_allowed_parallelism, threads);
   ErrorList walk_errors;
   std::vector<uint8_t> flags;
   PathFilter filter(opts.excludes, opts.includes);
@@ -88,8 +86,22 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
         return type_flag(e);
       },
       flags);
-  return run_phases(comm, opts, std::move(plan), std::move(flags), t0, since(t0), walk_errors,
-                    threads, false);
+  const double walk_seconds = since(t0);
+  if (!opts.tune)
+    return run_phases(comm, opts, std::move(plan), std::move(flags), t0, walk_seconds, walk_errors,
+                      threads, false);
+  // --tune: every rank probes its share of the walk at once (pipeline/copy/tune.hpp), with
+  // no cap on the threads but the probe's own.
+  gc.reset();
+  TuneReport report;
+  CopyOptions chosen =
+      tune_copy(opts, plan, TuneLimits{.seconds = opts.tune_seconds, .default_threads = threads},
+                report, &comm);
+  gc.emplace(tbb::global_control::max_allowed_parallelism, chosen.threads);
+  RunResult r = run_phases(comm, chosen, std::move(plan), std::move(flags), t0, walk_seconds,
+                           walk_errors, chosen.threads, false);
+  if (comm.rank() == 0) r.tune = std::move(report);
+  return r;
 }
 
 }  // namespace barge::pipeline

@@ -18,6 +18,7 @@
 #include "io/unique_fd.hpp"
 #include "io/uring_queue.hpp"
 #include "pipeline/copy/copy.hpp"
+#include "pipeline/core/wire.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 
 namespace barge::pipeline {
@@ -221,6 +222,69 @@ std::optional<TuneProbe> SampleCopier::run(const TuneSetting& s, uint64_t want_b
 
 using Runner = std::function<std::optional<TuneProbe>(const TuneSetting&)>;
 
+// The ranks' side of the probe; in one process everything is local.
+class Ranks {
+ public:
+  explicit Ranks(transport::Comm* c) : comm_(c && c->size() > 1 ? c : nullptr) {}
+  int size() const { return comm_ ? comm_->size() : 1; }
+  uint64_t sum(uint64_t v) {
+    if (comm_) comm_->allreduce_sum(std::span<uint64_t>(&v, 1));
+    return v;
+  }
+  bool any(bool b) {
+    uint64_t v = b ? 1 : 0;
+    if (comm_) comm_->allreduce_max(std::span<uint64_t>(&v, 1));
+    return v != 0;
+  }
+  // Every rank's run of the same setting, at the same time: bytes and files summed over the
+  // slowest rank's time. A failure on any rank throws on every rank.
+  std::optional<TuneProbe> combine(const Runner& local, const TuneSetting& s) {
+    std::optional<TuneProbe> mine;
+    std::string error;
+    try {
+      mine = local(s);
+    } catch (const std::exception& e) {
+      error = *e.what() ? e.what() : "probe failed";
+    }
+    if (!comm_) {
+      if (!error.empty()) throw std::runtime_error(error);
+      return mine;
+    }
+    if (any(!error.empty()))
+      throw std::runtime_error(error.empty() ? "a probe failed on another rank" : error);
+    uint64_t v[3] = {mine ? 1u : 0u, mine ? mine->bytes : 0, mine ? mine->files : 0};
+    comm_->allreduce_sum(v);
+    uint64_t ns = mine ? static_cast<uint64_t>(mine->seconds * 1e9) : 0;
+    comm_->allreduce_max(std::span<uint64_t>(&ns, 1));
+    if (v[0] == 0) return std::nullopt;
+    TuneProbe p;
+    p.setting = s;
+    p.bytes = v[1];
+    p.files = v[2];
+    p.seconds = static_cast<double>(ns) / 1e9;
+    return p;
+  }
+  // Rank 0's choice, on every rank.
+  TuneSetting from_rank0(TuneSetting s) {
+    if (!comm_) return s;
+    WireWriter w;
+    w.u64(s.chunk_bytes);
+    w.u32(s.queue_depth);
+    w.u32(s.threads);
+    w.u8(s.direct ? 1 : 0);
+    const std::string blob = comm_->broadcast(comm_->rank() == 0 ? w.take() : std::string(), 0);
+    WireReader r(blob);
+    s.chunk_bytes = r.u64();
+    s.queue_depth = r.u32();
+    s.threads = r.u32();
+    s.direct = r.u8() != 0;
+    return s;
+  }
+
+ private:
+  transport::Comm* comm_;
+};
+
 struct Step {
   std::string change;
   std::function<TuneSetting(TuneSetting)> apply;
@@ -229,8 +293,10 @@ struct Step {
 // One change at a time from the best so far; a change is kept when faster by kTuneGain.
 // The probe takes at most a twentieth of the copy's time as the first probe predicts it, so
 // a small job is not made slower by its own tuning.
-TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runner& run,
-                    Clock::time_point deadline, uint64_t total_bytes, TuneReport& report) {
+TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runner& local,
+                    Clock::time_point deadline, uint64_t total_bytes, Ranks& ranks,
+                    TuneReport& report) {
+  auto run = [&](const TuneSetting& s) { return ranks.combine(local, s); };
   auto first = run(best);
   if (!first) return best;
   first->change = "defaults";
@@ -242,8 +308,8 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
   auto last =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(first->seconds));
   for (const auto& step : steps) {
-    // A probe starts only when one as long as the last still fits.
-    if (Clock::now() + last >= std::min(deadline, share)) {
+    // A probe starts only when one as long as the last still fits (on every rank).
+    if (ranks.any(Clock::now() + last >= std::min(deadline, share))) {
       report.note +=
           std::string("; ") +
           (share < deadline ? "a twentieth of the predicted copy time" : "--tune-seconds") +
@@ -270,7 +336,7 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
 
 // The order: what matters most for that kind of tree first (the budget may stop the rest);
 // O_DIRECT last for many small files, where it seldom wins and a probe of it is slow.
-std::vector<Step> steps_for(bool region, unsigned threads) {
+std::vector<Step> steps_for(bool region, unsigned threads, unsigned default_count) {
   std::vector<Step> steps;
   auto direct = Step{"direct on/off", [](TuneSetting s) {
                        s.direct = !s.direct;
@@ -284,7 +350,7 @@ std::vector<Step> steps_for(bool region, unsigned threads) {
                        }});
     steps.push_back(direct);
   } else {
-    for (unsigned t : {default_threads(), std::max(1u, threads / 2), threads * 2})
+    for (unsigned t : {default_count, std::max(1u, threads / 2), threads * 2})
       steps.push_back({"threads " + std::to_string(t), [t](TuneSetting s) {
                          s.threads = t;
                          return s;
@@ -301,74 +367,119 @@ std::vector<Step> steps_for(bool region, unsigned threads) {
   return steps;
 }
 
+// What the probes need: the tree's totals over every rank, the bounds, the scratch.
+struct Probing {
+  const CopyOptions& opts;
+  const Plan& plan;  // this rank's share
+  const TuneLimits& limits;
+  Clock::time_point deadline;
+  uint64_t total_bytes, large_bytes;
+  double slice;
+  bool sync;
+  fs::path scratch;
+  Ranks& ranks;
+};
+
+TuneSetting probe_regions(const Probing& p, TuneSetting base, TuneReport& report) {
+  RegionCursor cursor(p.plan);
+  // Every probe reads bytes no other probe has read (nothing cached by a probe).
+  const uint64_t cap = std::clamp<uint64_t>(p.large_bytes / 40, 64ull << 20, 1ull << 30);
+  Runner run = [&](const TuneSetting& s) -> std::optional<TuneProbe> {
+    auto end = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(p.slice));
+    auto r = region_copy(cursor, s, p.opts.memory_bytes, cap, p.scratch, p.sync, end);
+    if (r.bytes == 0) return std::nullopt;  // the large files are all read
+    return r;
+  };
+  return descend(base, steps_for(true, base.threads, p.limits.default_threads), run, p.deadline,
+                 p.total_bytes, p.ranks, report);
+}
+
+TuneSetting probe_samples(const Probing& p, TuneSetting base, TuneReport& report) {
+  SampleCopier copier(p.opts, p.plan, p.scratch);
+  // A first, small sample sizes the others to about `slice` each (every probe must copy
+  // about as much: the engine's start-up weighs more on a small sample).
+  std::optional<TuneProbe> mine;
+  Runner calibrate = [&](const TuneSetting& s) { return mine = copier.run(s, 16ull << 20, 500); };
+  auto calibration = p.ranks.combine(calibrate, base);
+  if (!calibration || calibration->seconds <= 0) throw std::runtime_error("too few files");
+  calibration->change = "calibration";
+  report.probes.push_back(*calibration);
+  // This rank's share of each probe from its own calibration, at most a fortieth of its files.
+  const double per_s = mine && mine->seconds > 0 ? p.slice / mine->seconds : 0;
+  const uint64_t want_bytes =
+      std::clamp<uint64_t>(mine ? mine->bytes * per_s : 0, 8ull << 20,
+                           std::max<uint64_t>(8ull << 20, p.plan.total_file_bytes / 40));
+  const uint64_t want_files = std::clamp<uint64_t>(
+      mine ? mine->files * per_s : 0, 200, std::max<uint64_t>(200, p.plan.files.size() / 40));
+  Runner run = [&](const TuneSetting& s) { return copier.run(s, want_bytes, want_files); };
+  return descend(base, steps_for(false, base.threads, p.limits.default_threads), run, p.deadline,
+                 p.total_bytes, p.ranks, report);
+}
+
 }  // namespace
 
 CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimits& limits,
-                      TuneReport& report) {
+                      TuneReport& report, transport::Comm* comm) {
   const auto t0 = Clock::now();
-  const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(limits.seconds));
+  Ranks ranks(comm);
+  TuneLimits lim = limits;
+  if (lim.default_threads == 0) lim.default_threads = default_threads();
   TuneSetting base{opts.chunk_bytes, opts.queue_depth,
-                   opts.threads ? opts.threads : default_threads(),
+                   opts.threads ? opts.threads : lim.default_threads,
                    opts.direct_read && opts.direct_write, -1};
   report.chosen = base;
   report.method = "none";
-  if (plan.total_file_bytes < limits.min_bytes && plan.files.size() < limits.min_files) {
-    report.note = "too small to be worth a probe (" + mib(plan.total_file_bytes) + ", " +
-                  std::to_string(plan.files.size()) + " files): the defaults are kept";
-    return opts;
-  }
   uint64_t large = 0;
   for (uint32_t f : plan.files)
     if (plan.entries[f].meta.size_bytes >= kLargeFile) large += plan.entries[f].meta.size_bytes;
-  const bool region = large * 2 >= plan.total_file_bytes;
-  const bool sync = opts.fsync || plan.total_file_bytes > dirty_limit_bytes();
+  const uint64_t total = ranks.sum(plan.total_file_bytes), files = ranks.sum(plan.files.size());
+  large = ranks.sum(large);
+  if (total < lim.min_bytes && files < lim.min_files) {
+    report.note = "too small to be worth a probe (" + mib(total) + ", " + std::to_string(files) +
+                  " files): the defaults are kept";
+    return opts;
+  }
+  const bool region = large * 2 >= total;
+  const bool sync = ranks.any(opts.fsync || total > dirty_limit_bytes());
   report.method = region ? "region copy" : "sample copy";
   report.note = std::string(sync ? "writes timed with their write-back"
                                  : "writes timed into the page cache (the copy fits in it)") +
                 (region ? "; threads: not probed (the region copy does not hash)" : "");
-  const fs::path scratch = scratch_dir(opts);
-  const double slice = std::clamp(limits.seconds / 8, 0.1, 1.0);
+  if (ranks.size() > 1)
+    report.note += "; " + std::to_string(ranks.size()) +
+                   " ranks probed their shares at once (rates: all bytes over the slowest rank)";
   TuneSetting chosen = base;
+  fs::path scratch;
+  std::string error;
   try {
-    if (region) {
-      RegionCursor cursor(plan);
-      // Every probe reads bytes no other probe has read (nothing cached by a probe).
-      const uint64_t cap = std::clamp<uint64_t>(large / 40, 64ull << 20, 1ull << 30);
-      Runner run = [&](const TuneSetting& s) -> std::optional<TuneProbe> {
-        auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(slice));
-        auto p = region_copy(cursor, s, opts.memory_bytes, cap, scratch, sync, end);
-        if (p.bytes == 0) return std::nullopt;  // the large files are all read
-        return p;
-      };
-      chosen = descend(base, steps_for(true, base.threads), run, deadline, plan.total_file_bytes,
-                       report);
-    } else {
-      SampleCopier copier(opts, plan, scratch);
-      // A first, small sample sizes the others to about `slice` each (every probe must copy
-      // about as much: the engine's start-up weighs more on a small sample).
-      auto calibration = copier.run(base, 16ull << 20, 500);
-      if (!calibration || calibration->seconds <= 0) throw std::runtime_error("too few files");
-      calibration->change = "calibration";
-      report.probes.push_back(*calibration);
-      const double per_s = slice / calibration->seconds;
-      // ... and at most a fortieth of the tree each.
-      const uint64_t want_bytes =
-          std::clamp<uint64_t>(calibration->bytes * per_s, 8ull << 20,
-                               std::max<uint64_t>(8ull << 20, plan.total_file_bytes / 40));
-      const uint64_t want_files = std::clamp<uint64_t>(
-          calibration->files * per_s, 200, std::max<uint64_t>(200, plan.files.size() / 40));
-      Runner run = [&](const TuneSetting& s) { return copier.run(s, want_bytes, want_files); };
-      chosen = descend(base, steps_for(false, base.threads), run, deadline, plan.total_file_bytes,
-                       report);
-    }
+    scratch = scratch_dir(opts);
   } catch (const std::exception& e) {
-    report.note += std::string("; the probe stopped: ") + e.what();
+    error = e.what();
   }
-  std::error_code ec;
-  fs::remove_all(scratch, ec);
-  report.chosen = chosen;
+  if (ranks.any(!error.empty())) {
+    report.note += "; no probe: " + (error.empty() ? "another rank has no scratch" : error);
+  } else {
+    Probing p{opts,
+              plan,
+              lim,
+              t0 + std::chrono::duration_cast<Clock::duration>(
+                       std::chrono::duration<double>(lim.seconds)),
+              total,
+              large,
+              std::clamp(lim.seconds / 8, 0.1, 1.0),
+              sync,
+              scratch,
+              ranks};
+    try {
+      chosen = region ? probe_regions(p, base, report) : probe_samples(p, base, report);
+    } catch (const std::exception& e) {
+      report.note += std::string("; the probe stopped: ") + e.what();
+    }
+    std::error_code ec;
+    fs::remove_all(scratch, ec);
+  }
+  report.chosen = chosen = ranks.from_rank0(chosen);
   report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   CopyOptions out = opts;
   out.chunk_bytes = chosen.chunk_bytes;

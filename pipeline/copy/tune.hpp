@@ -23,6 +23,7 @@
 #include "pipeline/core/plan.hpp"
 #include "pipeline/core/stats.hpp"
 #include "pipeline/engine/copy_options.hpp"
+#include "transport/comm.hpp"
 
 namespace barge::pipeline {
 
@@ -30,10 +31,16 @@ struct TuneLimits {
   double seconds = 5;                 // the whole probe stops issuing new settings after this
   uint64_t min_bytes = 256ull << 20;  // smaller trees keep the defaults...
   uint64_t min_files = 5000;          // ...unless they have this many files
+  unsigned default_threads = 0;  // the threads a copy gets without --threads (0: one process's)
 };
 
 // `opts` with the probe's choice applied; `report` says what was tried and chosen.
+// Under mpirun/srun (`comm` of several ranks, `plan` this rank's share of the walk) every rank
+// probes its own files with the same setting at the same time, so the probe sees the shared
+// storage as the copy will: a probe's rate is the bytes of all ranks over the slowest rank's
+// time, every stop is agreed, and every rank takes rank 0's choice. A probe that fails on one
+// rank ends the probing on all (the copy then keeps the settings given).
 CopyOptions tune_copy(const CopyOptions& opts, const Plan& plan, const TuneLimits& limits,
-                      TuneReport& report);
+                      TuneReport& report, transport::Comm* comm = nullptr);
 
 }  // namespace barge::pipeline

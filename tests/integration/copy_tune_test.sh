@@ -75,8 +75,18 @@ rc=0
   || fail "--tune-seconds 0.1: $rc $(cat "$T/e")"
 [ ! -e "$T/x" ] || fail "a refused copy wrote $T/x"
 
-# Under mpirun: said once, the copy still exact.
-timeout -s KILL 120 mpirun -np 2 "$BARGE" copy --tune "$T/small" "$T/m-out" 2> "$T/m.err"
-[ "$(grep -c -- "--tune: not under mpirun" "$T/m.err")" = 1 ] || fail "mpirun: $(cat "$T/m.err")"
-same_tree "$T/small" "$T/m-out" "copy --tune under mpirun"
+# Under mpirun (--tune=true: mpirun takes a bare --tune for its own): both ranks probe their
+# shares at once, rank 0 reports, the copy is exact.
+for kind in small large; do
+  timeout -s KILL 120 mpirun -np 2 "$BARGE" copy --tune=true --tune-seconds 2 --report "$T/m-$kind.json" \
+    "$T/$kind" "$T/m-$kind" 2> "$T/m-$kind.err" || fail "mpirun copy --tune: $(cat "$T/m-$kind.err")"
+  [ "$(grep -c "^barge: tune: chunk" "$T/m-$kind.err")" = 1 ] || fail "mpirun: $(cat "$T/m-$kind.err")"
+  method="sample copy"
+  [ "$kind" = large ] && method="region copy"
+  check_report "$T/m-$kind.json" "$method" 8
+  python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tune"]; assert "2 ranks probed" in t["note"], t' \
+    "$T/m-$kind.json"
+  same_tree "$T/$kind" "$T/m-$kind" "copy --tune under mpirun ($kind)"
+  no_scratch
+done
 echo "copy_tune: PASS"

@@ -76,7 +76,7 @@ cp -r "$T/src" "$T/src9/b"
   --report "$T/b9.json" "$T/src9" "$T/repo9" 2> "$T/b9.err" || fail "backup --level 9: $(cat "$T/b9.err")"
 check_tune "$T/b9.json" 1 6 9
 rm -rf "$T/src9" "$T/repo9"
-timeout -s KILL 120 mpirun -np 2 "$BARGE" backup --tune --tune-seconds 2 --mode full \
+timeout -s KILL 120 mpirun -np 2 "$BARGE" backup --tune=true --tune-seconds 2 --mode full \
   --progress none --report "$T/b2.json" "$T/src" "$T/repo" 2> "$T/b2.err" ||
   fail "mpirun backup --tune: $(cat "$T/b2.err")"
 check_tune "$T/b2.json" 1 9 3
