@@ -55,10 +55,11 @@ void add_send(CLI::App& app, NetCli& cli, bool& quiet) {
   cli.send_cmd->add_option("--compress", cli.compress,
                            "auto (zstd level 1 per chunk; a chunk whose first 64 KiB do not shrink "
                            "goes raw) | none | LEVEL (zstd 1-19 on every chunk)");
-  add_tune_flags(cli.send_cmd, o,
-                 "tune the zstd level (0, i.e. none, to 9) on the transfer itself: each level is "
-                 "timed on the link for a window and kept when 10% faster (bounded: "
-                 "--tune-seconds); the report says what was tried");
+  add_tune_flags(
+      cli.send_cmd, o,
+      "tune the zstd level (none, 1, 3, 6 and the one given) on the transfer itself: each level is "
+      "timed on the link for a window and kept when 10% faster (bounded: "
+      "--tune-seconds); the report says what was tried");
   cli.send_cmd->add_option("--congestion", o.congestion,
                            "TCP congestion control per socket (bbr, cubic, ...; default: the "
                            "system's)");

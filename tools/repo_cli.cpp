@@ -70,7 +70,8 @@ void add_backup_command(CLI::App& app, RepoCli& cli, bool& quiet) {
   cli.backup_cmd->add_option("--level", b.level, "zstd level (default 3)")
       ->check(CLI::Range(1, 19));
   add_tune_flags(cli.backup_cmd, b,
-                 "tune the zstd level (1 to 9) on the backup itself: each level is timed for a "
+                 "tune the zstd level (1, 3, 6 and the one given) on the backup itself: each level "
+                 "is timed for a "
                  "window and kept when 10% faster (bounded: --tune-seconds); the report says "
                  "what was tried");
   cli.backup_cmd->add_option("--tag", b.tag, "a label stored with the snapshot");

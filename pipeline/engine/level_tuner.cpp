@@ -93,32 +93,34 @@ std::vector<LevelSample> sample_levels(const std::vector<std::string>& samples,
 }
 
 std::unique_ptr<LevelTuner> make_level_tuner(const LevelTuneSpec& spec, TuneReport& report) {
-  const auto t = Clock::now();
-  auto samples = read_samples(spec.plan, spec.include,
-                              std::min<uint64_t>(spec.chunk_bytes, 1u << 20), 8u << 20);
   std::vector<int> candidates = spec.candidates;
   if (std::find(candidates.begin(), candidates.end(), spec.start_level) == candidates.end())
     candidates.push_back(spec.start_level);
   std::sort(candidates.begin(), candidates.end());
-  auto levels = sample_levels(samples, candidates,
-                              t + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(spec.seconds / 4)));
   report.chosen = TuneSetting{spec.chunk_bytes, spec.queue_depth, spec.threads, false, -1};
-  char note[160];
-  std::snprintf(note, sizeof note, "sampled %llu KiB of the source at each level in %.2f s; %s",
-                static_cast<unsigned long long>(levels.empty() ? 0 : levels[0].bytes >> 10),
-                std::chrono::duration<double>(Clock::now() - t).count(), spec.untuned);
-  report.note = note;
+  report.note = spec.untuned;
+  const Plan* plan = &spec.plan;
+  const std::vector<uint8_t>* include = spec.include;
+  const uint64_t piece = std::min<uint64_t>(spec.chunk_bytes, 1u << 20);
+  const double seconds = spec.seconds;
+  // Sampled on the tuner's thread while the job fills its pipeline (the job does not wait).
+  auto sampler = [=] {
+    const auto t = Clock::now();
+    return sample_levels(read_samples(*plan, include, piece, 2u << 20), candidates,
+                         t + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(seconds / 4)));
+  };
   return std::make_unique<LevelTuner>(
       LevelTunerOptions{.start_level = spec.start_level,
                         .seconds = spec.seconds,
-                        .window = std::clamp(spec.seconds / 5, 0.5, 5.0),
+                        .window = std::clamp(spec.seconds / 8, 0.5, 5.0),
                         .stats = spec.stats,
                         .output_stage = spec.output_stage,
                         .threads = spec.threads,
                         .delivered = spec.delivered,
-                        .fill = spec.fill},
-      std::move(levels), report);
+                        .fill = spec.fill,
+                        .sampler = sampler},
+      std::vector<LevelSample>{}, report);
 }
 
 LevelTuner::LevelTuner(LevelTunerOptions o, std::vector<LevelSample> samples, TuneReport& report)
@@ -244,10 +246,22 @@ void LevelTuner::loop() {
                              std::chrono::duration<double>(opts_.seconds));
   int best = opts_.start_level;
   Window bw;
-  std::string note;
+  std::string note, why;
+  // The samples are taken while the job fills its pipeline, in the first window.
+  double warm_up = opts_.window;
+  if (opts_.sampler) {
+    const auto t = Clock::now();
+    samples_ = opts_.sampler();
+    warm_up = std::max(0.0, warm_up - std::chrono::duration<double>(Clock::now() - t).count());
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "sampled %llu KiB of the source at each level in %.2f s; ",
+                  static_cast<unsigned long long>(samples_.empty() ? 0 : samples_[0].bytes >> 10),
+                  std::chrono::duration<double>(Clock::now() - t).count());
+    note = buf;
+  }
   // The pipeline fills first; then the starting level is timed.
-  if (!wait_for(opts_.window) || !measure(best, bw)) {
-    note = "the job ended before a window could be timed: level " + std::to_string(best) + " kept";
+  if (!wait_for(warm_up) || !measure(best, bw)) {
+    note += "the job ended before a window could be timed: level " + std::to_string(best) + " kept";
   } else {
     add_probe("level " + std::to_string(best) + " (start)", best, bw);
     std::set<int> tried{best};
@@ -261,7 +275,7 @@ void LevelTuner::loop() {
           pick = &s;
         }
       if (!pick || pred < bw.rate() * kTuneGain) {
-        note = "no other level predicted 10% faster";
+        why = "no other level predicted 10% faster";
         break;
       }
       tried.insert(pick->level);
@@ -269,7 +283,7 @@ void LevelTuner::loop() {
       Window cw;
       if (!measure(pick->level, cw)) {
         level_.store(best);
-        note = "the job ended while level " + std::to_string(pick->level) + " was timed";
+        why = "the job ended while level " + std::to_string(pick->level) + " was timed";
         break;
       }
       add_probe("level " + std::to_string(pick->level), pick->level, cw);
@@ -286,7 +300,7 @@ void LevelTuner::loop() {
         level_.store(best);
       }
     }
-    if (note.empty()) note = "--tune-seconds ended the steps";
+    note += why.empty() ? "--tune-seconds ended the steps" : why;
     char buf[256];
     std::snprintf(buf, sizeof buf,
                   "; at the chosen level the cores were %.0f%% busy, the output stage %.0f%%, "

@@ -64,6 +64,8 @@ struct LevelTunerOptions {
   std::function<uint64_t()> delivered;
   // send: how full the output's buffers are (0..1); half full or more, the output is the bound.
   std::function<double()> fill;
+  // Takes the samples on the tuner's thread, before its first window (instead of `samples`).
+  std::function<std::vector<LevelSample>()> sampler;
 };
 
 class LevelTuner;

@@ -261,7 +261,7 @@ void Sender::count_sent(const WorkUnit& u) {
 }
 
 // --tune: the zstd level is tuned on the transfer itself (pipeline/engine/level_tuner.hpp),
-// from 0 (raw) to 9, starting at --compress's. Each rank tunes its own share.
+// among none, 1, 3 and 6, starting at --compress's. Each rank tunes its own share.
 std::unique_ptr<LevelTuner> Sender::make_tuner() {
   if (!opts_.tune) return nullptr;
   return make_level_tuner({plan_,
@@ -271,7 +271,7 @@ std::unique_ptr<LevelTuner> Sender::make_tuner() {
                            threads_,
                            opts_.tune_seconds,
                            opts_.compress_level,
-                           {0, 1, 3, 6, 9},
+                           {0, 1, 3, 6},
                            "chunk size, streams, queue depth and threads are not tuned",
                            &stats_,
                            kStageNetSend,

@@ -320,7 +320,7 @@ void BackupRun::transfer(unsigned threads) {
 }
 
 // --tune: the zstd level is tuned on the backup itself (pipeline/engine/level_tuner.hpp),
-// from 1 to 9, starting at --level. Each rank tunes its own share.
+// among 1, 3 and 6 (and --level), starting at --level. Each rank tunes its own share.
 std::unique_ptr<LevelTuner> BackupRun::make_tuner(unsigned threads) {
   if (!opts_.tune) return nullptr;
   return make_level_tuner({plan_,
@@ -330,7 +330,7 @@ std::unique_ptr<LevelTuner> BackupRun::make_tuner(unsigned threads) {
                            threads,
                            opts_.tune_seconds,
                            opts_.level,
-                           {1, 3, 6, 9},
+                           {1, 3, 6},
                            "the repository's chunk size and the threads are not tuned",
                            &stats_,
                            kStagePackAppend},

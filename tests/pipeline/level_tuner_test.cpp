@@ -128,7 +128,8 @@ TuneReport run_fake(bool output_bound, int start, std::vector<LevelSample> sampl
                     .output_stage = kStageNetSend,
                     .threads = kThreads,
                     .delivered = {},
-                    .fill = {}},
+                    .fill = {},
+                    .sampler = {}},
                    samples, report);
   FakeJob job{tuner, stats, {}, 50e6, output_bound};
   for (const auto& s : samples) job.ratio[s.level] = s.ratio;
