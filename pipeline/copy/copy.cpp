@@ -14,9 +14,11 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_arena.h>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -225,6 +227,36 @@ RunResult run_copy(const CopyOptions& opts) {
   return copy_planned(chosen, plan, std::move(result), t0, {});
 }
 
+namespace {
+// PlannedCopy::time_limit_s: stops the transfer once the time is up (a watchdog thread).
+class TimeLimit {
+ public:
+  TimeLimit(CopyContext& ctx, double seconds) {
+    if (seconds <= 0) return;
+    thread_ = std::thread([this, &ctx, seconds] {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return done_; }))
+        ctx.set_fatal(kProbeTimeUp);
+    });
+  }
+  ~TimeLimit() { cancel(); }
+  void cancel() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+}  // namespace
+
 RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult result,
                        std::chrono::steady_clock::time_point t0, const PlannedCopy& how) {
   unsigned threads = opts.threads ? opts.threads : default_threads();
@@ -267,6 +299,7 @@ RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult resu
       for (uint32_t f : plan.files)
         if (!((*how.actions)[f] & kActTransfer)) include[f] = 0;
     }
+    TimeLimit limit(ctx, how.time_limit_s);
     try {
       if (how.transfer) {
         how.transfer(ctx, pool, threads, include);
@@ -276,6 +309,7 @@ RunResult copy_planned(const CopyOptions& opts, const Plan& plan, RunResult resu
     } catch (const std::exception& ex) {
       ctx.set_fatal(std::string("transfer: ") + ex.what());
     }
+    limit.cancel();
     stats.files_done += link_followers(
         ctx, followers, [&](uint32_t f) { return plan.dst_path(plan.entries[leader[f]]); },
         [&](uint32_t f) { return plan.manifest_path(plan.entries[leader[f]]); },

@@ -34,7 +34,11 @@ struct PlannedCopy {
   // differs), symlinks and special files without kActCreate are left, kActMeta alone applies
   // metadata in place. Null: everything is copied.
   const std::vector<uint8_t>* actions = nullptr;
+  // copy --tune's probes: the transfer stops after this many seconds (0: no limit), with
+  // kProbeTimeUp as its fatal error; what was committed by then is counted.
+  double time_limit_s = 0;
 };
+inline constexpr const char* kProbeTimeUp = "the probe's time is up";
 
 // The copy after its walk, on one rank: create (directories, symlinks, special files) →
 // transfer → hard links → directory metadata → report. `result` carries the walk's fields.

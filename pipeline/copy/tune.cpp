@@ -18,7 +18,7 @@
 #include "io/unique_fd.hpp"
 #include "io/uring_queue.hpp"
 #include "pipeline/copy/copy.hpp"
-#include "pipeline/core/wire.hpp"
+#include "pipeline/copy/tune_ranks.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 
 namespace barge::pipeline {
@@ -171,6 +171,7 @@ class SampleCopier {
     std::shuffle(pool_.begin(), pool_.end(), std::mt19937(42));
   }
   std::optional<TuneProbe> run(const TuneSetting& s, uint64_t want_bytes, uint64_t want_files);
+  void limit(double seconds) { time_limit_s_ = seconds; }
 
  private:
   const CopyOptions& opts_;
@@ -179,6 +180,7 @@ class SampleCopier {
   std::vector<uint32_t> pool_;
   size_t next_ = 0;
   unsigned runs_ = 0;
+  double time_limit_s_ = 0;
 };
 
 std::optional<TuneProbe> SampleCopier::run(const TuneSetting& s, uint64_t want_bytes,
@@ -206,10 +208,14 @@ std::optional<TuneProbe> SampleCopier::run(const TuneSetting& s, uint64_t want_b
   c.report_path.clear();
   c.resume = false;
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, s.threads);
-  RunResult r = copy_planned(c, sub, RunResult{}, Clock::now(), {});
+  // A setting much slower than the defaults is cut short: what it committed still rates it.
+  PlannedCopy how;
+  how.time_limit_s = time_limit_s_;
+  RunResult r = copy_planned(c, sub, RunResult{}, Clock::now(), how);
   std::error_code ec;
   fs::remove_all(dir, ec);
-  if (r.exit_code != kExitOk)
+  const bool cut = r.fatal == kProbeTimeUp;
+  if (r.exit_code != kExitOk && !cut)
     throw std::runtime_error("probe copy failed: " +
                              (r.fatal.empty() ? r.errors.empty() ? "" : r.errors[0] : r.fatal));
   TuneProbe p;
@@ -217,73 +223,12 @@ std::optional<TuneProbe> SampleCopier::run(const TuneSetting& s, uint64_t want_b
   p.bytes = r.bytes;
   p.files = r.files;
   p.seconds = r.seconds;
+  if (cut) p.change = " (cut short)";
   return p;
 }
 
-using Runner = std::function<std::optional<TuneProbe>(const TuneSetting&)>;
-
-// The ranks' side of the probe; in one process everything is local.
-class Ranks {
- public:
-  explicit Ranks(transport::Comm* c) : comm_(c && c->size() > 1 ? c : nullptr) {}
-  int size() const { return comm_ ? comm_->size() : 1; }
-  uint64_t sum(uint64_t v) {
-    if (comm_) comm_->allreduce_sum(std::span<uint64_t>(&v, 1));
-    return v;
-  }
-  bool any(bool b) {
-    uint64_t v = b ? 1 : 0;
-    if (comm_) comm_->allreduce_max(std::span<uint64_t>(&v, 1));
-    return v != 0;
-  }
-  // Every rank's run of the same setting, at the same time: bytes and files summed over the
-  // slowest rank's time. A failure on any rank throws on every rank.
-  std::optional<TuneProbe> combine(const Runner& local, const TuneSetting& s) {
-    std::optional<TuneProbe> mine;
-    std::string error;
-    try {
-      mine = local(s);
-    } catch (const std::exception& e) {
-      error = *e.what() ? e.what() : "probe failed";
-    }
-    if (!comm_) {
-      if (!error.empty()) throw std::runtime_error(error);
-      return mine;
-    }
-    if (any(!error.empty()))
-      throw std::runtime_error(error.empty() ? "a probe failed on another rank" : error);
-    uint64_t v[3] = {mine ? 1u : 0u, mine ? mine->bytes : 0, mine ? mine->files : 0};
-    comm_->allreduce_sum(v);
-    uint64_t ns = mine ? static_cast<uint64_t>(mine->seconds * 1e9) : 0;
-    comm_->allreduce_max(std::span<uint64_t>(&ns, 1));
-    if (v[0] == 0) return std::nullopt;
-    TuneProbe p;
-    p.setting = s;
-    p.bytes = v[1];
-    p.files = v[2];
-    p.seconds = static_cast<double>(ns) / 1e9;
-    return p;
-  }
-  // Rank 0's choice, on every rank.
-  TuneSetting from_rank0(TuneSetting s) {
-    if (!comm_) return s;
-    WireWriter w;
-    w.u64(s.chunk_bytes);
-    w.u32(s.queue_depth);
-    w.u32(s.threads);
-    w.u8(s.direct ? 1 : 0);
-    const std::string blob = comm_->broadcast(comm_->rank() == 0 ? w.take() : std::string(), 0);
-    WireReader r(blob);
-    s.chunk_bytes = r.u64();
-    s.queue_depth = r.u32();
-    s.threads = r.u32();
-    s.direct = r.u8() != 0;
-    return s;
-  }
-
- private:
-  transport::Comm* comm_;
-};
+using tune_detail::Ranks;
+using tune_detail::Runner;
 
 struct Step {
   std::string change;
@@ -299,7 +244,7 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
   auto run = [&](const TuneSetting& s) { return ranks.combine(local, s); };
   auto first = run(best);
   if (!first) return best;
-  first->change = "defaults";
+  first->change = "defaults" + first->change;
   report.probes.push_back(*first);
   double best_rate = first->rate();
   const double predicted_s = best_rate > 0 ? static_cast<double>(total_bytes) / best_rate : 0;
@@ -324,7 +269,7 @@ TuneSetting descend(TuneSetting best, const std::vector<Step>& steps, const Runn
     auto p = run(s);
     if (!p) break;
     last = Clock::now() - t;
-    p->change = step.change;
+    p->change = step.change + p->change;
     report.probes.push_back(*p);
     if (p->rate() > best_rate * kTuneGain) {
       best = s;
@@ -412,6 +357,8 @@ TuneSetting probe_samples(const Probing& p, TuneSetting base, TuneReport& report
                            std::max<uint64_t>(8ull << 20, p.plan.total_file_bytes / 40));
   const uint64_t want_files = std::clamp<uint64_t>(
       mine ? mine->files * per_s : 0, 200, std::max<uint64_t>(200, p.plan.files.size() / 40));
+  // A probe should take about `slice`: one three times longer is cut short.
+  copier.limit(std::max(0.3, 3 * p.slice));
   Runner run = [&](const TuneSetting& s) { return copier.run(s, want_bytes, want_files); };
   return descend(base, steps_for(false, base.threads, p.limits.default_threads), run, p.deadline,
                  p.total_bytes, p.ranks, report);
