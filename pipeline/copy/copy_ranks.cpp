@@ -14,6 +14,26 @@
 #include "pipeline/engine/journal.hpp"
 
 namespace barge::pipeline {
+namespace {
+
+// --tune: every rank probes its share of the walk at once (pipeline/copy/tune.hpp), then the
+// phases run with the choice.
+RunResult run_tuned(transport::Comm& comm, const CopyOptions& opts, Plan plan,
+                    std::vector<uint8_t> flags, std::chrono::steady_clock::time_point t0,
+                    double walk_seconds, ErrorList& walk_errors, unsigned threads) {
+  TuneReport report;
+  CopyOptions chosen =
+      tune_copy(opts, plan, TuneLimits{.seconds = opts.tune_seconds, .default_threads = threads},
+                report, &comm);
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, chosen.threads);
+  RunResult r = run_phases(comm, chosen, std::move(plan), std::move(flags), t0, walk_seconds,
+                           walk_errors, chosen.threads, false);
+  if (comm.rank() == 0) r.tune = std::move(report);
+  return r;
+}
+
+}  // namespace
+
 RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   if (comm.size() == 1) return run_copy(opts);
   auto t0 = std::chrono::steady_clock::now();
@@ -90,18 +110,9 @@ RunResult run_copy_ranks(const CopyOptions& opts, transport::Comm& comm) {
   if (!opts.tune)
     return run_phases(comm, opts, std::move(plan), std::move(flags), t0, walk_seconds, walk_errors,
                       threads, false);
-  // --tune: every rank probes its share of the walk at once (pipeline/copy/tune.hpp), with
-  // no cap on the threads but the probe's own.
-  gc.reset();
-  TuneReport report;
-  CopyOptions chosen =
-      tune_copy(opts, plan, TuneLimits{.seconds = opts.tune_seconds, .default_threads = threads},
-                report, &comm);
-  gc.emplace(tbb::global_control::max_allowed_parallelism, chosen.threads);
-  RunResult r = run_phases(comm, chosen, std::move(plan), std::move(flags), t0, walk_seconds,
-                           walk_errors, chosen.threads, false);
-  if (comm.rank() == 0) r.tune = std::move(report);
-  return r;
+  gc.reset();  // the probe sets its own thread counts
+  return run_tuned(comm, opts, std::move(plan), std::move(flags), t0, walk_seconds, walk_errors,
+                   threads);
 }
 
 }  // namespace barge::pipeline

@@ -249,12 +249,68 @@ void LevelTuner::add_probe(const std::string& change, int level, const Window& w
   report_.probes.push_back(p);
 }
 
-void LevelTuner::loop() {
+// The steps after the start was timed: the level the model rates best is tried, and kept
+// or undone, until --tune-seconds; returns why they ended.
+std::string LevelTuner::steps(int& best, Window& bw) {
   const auto end = t0_ + std::chrono::duration_cast<Clock::duration>(
                              std::chrono::duration<double>(opts_.seconds));
+  std::set<int> tried{best};
+  while (Clock::now() < end) {
+    const LevelSample* from = sample(best);
+    const LevelSample* pick = nullptr;
+    double pred = 0;
+    for (const auto& s : samples_)
+      if (from && !tried.count(s.level) && predict(bw, *from, s) > pred) {
+        pred = predict(bw, *from, s);
+        pick = &s;
+      }
+    if (!pick || pred < bw.rate() * kTuneGain) return "no other level predicted 10% faster";
+    tried.insert(pick->level);
+    level_.store(pick->level);
+    Window cw;
+    if (!measure(pick->level, cw)) {
+      level_.store(best);
+      return "the job ended while level " + std::to_string(pick->level) + " was timed";
+    }
+    add_probe("level " + std::to_string(pick->level), pick->level, cw);
+    // Kept when measured 10% faster; or when the output stayed the bound at the new level
+    // and the samples (the same bytes at every level, unlike two windows of different
+    // files) shrink 10% more: the link then carries as many bytes, each worth more.
+    const bool ratio_win = bw.output_bound() && cw.output_bound() &&
+                           pick->ratio > from->ratio * kTuneGain &&
+                           cw.rate() > bw.rate() / kTuneGain;
+    if (cw.rate() > bw.rate() * kTuneGain || ratio_win) {
+      best = pick->level;
+      bw = cw;
+    } else {
+      level_.store(best);
+    }
+  }
+  return "--tune-seconds ended the steps";
+}
+
+// What the chosen level's window saw, for the report's note.
+std::string LevelTuner::window_text(const Window& w) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "; at the chosen level the cores were %.0f%% busy, the output stage %.0f%%, "
+                "its buffers %.0f%% full, %.1f MB/s handed to it%s",
+                w.busy * 100, w.out_busy * 100, w.fill * 100,
+                static_cast<double>(w.stored) / w.seconds / 1e6,
+                w.metered ? "" : " (all delivered)");
+  std::string text = buf;
+  if (w.metered) {
+    std::snprintf(buf, sizeof buf, " and %.1f MB/s delivered",
+                  static_cast<double>(w.delivered) / w.seconds / 1e6);
+    text += buf;
+  }
+  return text;
+}
+
+void LevelTuner::loop() {
   int best = opts_.start_level;
   Window bw;
-  std::string note, why;
+  std::string note;
   // The samples are taken while the job fills its pipeline, in the first window.
   double warm_up = opts_.window;
   if (opts_.sampler) {
@@ -272,56 +328,8 @@ void LevelTuner::loop() {
     note += "the job ended before a window could be timed: level " + std::to_string(best) + " kept";
   } else {
     add_probe("level " + std::to_string(best) + " (start)", best, bw);
-    std::set<int> tried{best};
-    while (Clock::now() < end) {
-      const LevelSample* from = sample(best);
-      const LevelSample* pick = nullptr;
-      double pred = 0;
-      for (const auto& s : samples_)
-        if (from && !tried.count(s.level) && predict(bw, *from, s) > pred) {
-          pred = predict(bw, *from, s);
-          pick = &s;
-        }
-      if (!pick || pred < bw.rate() * kTuneGain) {
-        why = "no other level predicted 10% faster";
-        break;
-      }
-      tried.insert(pick->level);
-      level_.store(pick->level);
-      Window cw;
-      if (!measure(pick->level, cw)) {
-        level_.store(best);
-        why = "the job ended while level " + std::to_string(pick->level) + " was timed";
-        break;
-      }
-      add_probe("level " + std::to_string(pick->level), pick->level, cw);
-      // Kept when measured 10% faster; or when the output stayed the bound at the new level
-      // and the samples (the same bytes at every level, unlike two windows of different
-      // files) shrink 10% more: the link then carries as many bytes, each worth more.
-      const bool ratio_win = bw.output_bound() && cw.output_bound() &&
-                             pick->ratio > from->ratio * kTuneGain &&
-                             cw.rate() > bw.rate() / kTuneGain;
-      if (cw.rate() > bw.rate() * kTuneGain || ratio_win) {
-        best = pick->level;
-        bw = cw;
-      } else {
-        level_.store(best);
-      }
-    }
-    note += why.empty() ? "--tune-seconds ended the steps" : why;
-    char buf[256];
-    std::snprintf(buf, sizeof buf,
-                  "; at the chosen level the cores were %.0f%% busy, the output stage %.0f%%, "
-                  "its buffers %.0f%% full, %.1f MB/s handed to it%s",
-                  bw.busy * 100, bw.out_busy * 100, bw.fill * 100,
-                  static_cast<double>(bw.stored) / bw.seconds / 1e6,
-                  bw.metered ? "" : " (all delivered)");
-    note += buf;
-    if (bw.metered) {
-      std::snprintf(buf, sizeof buf, " and %.1f MB/s delivered",
-                    static_cast<double>(bw.delivered) / bw.seconds / 1e6);
-      note += buf;
-    }
+    note += steps(best, bw);
+    note += window_text(bw);
   }
   std::lock_guard lock(mu_);
   report_.seconds = std::chrono::duration<double>(Clock::now() - t0_).count();

@@ -1,17 +1,18 @@
 // --tune for the commands that compress (send, backup): the zstd level is chosen on the job
 // itself, while it runs, so nothing is read twice and the probe costs no separate pass.
 //
-//  1. Before the transfer, sample_levels compresses a few MiB of the source at each candidate
-//     level: the ratio and the CPU time per byte of each.
-//  2. While the transfer runs, LevelTuner times the job at its starting level over a window
-//     (raw bytes per second leaving the pipeline, bytes on the wire or into the packs, the
-//     process's CPU per byte, how busy the host's cores are).
+//  1. While the job fills its pipeline, the tuner's thread compresses 2 MiB of samples of the
+//     source at each candidate level (sample_levels): the ratio and the thread-CPU per byte.
+//  2. It then times the job at its starting level over a window (raw bytes per second leaving
+//     the pipeline, bytes written or sent and, for send, acknowledged by TCP, the process's
+//     CPU per byte, how busy the host's cores, the output stage and the send buffers are).
 //  3. A model says what each other level would give: when the cores are busy the job is CPU
 //     bound and a level's rate scales with its CPU per byte; otherwise the output (the link,
 //     the repository) is the bound and a level's rate scales with its ratio, up to what the
 //     cores can compress. The level the model rates best (if 10% better) is set for the next
 //     units, and timed over a window of its own once its first units have drained through.
-//  4. It is kept only if measured kTuneGain faster; otherwise the level before it comes back.
+//  4. It is kept if measured kTuneGain faster, or if the output stayed the bound and the
+//     samples shrink kTuneGain more; otherwise the level before it comes back.
 //     Steps repeat while --tune-seconds lasts. Every window is a probe in the report.
 #pragma once
 
@@ -147,6 +148,8 @@ class LevelTuner {
  private:
   static constexpr int kLevels = 23;
   void loop();
+  std::string steps(int& best, Window& bw);
+  static std::string window_text(const Window& w);
   bool wait_for(double seconds);
   bool measure(int level, Window& w);
   const LevelSample* sample(int level) const;
