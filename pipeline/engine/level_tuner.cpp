@@ -184,8 +184,9 @@ double LevelTuner::predict(const Window& w, const LevelSample& from, const Level
   const double cpu_scale = k > 0 ? k0 / k : 10.0;
   if (w.output_bound()) {
     // Fewer bytes out is faster, as far as the cores go: compressing at `to` may take what
-    // compressing at `from` takes now plus the idle cores (the timing of the level checks it).
-    const double cores = (1 - std::clamp(w.busy, 0.0, 1.0)) * std::max(1u, w.cores);
+    // compressing at `from` takes now plus the idle cores, or half a core when they look
+    // busy (spinning threads and other processes count there; the level's window checks it).
+    const double cores = std::max(0.5, (1 - std::clamp(w.busy, 0.0, 1.0)) * std::max(1u, w.cores));
     const double cap = to.cpu_per_byte > 0
                            ? (w.rate() * from.cpu_per_byte + cores) / to.cpu_per_byte
                            : w.rate() * cpu_scale / std::max(w.busy, 0.05);

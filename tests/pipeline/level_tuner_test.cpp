@@ -70,9 +70,12 @@ TEST(LevelTuner, ModelFollowsTheBound) {
   EXPECT_DOUBLE_EQ(LevelTuner::predict(read, l1, l6), read.rate());
   EXPECT_DOUBLE_EQ(LevelTuner::predict(read, l1, raw), read.rate());
   // Output-bound, but the cores could not compress at level 6 fast enough: capped by what
-  // level 1 takes now (0.2 s a second) and the idle cores (2 x 5%): 0.3 / 8 ns = 37.5 MB/s.
+  // level 1 takes now (0.2 s a second) and at least half a core (2 x 5% idle is less):
+  // 0.7 / 8 ns = 87.5 MB/s.
   auto busy_out = window(100e6, 0.95, 0.95);
-  EXPECT_NEAR(LevelTuner::predict(busy_out, l1, l6), 37.5e6, 1e3);
+  EXPECT_NEAR(LevelTuner::predict(busy_out, l1, l6), 87.5e6, 1e3);
+  const LevelSample l19{19, 4.6, 1e-7, 1};  // 10 MB/s per core: (0.2 + 0.5) / 100 ns = 7 MB/s
+  EXPECT_NEAR(LevelTuner::predict(busy_out, l1, l19), 7e6, 1e3);
   // With idle cores (0.2 + 2 x 0.7 = 1.6 core-seconds a second) level 6 could reach 200 MB/s:
   // the ratio (1.5x) is the bound.
   EXPECT_NEAR(LevelTuner::predict(out, l1, l6), 150e6, 1e3);
