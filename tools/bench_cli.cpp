@@ -197,7 +197,8 @@ void add_net_flags(CLI::App* c, BenchCli& cli) {
   c->add_option("--runtime", o.runtime_s, "seconds per run (default 3)");
   c->add_option("--size", o.size_bytes, "instead of --runtime: bytes per pair and run")
       ->transform(size_validator());
-  c->add_option("--interval", o.interval_s, "timeline interval, printed after each run")
+  c->add_option("--interval", o.interval_s,
+                "timeline interval in seconds; given, each interval is printed live")
       ->check(CLI::PositiveNumber);
   c->add_option("--ping-count", o.ping_count, "round trips per transport (default 1000; 0: none)");
   c->add_option("--ping-bytes", o.ping_bytes, "round-trip message size (default 64)")

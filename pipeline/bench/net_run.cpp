@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -84,8 +85,9 @@ void send_stream(Link& link, std::vector<std::byte>& block, Clock::time_point de
   }
 }
 
+// `mu` guards `out` against the live rounds reading it (one lock per block).
 void receive_stream(Link& link, size_t block_bytes, Clock::time_point start, double interval_s,
-                    StreamFigures& out) {
+                    std::mutex& mu, StreamFigures& out) {
   std::vector<std::byte> block(block_bytes);
   const auto interval = std::chrono::duration<double>(interval_s);
   for (uint64_t expected = 0;;) {
@@ -94,6 +96,7 @@ void receive_stream(Link& link, size_t block_bytes, Clock::time_point start, dou
     auto t1 = Clock::now();
     Header h;
     std::memcpy(&h, block.data(), sizeof h);
+    std::lock_guard lock(mu);
     if (h.magic != kBlockMagic) {  // counted; a TCP stream out of step ends at its close
       ++out.errors["bad block"];
       continue;
@@ -171,6 +174,8 @@ class NetRunner {
   void agree_or_throw(const std::string& error, const std::string& what);
   std::string rank_summary(const std::vector<StreamFigures>& got, double cpu);
   void merge(const std::vector<std::string>& all, NetRun& out);
+  void live_rounds(Clock::time_point start, const std::vector<StreamFigures>& got, std::mutex& mu,
+                   const std::atomic<bool>& done, const std::string& label);
 
   const NetBenchOptions& o_;
   transport::Comm& comm_;
@@ -278,6 +283,54 @@ void NetRunner::merge(const std::vector<std::string>& all, NetRun& out) {
   }
 }
 
+// --interval while the transfer runs: at each boundary every rank hands rank 0 what its
+// receivers measured in that interval (not cumulative), and rank 0 prints the merged line.
+// The rounds go on while any rank is transferring; a rank whose transfer just ended goes to
+// its round at once, and a finished one sleeps to the boundary rather than spin in MPI.
+void NetRunner::live_rounds(Clock::time_point start, const std::vector<StreamFigures>& got,
+                            std::mutex& mu, const std::atomic<bool>& done,
+                            const std::string& label) {
+  const auto interval =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.interval_s));
+  const auto grace = std::chrono::milliseconds(20);  // lets the receivers file the interval
+  bool was_done = false;
+  for (uint64_t index = 0;; ++index) {
+    const auto due = start + interval * static_cast<Clock::rep>(index + 1) + grace;
+    while (Clock::now() < due && !(done && !was_done))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    was_done = done;
+    WireWriter w;
+    w.u8(was_done ? 0 : 1);
+    Figures mine;
+    {
+      std::lock_guard lock(mu);
+      for (const auto& s : got)
+        if (index < s.intervals.size()) detail::add(mine, s.intervals[index]);
+    }
+    detail::write_figures(w, mine);
+    std::vector<std::string> all = comm_.gather(w.take(), 0);
+    WireWriter decision;
+    if (comm_.rank() == 0) {
+      uint8_t busy = 0;
+      Figures merged;
+      for (const auto& part : all) {
+        WireReader r(part);
+        busy |= r.u8();
+        detail::add(merged, detail::read_figures(r));
+      }
+      double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      merged.seconds =
+          std::clamp(elapsed - o_.interval_s * static_cast<double>(index), 1e-9, o_.interval_s);
+      if (merged.ops)
+        std::fprintf(stderr, "bench net: %s %s\n", label.c_str(),
+                     detail::interval_text(index, o_.interval_s, merged).c_str());
+      decision.u8(busy);
+    }
+    std::string decided = comm_.broadcast(decision.take(), 0);
+    if (WireReader(decided).u8() == 0) return;
+  }
+}
+
 NetRun NetRunner::run(const std::string& transport, unsigned streams) {
   Links links = open(transport, streams);
   std::vector<StreamFigures> got(links.in.size());
@@ -290,20 +343,33 @@ NetRun NetRunner::run(const std::string& transport, unsigned streams) {
                                                     std::chrono::duration<double>(o_.runtime_s));
   const uint64_t blocks =
       o_.size_bytes ? (o_.size_bytes / o_.block_bytes + streams - 1) / streams : UINT64_MAX;
-  on_threads(static_cast<unsigned>(links.out.size() + links.in.size()), err, [&](unsigned i) {
-    Link& link = i < links.out.size() ? *links.out[i] : *links.in[i - links.out.size()];
-    try {
-      if (i < links.out.size()) {
-        std::vector<std::byte> block = block_;
-        send_stream(link, block, deadline, blocks);
-      } else {
-        receive_stream(link, o_.block_bytes, start, o_.interval_s, got[i - links.out.size()]);
+  std::mutex figures_mu;
+  std::atomic<bool> done{false};
+  auto transfer = [&] {
+    on_threads(static_cast<unsigned>(links.out.size() + links.in.size()), err, [&](unsigned i) {
+      Link& link = i < links.out.size() ? *links.out[i] : *links.in[i - links.out.size()];
+      try {
+        if (i < links.out.size()) {
+          std::vector<std::byte> block = block_;
+          send_stream(link, block, deadline, blocks);
+        } else {
+          receive_stream(link, o_.block_bytes, start, o_.interval_s, figures_mu,
+                         got[i - links.out.size()]);
+        }
+      } catch (...) {
+        link.abort();  // the other end must not wait for this one
+        throw;
       }
-    } catch (...) {
-      link.abort();  // the other end must not wait for this one
-      throw;
-    }
-  });
+    });
+    done = true;
+  };
+  if (o_.print_intervals && !o_.quiet) {
+    std::thread t(transfer);
+    live_rounds(start, got, figures_mu, done, transport + " x" + std::to_string(streams));
+    t.join();
+  } else {
+    transfer();
+  }
   const double cpu = process_cpu_seconds() - cpu0;
   agree_or_throw(err.get(), "bench net: " + transport + " with " + std::to_string(streams) +
                                 (streams == 1 ? " stream" : " streams"));
@@ -363,11 +429,6 @@ NetBenchResult run_net_bench(const NetBenchOptions& o, transport::Comm& comm) {
       if (o.ping_count > 0) r.pings.push_back(runner.ping(t));
       for (unsigned s : r.options.streams) {
         r.runs.push_back(runner.run(t, s));
-        if (o.print_intervals && !o.quiet && comm.rank() == 0)
-          for (size_t i = 0; i < r.runs.back().intervals.size(); ++i)
-            std::fprintf(
-                stderr, "bench net: %s x%u %s\n", t.c_str(), s,
-                detail::interval_text(i, o.interval_s, r.runs.back().intervals[i]).c_str());
       }
     }
   } catch (const std::exception& e) {

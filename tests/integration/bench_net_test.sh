@@ -52,6 +52,28 @@ assert {"bandwidth", "p50", "p99"} <= series, series
 PY
 [ "$(grep -c "bench net: .* x[12] \[" "$T/n.err")" -ge 6 ] || fail "no timeline lines: $(cat "$T/n.err")"
 
+# --- the timeline is printed while a run goes on, not after it: with 4 s of tcp, the first
+# interval line must reach stderr at least 2 s before the job ends ---
+python3 - "$BARGE" <<'PY'
+import subprocess, sys, time
+p = subprocess.Popen(["timeout", "-s", "KILL", "60", "mpirun", "-np", "2", sys.argv[1], "bench",
+                      "net", "--transport", "tcp", "--streams", "1", "--runtime", "4",
+                      "--interval", "0.5", "--ping-count", "0"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+first = None
+lines = []
+for line in p.stderr:
+    if first is None and " x1 [" in line:
+        first = time.monotonic()
+    lines.append(line)
+assert p.wait() == 0, "".join(lines)
+end = time.monotonic()
+assert first is not None, "no interval line: " + "".join(lines)
+assert end - first >= 2, f"first interval line only {end - first:.2f} s before the end"
+n = sum(" x1 [" in l for l in lines)
+assert 6 <= n <= 9, f"{n} interval lines for 4 s at 0.5 s: " + "".join(lines)
+PY
+
 # --- bad input: one line naming the argument, exit 2 ---
 expect_usage() {  # PATTERN CMD...: exit 2 and one line of barge's on stderr matching PATTERN
   local pat=$1 rc=0
