@@ -84,6 +84,14 @@ void UringQueue::prep(unsigned slot) {
     io_uring_submit(&ring_->ring);
     unsubmitted_ = 0;
     sqe = io_uring_get_sqe(&ring_->ring);
+    // With SQPOLL an operation can complete before the poller has moved the ring's head past
+    // its entry: wait for the poller to take one (found by bench disk --sqpoll at depth 32).
+    while (!sqe && sqpoll_) {
+      int rc = io_uring_sqring_wait(&ring_->ring);
+      if (rc < 0 && rc != -EINTR)
+        throw std::runtime_error(std::string("io_uring_sqring_wait: ") + std::strerror(-rc));
+      sqe = io_uring_get_sqe(&ring_->ring);
+    }
     if (!sqe) throw std::runtime_error("io_uring: no free submission entry");
   }
   detail::prep_rest(sqe, slots_[slot], registered_, slot);

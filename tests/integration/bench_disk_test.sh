@@ -41,6 +41,16 @@ bw = j["bytes"] / j["seconds"]
 assert abs(j["bandwidth_bytes_per_second"] - bw) < 1e-6 * bw
 PY
 
+# 1b. SQPOLL (a kernel thread submits): buffered 1 MiB reads at depth 32, where an operation
+# can complete before the poller frees its submission entry; every operation counted.
+bench "$T/d" --rw write --bs 1M --qd 32 --size 256M --keep -q > /dev/null
+for _ in 1 2 3; do
+  bench "$T/d" --rw read --bs 1M --qd 32 --size 256M --sqpoll --keep -q --json "$T/sq.json" \
+    > /dev/null 2> "$T/sq.err" || fail "--sqpoll read: $(cat "$T/sq.err")"
+  [ "$(json "$T/sq.json" 'j["ops"], j["errors"]')" = "256 {}" ] || fail "--sqpoll: $(cat "$T/sq.json")"
+done
+rm -f "$T/d"/*
+
 # 2. The plot: a time-based run with a timeline, parsed as SVG with its four series.
 bench "$T/d" --rw randread --bs 4K --qd 16 --size 32M --runtime 3 --interval 0.5 --plot "$T/p.svg" \
   --json "$T/p.json" > /dev/null 2> "$T/p.err"
