@@ -49,8 +49,11 @@ RunResult Sender::report() {
     r.peak_rss_bytes = std::max(peak_rss_bytes(), shares.peak_rss_bytes);
     r.send_ranks = std::move(shares.ranks);
     r.tune = result_.tune;
-    // A transfer stopped by a signal or a lost link can be finished with --resume.
-    r.resumable = !r.fatal.empty() && (link_lost() || stop_signal().load() != 0);
+    // A transfer stopped by a signal or a lost link can be finished with --resume. A first
+    // run whose link was lost before the receiver authenticated it was refused (a TLS peer
+    // that rejects our certificate may just reset the connection): nothing to resume.
+    r.resumable = !r.fatal.empty() &&
+                  ((link_lost() && (authenticated_ || resume_)) || stop_signal().load() != 0);
     if (r.resumable) r.fatal += "; rerun with --resume to finish";
     const int mine = exit_code_for(r.resumable, !r.fatal.empty(), !r.errors.empty());
     r.exit_code = receiver_ ? std::max(mine, r.exit_code) : mine;
