@@ -14,6 +14,7 @@ declare -A allowed=(
   [gen]="core gen"
   [remote]="core engine dist copy remote"
   [bench]="core engine bench"
+  [migrate]="core engine dist copy migrate"
 )
 bad=0
 for f in pipeline/*.cpp pipeline/*.hpp; do

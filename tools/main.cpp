@@ -20,6 +20,7 @@
 #include "pipeline/core/manifest.hpp"
 #include "pipeline/gen/gen.hpp"
 #include "tools/bench_cli.hpp"
+#include "tools/migrate_cli.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/net_cli.hpp"
 #include "tools/repo_cli.hpp"
@@ -107,6 +108,7 @@ struct Cli {
   VerifyCli verify;
   tools::NetCli net;
   tools::BenchCli bench;
+  tools::MigrateCli migrate;
 };
 
 void add_engine_options(CLI::App* cmd, pipeline::CopyOptions& o, EngineCli& cli) {
@@ -239,6 +241,7 @@ void add_commands(CLI::App& app, Cli& cli) {
   add_verify_command(app, cli.verify, cli.repo, quiet);
   tools::add_net_commands(app, cli.net, quiet);  // send, recv
   tools::add_bench_commands(app, cli.bench, quiet);
+  tools::add_migrate_commands(app, cli.migrate, quiet);
 }
 
 // An exit code when the command line does not lead to a run (help, version, usage error).
@@ -397,6 +400,7 @@ int run_command(Cli& cli, transport::Comm& comm) {
   if (int rc = tools::run_repo_commands(cli.repo, comm, quiet); rc >= 0) return rc;
   if (int rc = tools::run_net_commands(cli.net, comm, quiet); rc >= 0) return rc;
   if (int rc = tools::run_bench_commands(cli.bench, comm, quiet); rc >= 0) return rc;
+  if (int rc = tools::run_migrate_commands(cli.migrate, comm, quiet); rc >= 0) return rc;
   if (*cli.verify.cmd && cli.verify.manifest_path.empty())
     return run_verify_repo_command(cli, comm);
   // One rank is enough for gen and verify --manifest.

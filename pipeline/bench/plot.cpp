@@ -1,6 +1,8 @@
 // timeline_svg: two panels sharing the time axis.
 #include "pipeline/bench/plot.hpp"
 
+#include "pipeline/core/markup.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,22 +18,7 @@ std::string fmt(const char* f, double a, double b = 0) {
   return buf;
 }
 
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '&')
-      out += "&amp;";
-    else if (c == '"')
-      out += "&quot;";
-    else
-      out += c;
-  }
-  return out;
-}
+std::string escape(const std::string& s) { return xml_escape(s); }
 
 struct Panel {
   double top;

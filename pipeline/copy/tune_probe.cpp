@@ -63,10 +63,10 @@ int open_maybe_direct(const std::string& path, int flags, bool direct, mode_t mo
 
 }  // namespace
 
-RegionCursor::RegionCursor(const Plan& plan) {
+RegionCursor::RegionCursor(const Plan& plan, uint64_t min_bytes) {
   for (uint32_t f : plan.files) {
     const auto& e = plan.entries[f];
-    if (e.meta.size_bytes >= kLargeFile) files_.push_back({plan.src_path(e), e.meta.size_bytes});
+    if (e.meta.size_bytes >= min_bytes) files_.push_back({plan.src_path(e), e.meta.size_bytes});
   }
   std::sort(files_.begin(), files_.end(),
             [](const auto& a, const auto& b) { return a.second > b.second; });

@@ -27,10 +27,11 @@ uint64_t dirty_limit_bytes();
 // A new directory on the destination's file system where the probe may write (throws).
 std::filesystem::path scratch_dir(const CopyOptions& o);
 
-// The source bytes the region probes read: the largest files, in turn, never twice.
+// The source bytes the region probes read: the largest files (of `min_bytes` or more), in
+// turn, never twice.
 class RegionCursor {
  public:
-  explicit RegionCursor(const Plan& plan);
+  explicit RegionCursor(const Plan& plan, uint64_t min_bytes = kLargeFile);
   // The next region of at most `len` bytes (aligned), or false when everything was read.
   bool next(uint64_t len, std::string* path, uint64_t* off, uint64_t* got);
 

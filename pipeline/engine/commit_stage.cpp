@@ -21,6 +21,23 @@ namespace barge::pipeline {
 
 using detail::is_fatal_write_error;
 
+namespace {
+
+// The source as it is now differs from what the walk saw (written, truncated, replaced).
+bool source_changed(const Plan& plan, const Entry& e) {
+  auto now = io::stat_entry(AT_FDCWD, plan.src_path(e).c_str());
+  if (!now) return true;
+  const io::FileMeta& a = e.meta;
+  const io::FileMeta& b = now.value();
+  auto same = [](const timespec& x, const timespec& y) {
+    return x.tv_sec == y.tv_sec && x.tv_nsec == y.tv_nsec;
+  };
+  return b.size_bytes != a.size_bytes || b.inode != a.inode || b.device != a.device ||
+         !same(b.mtime, a.mtime) || !same(b.ctime, a.ctime);
+}
+
+}  // namespace
+
 namespace detail {
 
 int link_into_place(int fd, int dirfd, const std::string& name, const std::string& tmp,
@@ -94,6 +111,12 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
       ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
     return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
+  if (ctx_.opts.recheck_source && source_changed(plan, e)) {
+    ctx_.fail_file(
+        file, plan.src_path(e) + ": file changed while being copied (modified while it was read)");
+    drop_temp();
+    return;
+  }
   // Ownership only when it differs from what a new file gets. The mode is always set: a
   // default ACL on the destination directory may have masked the creation mode, and chown
   // clears setuid/setgid bits.

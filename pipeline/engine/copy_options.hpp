@@ -30,6 +30,10 @@ struct CopyOptions : EngineOptions {
   // include. A pattern with '/' matches the path below SRC, one without matches the name.
   std::vector<std::string> excludes;
   std::vector<std::string> includes;
+  // Before a file is put in place, its source is looked at again (size, mtime, ctime,
+  // inode): one changed while it was read fails with "changed while being copied" and
+  // is not put in place (migrate's passes, over a live source).
+  bool recheck_source = false;
   std::string manifest_path;  // --checksum-manifest
   std::string report_path;    // --report
   ProgressMode progress = ProgressMode::kAuto;
