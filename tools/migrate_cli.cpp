@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "pipeline/migrate/html.hpp"
+#include "pipeline/migrate/keep.hpp"
 #include "pipeline/migrate/status.hpp"
 #include "tools/cli_common.hpp"
 #include "tools/size_parse.hpp"
@@ -44,7 +45,36 @@ void add_run(CLI::App* m, MigrateCli& cli) {
       ->check(CLI::Range(0.1, 3600.0));
   c->add_option("--progress", cli.progress, "auto | tty | plain | none")
       ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
+  c->add_flag("--no-keep", cli.run_no_keep,
+              "keep nothing a pass replaces or deletes (saves space; no rollback past it)");
   add_engine_flags(c, cli.run.copy, "work-unit size; larger files are split (default 4M)");
+}
+
+void add_cutover(CLI::App* m, MigrateCli& cli) {
+  auto* c = cli.cutover_cmd = m->add_subcommand(
+      "cutover", "freeze SRC, make the final pass with deletions, verify DST, report the downtime");
+  c->add_option("--state", cli.cutover.state_dir, "the migration's state directory")->required();
+  c->add_option("--freeze-cmd", cli.cutover.freeze_cmd,
+                "shell command that stops SRC's writers (fails: nothing changes)");
+  c->add_option("--unfreeze-cmd", cli.cutover.unfreeze_cmd,
+                "shell command run at the end, whatever the outcome, once the freeze succeeded");
+  c->add_option("--quiesce-seconds", cli.cutover.quiesce_seconds,
+                "without --freeze-cmd: SRC must not change for this long (default 2)")
+      ->check(CLI::Range(0.0, 3600.0));
+  c->add_flag("--full-verify", cli.cutover.full_verify,
+              "re-read every SRC file for the verification (default: the passes' checksums)");
+  c->add_flag("--no-keep", cli.cutover_no_keep, "keep nothing the final pass replaces or deletes");
+  c->add_option("--progress", cli.progress, "auto | tty | plain | none")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "none"}));
+  add_engine_flags(c, cli.cutover.copy, "work-unit size; larger files are split (default 4M)");
+}
+
+void add_rollback(CLI::App* m, MigrateCli& cli) {
+  auto* c = cli.rollback_cmd = m->add_subcommand(
+      "rollback", "put DST back as it was after a pass (default: before the last one)");
+  c->add_option("--state", cli.rollback_state, "the migration's state directory")->required();
+  c->add_option("--to-pass", cli.rollback_to, "the pass whose DST to go back to")
+      ->check(CLI::PositiveNumber);
 }
 
 void add_status(CLI::App* m, MigrateCli& cli) {
@@ -104,6 +134,7 @@ int run_run_command(MigrateCli& cli, transport::Comm& comm, bool quiet) {
                    ": not a size (10G), a file count (500files) or seconds (30s)");
   }
   cli.run.quiet = quiet;
+  cli.run.keep = !cli.run_no_keep;
   cli.run.copy.progress =
       comm.rank() == 0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
   mg::MigrateRunResult r = mg::run_migrate(cli.run, comm);
@@ -135,12 +166,72 @@ int run_status_command(MigrateCli& cli, bool quiet) {
     if (auto w = mg::write_metrics(cli.status_metrics, st.value()); !w)
       return usage("migrate status: --metrics " + cli.status_metrics + ": " + w.error().message);
   if (cli.status_json == "-") {
-    std::printf("%s\n", mg::to_json(st.value()).dump(2).c_str());
+    std::printf("%s\n", mg::to_json(st.value())
+                            .dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                            .c_str());
     return 0;
   }
   if (!cli.status_json.empty())
     if (int rc = write_report(cli.status_json, mg::to_json(st.value()))) return rc;
   if (!quiet) std::fputs(mg::human_status(st.value()).c_str(), stdout);
+  return 0;
+}
+
+int run_cutover_command(MigrateCli& cli, transport::Comm& comm, bool quiet) {
+  cli.cutover.keep = !cli.cutover_no_keep;
+  cli.cutover.copy.progress =
+      comm.rank() == 0 ? progress_mode(quiet, cli.progress) : pipeline::ProgressMode::kNone;
+  mg::CutoverResult r = mg::run_cutover(cli.cutover, comm);
+  if (comm.rank() != 0) return r.exit_code;
+  if (!r.fatal.empty()) {
+    std::fprintf(stderr, "barge: %s\n", r.fatal.c_str());
+    return r.exit_code;
+  }
+  for (const auto& p : r.verify.problems) std::fprintf(stderr, "barge: verify: %s\n", p.c_str());
+  for (const auto& e : r.pass.error_samples) std::fprintf(stderr, "barge: %s\n", e.c_str());
+  if (r.pass.files_retried)
+    std::fprintf(stderr,
+                 "barge: migrate cutover: %llu files changed during the final pass: SRC "
+                 "was not frozen\n",
+                 static_cast<unsigned long long>(r.pass.files_retried));
+  if (!quiet) {
+    std::printf("migrate cutover: final pass %llu files (%s), %llu deleted, in %s\n",
+                static_cast<unsigned long long>(r.pass.files_changed),
+                mg::human_bytes(r.pass.bytes_changed).c_str(),
+                static_cast<unsigned long long>(r.pass.entries_deleted),
+                mg::duration_text(r.pass.seconds).c_str());
+    std::printf("migrate cutover: verified %llu entries, %llu files (%s) in %s: %s\n",
+                static_cast<unsigned long long>(r.verify.entries),
+                static_cast<unsigned long long>(r.verify.files),
+                mg::human_bytes(r.verify.bytes).c_str(),
+                mg::duration_text(r.verify.seconds).c_str(),
+                r.verify.ok() ? "DST equals SRC"
+                              : (std::to_string(r.verify.problem_count) + " problems").c_str());
+    std::printf("migrate cutover: downtime %s (predicted %s)\n",
+                mg::duration_text(r.downtime_seconds).c_str(),
+                r.predicted_downtime_seconds
+                    ? mg::duration_text(*r.predicted_downtime_seconds).c_str()
+                    : "none");
+  }
+  return r.exit_code;
+}
+
+int run_rollback_command(MigrateCli& cli, bool quiet) {
+  auto s = mg::load_state(cli.rollback_state);
+  if (!s) return usage("migrate rollback: " + s.error().message);
+  auto r = mg::rollback(
+      s.value(), cli.rollback_to ? std::optional<unsigned>(cli.rollback_to) : std::nullopt, 4);
+  if (!r) return usage(r.error().message);
+  if (!quiet) {
+    std::string undone;
+    for (unsigned p : r.value().undone) undone += " " + std::to_string(p);
+    std::printf(
+        "migrate rollback: DST is as after pass %u (undid pass%s%s; %llu entries "
+        "removed, %llu restored)\n",
+        r.value().to_pass, r.value().undone.size() > 1 ? "es" : "", undone.c_str(),
+        static_cast<unsigned long long>(r.value().removed),
+        static_cast<unsigned long long>(r.value().restored));
+  }
   return 0;
 }
 
@@ -153,16 +244,20 @@ void add_migrate_commands(CLI::App& app, MigrateCli& cli, bool& quiet) {
   add_plan(cli.cmd, cli);
   add_run(cli.cmd, cli);
   add_status(cli.cmd, cli);
-  for (CLI::App* c : {cli.plan_cmd, cli.run_cmd, cli.status_cmd})
+  add_cutover(cli.cmd, cli);
+  add_rollback(cli.cmd, cli);
+  for (CLI::App* c : {cli.plan_cmd, cli.run_cmd, cli.status_cmd, cli.cutover_cmd, cli.rollback_cmd})
     c->add_flag("-q,--quiet", quiet, "no progress and no summary (errors are still printed)");
 }
 
 int run_migrate_commands(MigrateCli& cli, transport::Comm& comm, bool quiet) {
   if (!*cli.cmd) return -1;
   if (*cli.run_cmd) return run_run_command(cli, comm, quiet);
+  if (*cli.cutover_cmd) return run_cutover_command(cli, comm, quiet);
   // plan and status are one process's work (the plan's walk is threaded).
   if (comm.rank() != 0) return pipeline::kExitOk;
   if (*cli.plan_cmd) return run_plan_command(cli, quiet);
+  if (*cli.rollback_cmd) return run_rollback_command(cli, quiet);
   return run_status_command(cli, quiet);
 }
 

@@ -8,6 +8,7 @@
 #include "io/path_ops.hpp"
 #include "pipeline/copy/sync.hpp"
 #include "pipeline/core/manifest.hpp"
+#include "pipeline/migrate/keep.hpp"
 
 namespace barge::pipeline::migrate {
 
@@ -77,6 +78,30 @@ PassRun run_pass(const State& s, const CopyOptions& knobs, const PassSpec& spec,
     if (out.record.error_samples.size() < 5) out.record.error_samples.push_back(e);
   }
   return out;
+}
+
+io::Status start_pass(State& s, const PassSpec& spec, const char* phase, bool keep,
+                      unsigned threads, double* keep_s) {
+  s.phase = phase;
+  s.pass_running = spec.pass;
+  s.pass_started_unix = now_unix();
+  io::Status st = save_state(s);
+  const double k0 = now_unix();
+  if (st && keep) st = keep_before_pass(s, spec.pass, threads);
+  *keep_s = now_unix() - k0;
+  return st;
+}
+
+io::Status finish_pass(State& s, const PassSpec& spec, bool keep, double keep_s,
+                       PassRecord& record) {
+  const double k0 = now_unix();
+  io::Status st = keep ? prune_after_pass(s, spec.pass) : io::Status::success();
+  record.keep_seconds = keep_s + (now_unix() - k0);
+  if (st) st = merge_manifest(s, spec.manifest);
+  if (st) st = append_pass(s, record);
+  s.pass_running = 0;
+  if (st) st = save_state(s);
+  return st;
 }
 
 io::Status merge_manifest(const State& s, const std::string& pass_manifest) {

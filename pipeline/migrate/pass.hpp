@@ -31,6 +31,15 @@ struct PassSpec {
 PassRun run_pass(const State& s, const CopyOptions& knobs, const PassSpec& spec,
                  transport::Comm& comm);
 
+// Rank 0, before pass `spec.pass`: the state says it is running in `phase`, and (with
+// `keep`) DST is kept aside for rollback; `*keep_s` gets the keep's time.
+io::Status start_pass(State& s, const PassSpec& spec, const char* phase, bool keep,
+                      unsigned threads, double* keep_s);
+// Rank 0, after it: the keep pruned (its time added to the record), the manifest merged,
+// the record journaled, no pass running.
+io::Status finish_pass(State& s, const PassSpec& spec, bool keep, double keep_s,
+                       PassRecord& record);
+
 // The state's manifest with `pass_manifest`'s entries added or replacing theirs; the pass's
 // file is removed once merged. Rank 0 only.
 io::Status merge_manifest(const State& s, const std::string& pass_manifest);

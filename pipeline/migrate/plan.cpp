@@ -5,15 +5,19 @@
 #include <tbb/global_control.h>
 #include <unistd.h>
 
+#include <tbb/parallel_for.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <set>
 
 #include "io/unique_fd.hpp"
 #include "pipeline/copy/tune_probe.hpp"
 #include "pipeline/core/hash.hpp"
+#include "pipeline/core/manifest.hpp"
 #include "pipeline/engine/copy_internal.hpp"
 #include "pipeline/migrate/html.hpp"
 
@@ -119,6 +123,24 @@ void probe_read(const Plan& plan, RateFigures& r, double seconds) {
   r.read_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Read + XXH3 of random small files, in parallel as the verification reads them.
+void probe_read_files(const Plan& plan, RateFigures& r, size_t want) {
+  std::vector<uint32_t> small;
+  for (uint32_t f : plan.files)
+    if (plan.entries[f].meta.size_bytes < kLargeFile) small.push_back(f);
+  std::shuffle(small.begin(), small.end(), std::mt19937(7));
+  small.resize(std::min(small.size(), want));
+  std::atomic<uint64_t> bytes{0};
+  const auto t0 = Clock::now();
+  tbb::parallel_for(size_t{0}, small.size(), [&](size_t i) {
+    const Entry& e = plan.entries[small[i]];
+    if (hash_file(AT_FDCWD, plan.src_path(e))) bytes += e.meta.size_bytes;
+  });
+  r.read_files = small.size();
+  r.read_files_bytes = bytes;
+  r.read_files_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 void probe_samples(const CopyOptions& opts, const Plan& plan, const TuneSetting& base,
                    const fs::path& scratch, double seconds, RateFigures& r) {
   tune_detail::SampleCopier copier(opts, plan, scratch);
@@ -177,6 +199,7 @@ RateFigures probe_rates(const CopyOptions& opts, const Plan& plan, const TreeFig
       r.region_seconds = p.seconds;
     }
     probe_read(plan, r, seconds * 0.15);
+    probe_read_files(plan, r, std::max<size_t>(200, r.sample_files / 2));
     r.probed = true;
     r.note = std::string(sync ? "writes timed with their write-back"
                               : "writes timed into the page cache (the tree fits in it)");
@@ -213,8 +236,12 @@ Prediction predict(const TreeFigures& tree, const RateFigures& rates,
   p.basis = "per file " + fixed(per_file * 1e6, 1) + " us (sampled), bytes at " +
             (byte_rate > 0 ? human_bytes(static_cast<uint64_t>(byte_rate)) + "/s (region copy)"
                            : std::string("the sample's rate"));
+  // The verification: both trees walked, every file read and hashed once (DST's).
   const double read_rate = rates.read_rate() > 0 ? rates.read_rate() : byte_rate;
-  if (read_rate > 0) p.verify_seconds = static_cast<double>(tree.bytes) / read_rate;
+  if (read_rate > 0)
+    p.verify_seconds = 2 * tree.walk_seconds +
+                       static_cast<double>(tree.files) * rates.read_seconds_per_file() +
+                       static_cast<double>(tree.bytes) / read_rate;
   if (passes.empty()) return p;
   const PassRecord& last = passes.back();
   // A pass is a scan plus its copies: the scan is what is left of its time.
@@ -240,7 +267,7 @@ Prediction predict(const TreeFigures& tree, const RateFigures& rates,
   const double age = std::max(last.seconds, now - last.started_unix);
   p.catch_up_seconds = scan + rate_copy * last.seconds;
   const double final_pass = scan + rate_copy * age;
-  p.cutover_seconds = final_pass + p.verify_seconds.value_or(0);
+  p.cutover_seconds = final_pass + last.keep_seconds + p.verify_seconds.value_or(0);
   p.basis += "; passes: scan " + std::to_string(scan) + " s, change rate from " +
              (delta ? "a dry run now" : "the last two passes");
   return p;

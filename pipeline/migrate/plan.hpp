@@ -10,6 +10,7 @@
 // B_large bytes). The probe copies into a scratch directory in DST and removes it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,12 +63,20 @@ struct RateFigures {
   double region_seconds = 0;  // the region copies
   uint64_t read_bytes = 0;
   double read_seconds = 0;  // read + XXH3 of the largest file's start (verify's rate)
-  double seconds = 0;       // the whole probe
+  uint64_t read_files = 0, read_files_bytes = 0;
+  double read_files_seconds = 0;  // read + XXH3 of sampled small files, in parallel
+  double seconds = 0;             // the whole probe
   double seconds_per_file() const {
     return sample_files ? sample_seconds / static_cast<double>(sample_files) : 0;
   }
   double large_rate() const { return region_seconds > 0 ? region_bytes / region_seconds : 0; }
   double read_rate() const { return read_seconds > 0 ? read_bytes / read_seconds : 0; }
+  // Verification's time per file beyond its bytes (at read_rate).
+  double read_seconds_per_file() const {
+    if (!read_files) return 0;
+    double left = read_files_seconds - (read_rate() > 0 ? read_files_bytes / read_rate() : 0);
+    return std::max(0.0, left) / static_cast<double>(read_files);
+  }
 };
 
 struct Prediction {

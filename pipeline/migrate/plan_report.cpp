@@ -56,6 +56,9 @@ json rates_json(const RateFigures& r) {
               {"read_bytes", r.read_bytes},
               {"read_seconds", r.read_seconds},
               {"read_bytes_per_second", r.read_rate()},
+              {"read_files", r.read_files},
+              {"read_files_bytes", r.read_files_bytes},
+              {"read_files_seconds", r.read_files_seconds},
               {"seconds", r.seconds}};
 }
 
@@ -117,6 +120,9 @@ PlanResult plan_from_json(const json& j) {
   r.rates.region_seconds = rt.value("region_seconds", 0.0);
   r.rates.read_bytes = rt.value("read_bytes", uint64_t{0});
   r.rates.read_seconds = rt.value("read_seconds", 0.0);
+  r.rates.read_files = rt.value("read_files", uint64_t{0});
+  r.rates.read_files_bytes = rt.value("read_files_bytes", uint64_t{0});
+  r.rates.read_files_seconds = rt.value("read_files_seconds", 0.0);
   r.prediction.full_copy_seconds = j.value("predicted_full_copy_seconds", 0.0);
   return r;
 }

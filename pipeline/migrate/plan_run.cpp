@@ -84,7 +84,8 @@ PlanResult run_plan(const MigratePlanOptions& opts) {
     r.delta = d.record;
   }
   r.prediction = predict(r.tree, r.rates, s.passes, r.delta, now_unix());
-  const std::string j = to_json(r).dump(2) + "\n";
+  const std::string j =
+      to_json(r).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (auto w = write_file_atomic(s.dir + "/plan.json", j); !w)
     return fail(r, "migrate plan: " + w.error().message);
   if (!opts.json_path.empty())

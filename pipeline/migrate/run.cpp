@@ -1,5 +1,7 @@
 #include "pipeline/migrate/run.hpp"
 
+#include <tbb/global_control.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -9,6 +11,8 @@
 
 #include "io/log.hpp"
 #include "pipeline/core/stats.hpp"
+#include "pipeline/engine/copy_internal.hpp"
+#include "pipeline/migrate/keep.hpp"
 #include "pipeline/migrate/pass.hpp"
 #include "pipeline/migrate/status.hpp"
 
@@ -98,6 +102,8 @@ std::string stop_reason(const std::vector<PassRecord>& passes, const std::option
 MigrateRunResult run_migrate(const MigrateRunOptions& opts, transport::Comm& comm) {
   MigrateRunResult out;
   const bool lead = comm.rank() == 0;
+  const unsigned threads = opts.copy.threads ? opts.copy.threads : default_threads();
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   auto loaded = load_state(opts.state_dir);
   std::string error;
   if (!loaded)
@@ -125,19 +131,24 @@ MigrateRunResult run_migrate(const MigrateRunOptions& opts, transport::Comm& com
       break;
     }
     PassSpec spec;
+    double keep_s = 0;
     spec.pass = static_cast<unsigned>(s.passes.size() + 1);
     spec.kind = spec.pass == 1 ? "full" : "catch-up";
     spec.resume = s.pass_running == spec.pass;  // killed during this pass: its journal
     spec.manifest = s.dir + "/pass-" + std::to_string(spec.pass) + ".manifest";
     if (lead) {
-      s.phase = spec.pass == 1 ? kPhaseCopying : kPhaseCatchingUp;
-      s.pass_running = spec.pass;
-      s.pass_started_unix = now_unix();
-      if (auto st = save_state(s); !st) error = st.error().message;
+      io::Status st = start_pass(s, spec, spec.pass == 1 ? kPhaseCopying : kPhaseCatchingUp,
+                                 opts.keep, threads, &keep_s);
+      if (!st) error = st.error().message;
       if (!opts.quiet)
         std::fprintf(stderr, "barge: migrate: pass %u (%s)\n", spec.pass, spec.kind.c_str());
     }
     metrics.write();
+    if (!comm.agree(error.empty())) {
+      out.exit_code = kExitFatal;
+      out.fatal = "migrate run: " + (error.empty() ? "rank 0 failed" : error);
+      break;
+    }
     PassRun r = run_pass(s, opts.copy, spec, comm);
     const bool failed = !r.fatal.empty() || r.exit_code == kExitFatal;
     if (failed) {  // the state keeps the pass as running: the same command resumes it
@@ -149,11 +160,8 @@ MigrateRunResult run_migrate(const MigrateRunOptions& opts, transport::Comm& com
     out.passes.push_back(r.record);
     if (r.record.errors) out.exit_code = kExitPartial;
     if (lead) {
-      io::Status st = merge_manifest(s, spec.manifest);
-      if (st) st = append_pass(s, r.record);
-      s.pass_running = 0;
-      if (st) st = save_state(s);
-      if (!st) error = st.error().message;
+      if (auto st = finish_pass(s, spec, opts.keep, keep_s, r.record); !st)
+        error = st.error().message;
     } else {
       s.passes.push_back(r.record);  // the stop rule is rank 0's; the count is everyone's
     }

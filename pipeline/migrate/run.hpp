@@ -26,6 +26,7 @@ struct MigrateRunOptions {
   unsigned max_passes = 10;  // the full pass included
   std::string metrics_path;  // Prometheus text format, rewritten during the run
   double metrics_interval_s = 5;
+  bool keep = true;  // keep what each pass replaces or deletes, for rollback (keep.hpp)
   bool quiet = false;
 };
 

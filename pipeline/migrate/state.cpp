@@ -34,6 +34,7 @@ json to_json(const PassRecord& p) {
               {"entries_deleted", p.entries_deleted},
               {"files_retried", p.files_retried},
               {"errors", p.errors},
+              {"keep_seconds", p.keep_seconds},
               {"rate_bytes_per_second", p.rate_bytes_per_second()},
               {"error_samples", p.error_samples}};
 }
@@ -51,6 +52,7 @@ io::Result<PassRecord> pass_from_json(const json& j) {
     p.entries_deleted = j.value("entries_deleted", uint64_t{0});
     p.files_retried = j.value("files_retried", uint64_t{0});
     p.errors = j.value("errors", uint64_t{0});
+    p.keep_seconds = j.value("keep_seconds", 0.0);
     p.error_samples = j.value("error_samples", std::vector<std::string>{});
     if (p.pass == 0 || p.seconds < 0) return io::Error::plain("pass number 0 or negative time");
     return p;
@@ -119,6 +121,7 @@ json state_json(const State& s) {
               {"phase", s.phase},
               {"pass_running", s.pass_running},
               {"pass_started_unix", s.pass_started_unix},
+              {"rolled_back", s.rolled_back},
               {"created_unix", s.created_unix},
               {"updated_unix", s.updated_unix}};
 }
@@ -142,6 +145,7 @@ io::Result<State> load_state(const std::string& dir) {
     s.phase = j.at("phase").get<std::string>();
     s.pass_running = j.value("pass_running", 0u);
     s.pass_started_unix = j.value("pass_started_unix", 0.0);
+    s.rolled_back = j.value("rolled_back", std::vector<unsigned>{});
     s.created_unix = j.value("created_unix", 0.0);
     s.updated_unix = j.value("updated_unix", 0.0);
   } catch (const std::exception& e) {
@@ -181,7 +185,8 @@ io::Result<State> create_state(const std::string& dir, const std::string& src,
 
 io::Status save_state(State& s) {
   s.updated_unix = now_unix();
-  return write_file_atomic(state_file(s.dir), state_json(s).dump(2) + "\n");
+  return write_file_atomic(
+      state_file(s.dir), state_json(s).dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 io::Status append_pass(State& s, const PassRecord& p) {
@@ -194,7 +199,7 @@ io::Status append_pass(State& s, const PassRecord& p) {
   }
   io::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (fd.get() < 0) return io::Error::from_errno(errno, "open " + path);
-  const std::string line = to_json(p).dump() + "\n";
+  const std::string line = to_json(p).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     return io::Error::from_errno(errno, "write " + path);
   if (::fsync(fd.get()) != 0) return io::Error::from_errno(errno, "fsync " + path);

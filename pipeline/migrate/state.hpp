@@ -41,8 +41,9 @@ struct PassRecord {
   uint64_t bytes_changed = 0;    // their bytes
   uint64_t entries_changed = 0;  // every itemized change (metadata, links, directories too)
   uint64_t entries_deleted = 0;
-  uint64_t files_retried = 0;              // changed while being read: not put in place, next pass
-  uint64_t errors = 0;                     // other per-entry failures
+  uint64_t files_retried = 0;  // changed while being read: not put in place, next pass
+  uint64_t errors = 0;         // other per-entry failures
+  double keep_seconds = 0;     // keeping DST aside for rollback (before and after the pass)
   std::vector<std::string> error_samples;  // the first few messages
   double rate_bytes_per_second() const { return seconds > 0 ? bytes_changed / seconds : 0; }
 };
@@ -55,7 +56,8 @@ struct State {
   double pass_started_unix = 0;
   double created_unix = 0;
   double updated_unix = 0;
-  std::vector<PassRecord> passes;  // from the journal
+  std::vector<PassRecord> passes;     // from the journal
+  std::vector<unsigned> rolled_back;  // passes migrate rollback undid
 };
 
 nlohmann::json to_json(const PassRecord& p);

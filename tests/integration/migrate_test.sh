@@ -25,6 +25,14 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 m() { timeout -s KILL 300 "$BARGE" migrate "$@"; }
 json() { python3 -c "import json,sys; j=json.load(open('$1')); print($2)"; }
 
+expect2() {  # PATTERN CMD...
+  local pat=$1 rc=0
+  shift
+  "$@" > /dev/null 2> "$T/e" || rc=$?
+  [ "$rc" = 2 ] && [ "$(wc -l < "$T/e")" = 1 ] && grep -q -- "$pat" "$T/e" \
+    || fail "$*: want exit 2 and one line with '$pat', got $rc: $(cat "$T/e")"
+}
+
 # every entry of SRC is in DST, equal (content, mode, owner, ns mtime, hard links, symlinks);
 # DST may hold more (deletions wait for the cutover)
 src_in_dst() {
@@ -192,6 +200,64 @@ assert j["delta"]["files_changed"] == 1, j["delta"]
 PY
 [ ! -e "$T/dst/after" ] || fail "plan's dry run copied a file"
 
+# --- cutover: a failing freeze changes nothing; a moving SRC is refused; then exact ---
+before=$(cat "$T/st/state.json")
+expect2 "freeze-cmd failed (exit 3)" "$BARGE" migrate cutover --state "$T/st" --freeze-cmd "exit 3"
+[ "$(cat "$T/st/state.json")" = "$before" ] || fail "a failed freeze changed the state"
+[ ! -e "$T/dst/after" ] || fail "a failed freeze copied a file"
+( for i in $(seq 40); do echo "$i" > "$T/src/ticker"; sleep 0.1; done ) &
+ticker=$!
+expect2 "is still changing" "$BARGE" migrate cutover --state "$T/st" --quiesce-seconds 1
+wait "$ticker"
+m cutover --state "$T/st" --freeze-cmd "touch $T/frozen" --unfreeze-cmd "touch $T/unfrozen" \
+  > "$T/cut.out" 2> "$T/cut.err" || fail "cutover: exit $?: $(cat "$T/cut.err")"
+[ -e "$T/frozen" ] && [ -e "$T/unfrozen" ] || fail "cutover: freeze or unfreeze not run"
+grep -q "DST equals SRC" "$T/cut.out" || fail "cutover: $(cat "$T/cut.out")"
+grep -q "downtime .* (predicted " "$T/cut.out" || fail "cutover: no downtime: $(cat "$T/cut.out")"
+same_tree "$T/src" "$T/dst" "after the cutover"
+python3 - "$T/st" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1] + "/cutover.json"))
+assert c["verify"]["ok"] and c["verify"]["from_manifest"] == c["verify"]["files"], c["verify"]
+assert c["pass"]["kind"] == "cutover" and c["pass"]["entries_deleted"] >= 1, c["pass"]
+assert c["downtime_seconds"] > 0 and c["predicted_downtime_seconds"] is not None, c
+assert json.load(open(sys.argv[1] + "/state.json"))["phase"] == "done"
+PY
+expect2 "cut over already" "$BARGE" migrate cutover --state "$T/st"
+
+# --- rollback: to the DST of each pass, exactly ---
+R=$T/rb
+"$BARGE" gen -q --profile mixed --size 8M --files 400 "$R/src"
+ln "$R/src/$(cd "$R/src" && find . -type f | sort | head -1)" "$R/src/hardlink"
+m plan "$R/src" "$R/dst" --state "$R/st" --no-probe -q
+m run --state "$R/st" --max-passes 1 -q
+cp -a "$R/dst" "$R/ref1"
+edit() {  # changes of every kind: content, metadata only, deletion, new, type change
+  local f g
+  f=$(cd "$R/src" && find . -type f -name 'f*' | sort | sed -n "${1}p")
+  g=$(cd "$R/src" && find . -type f -name 'f*' | sort | sed -n "$(($1 + 7))p")
+  echo "edit $1" >> "$R/src/$f"
+  chmod 600 "$R/src/$g"
+  rm -f "$R/src/$(cd "$R/src" && find . -type f -name 'f*' | sort | sed -n "$(($1 + 20))p")"
+  mkdir -p "$R/src/new$1" && echo "$1" > "$R/src/new$1/x"
+  rm -f "$R/src/hardlink"; echo "now a file $1" > "$R/src/hardlink"
+}
+edit 3
+m run --state "$R/st" --max-passes 2 -q
+cp -a "$R/dst" "$R/ref2"
+edit 5
+m cutover --state "$R/st" --freeze-cmd true -q || fail "rollback tree: cutover exit $?"
+same_tree "$R/src" "$R/dst" "rollback tree after its cutover"
+m rollback --state "$R/st" > "$R/rb1.out" || fail "rollback: exit $?"
+same_tree "$R/ref2" "$R/dst" "rolled back to before the cutover"
+[ "$(json "$R/st/state.json" 'j["phase"]')" = ready ] || fail "rollback: phase not ready"
+m rollback --state "$R/st" --to-pass 1 > /dev/null || fail "rollback --to-pass 1: exit $?"
+same_tree "$R/ref1" "$R/dst" "rolled back to pass 1"
+expect2 "to-pass 1" "$BARGE" migrate rollback --state "$R/st" --to-pass 1
+# a migration rolled back can go on: a new pass and a cutover make DST SRC again
+m cutover --state "$R/st" --freeze-cmd true -q || fail "cutover after rollback: exit $?"
+same_tree "$R/src" "$R/dst" "cutover after a rollback"
+
 # --- under mpirun -np 2 ---
 timeout -s KILL 120 mpirun -np 2 "$BARGE" migrate plan "$T/src" "$T/dstm" --state "$T/stm" -q
 timeout -s KILL 300 mpirun -np 2 "$BARGE" migrate run --state "$T/stm" > "$T/mpi.out" 2>&1 \
@@ -219,13 +285,6 @@ src_in_dst "$T/big" "$T/bigdst" "resumed after SIGTERM"
 [ -z "$(find "$T/bigdst" -name '.barge*')" ] || fail "temporaries left: $(find "$T/bigdst" -name '.barge*')"
 
 # --- bad input: one line, exit 2 ---
-expect2() {  # PATTERN CMD...
-  local pat=$1 rc=0
-  shift
-  "$@" > /dev/null 2> "$T/e" || rc=$?
-  [ "$rc" = 2 ] && [ "$(wc -l < "$T/e")" = 1 ] && grep -q -- "$pat" "$T/e" \
-    || fail "$*: want exit 2 and one line with '$pat', got $rc: $(cat "$T/e")"
-}
 expect2 "no migration there" "$BARGE" migrate run --state "$T/nothing"
 expect2 "no migration there" "$BARGE" migrate status --state "$T/nothing"
 expect2 "until-delta 12x" "$BARGE" migrate run --state "$T/st" --until-delta 12x
