@@ -25,20 +25,24 @@ std::string mib(uint64_t bytes) {
   return std::to_string(bytes >> 10) + " KiB";
 }
 
-uint64_t dirty_limit_bytes() {
+uint64_t dirty_limit_bytes(bool background) {
   auto read_u64 = [](const char* path) {
     uint64_t v = 0;
     std::ifstream(path) >> v;
     return v;
   };
-  if (uint64_t b = read_u64("/proc/sys/vm/dirty_bytes")) return b;
-  uint64_t ratio = read_u64("/proc/sys/vm/dirty_ratio");
+  const char* bytes =
+      background ? "/proc/sys/vm/dirty_background_bytes" : "/proc/sys/vm/dirty_bytes";
+  const char* ratio_file =
+      background ? "/proc/sys/vm/dirty_background_ratio" : "/proc/sys/vm/dirty_ratio";
+  if (uint64_t b = read_u64(bytes)) return b;
+  uint64_t ratio = read_u64(ratio_file);
   std::ifstream meminfo("/proc/meminfo");
   std::string key;
   uint64_t kib = 0;
   while (meminfo >> key >> kib)
-    if (key == "MemAvailable:") return kib * 1024 / 100 * (ratio ? ratio : 20);
-  return 4ull << 30;
+    if (key == "MemAvailable:") return kib * 1024 / 100 * (ratio ? ratio : background ? 10 : 20);
+  return background ? 2ull << 30 : 4ull << 30;
 }
 
 fs::path scratch_dir(const CopyOptions& o) {

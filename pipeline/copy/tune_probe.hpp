@@ -22,8 +22,9 @@ inline constexpr uint64_t kLargeFile = 64ull << 20;  // region copies read files
 inline constexpr uint64_t kAlign = 4096;
 
 std::string mib(uint64_t bytes);
-// The kernel's dirty limit: beyond it, buffered writes go at the device's pace.
-uint64_t dirty_limit_bytes();
+// The kernel's dirty limit: beyond it, buffered writes go at the device's pace. With
+// `background`, the level at which write-back starts.
+uint64_t dirty_limit_bytes(bool background = false);
 // A new directory on the destination's file system where the probe may write (throws).
 std::filesystem::path scratch_dir(const CopyOptions& o);
 

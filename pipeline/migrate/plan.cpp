@@ -161,6 +161,36 @@ void probe_samples(const CopyOptions& opts, const Plan& plan, const TuneSetting&
   if (files >= 50) add(copier.run(base, UINT64_MAX, files));
 }
 
+// Region copies of the largest files: the byte rate into the page cache, and with `sync`
+// a second region timed with its write-back (the device's pace).
+void probe_regions(const CopyOptions& opts, const Plan& plan, const TreeFigures& tree,
+                   const TuneSetting& base, const fs::path& scratch, double seconds, bool sync,
+                   RateFigures& r) {
+  // Without large files, the byte rate comes from the largest of the small ones.
+  const uint64_t min_bytes = tree.large_bytes ? kLargeFile : 1ull << 20;
+  uint64_t source = 0;
+  for (uint32_t f : plan.files)
+    if (plan.entries[f].meta.size_bytes >= min_bytes) source += plan.entries[f].meta.size_bytes;
+  if (source < (8ull << 20)) return;
+  tune_detail::RegionCursor cursor(plan, min_bytes);
+  auto until = [](double s) {
+    return Clock::now() +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const uint64_t cap = std::clamp<uint64_t>(source / 3, 64ull << 20, 2ull << 30);
+  TuneProbe p = tune_detail::region_copy(cursor, base, opts.memory_bytes, cap, scratch, false,
+                                         until(sync ? seconds / 2 : seconds));
+  r.region_bytes = p.bytes;
+  r.region_seconds = p.seconds;
+  if (!sync) return;
+  // About as much as the device writes in the time left (at most 512 MiB).
+  p = tune_detail::region_copy(cursor, base, opts.memory_bytes,
+                               std::min<uint64_t>(cap, 512ull << 20), scratch, true,
+                               until(seconds / 4));
+  r.writeback_bytes = p.bytes;
+  r.writeback_seconds = p.seconds;
+}
+
 }  // namespace
 
 RateFigures probe_rates(const CopyOptions& opts, const Plan& plan, const TreeFigures& tree,
@@ -177,31 +207,19 @@ RateFigures probe_rates(const CopyOptions& opts, const Plan& plan, const TreeFig
     r.note = std::string("no probe: ") + e.what();
     return r;
   }
-  const bool sync = opts.fsync || tree.bytes > tune_detail::dirty_limit_bytes();
+  // A copy larger than the level where write-back starts goes at the device's pace: the
+  // byte rate is then timed with the write-back.
+  const bool sync = opts.fsync || tree.bytes > tune_detail::dirty_limit_bytes(true);
   const double share = tree.large_bytes && tree.small_files ? 0.4 : 0.8;
   try {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
     if (tree.small_files) probe_samples(opts, plan, base, scratch, seconds * share, r);
-    // Without large files, the byte rate comes from the largest of the small ones.
-    const uint64_t min_bytes = tree.large_bytes ? kLargeFile : 1ull << 20;
-    uint64_t region_source = 0;
-    for (uint32_t f : plan.files)
-      if (plan.entries[f].meta.size_bytes >= min_bytes)
-        region_source += plan.entries[f].meta.size_bytes;
-    if (region_source >= 8ull << 20) {
-      tune_detail::RegionCursor cursor(plan, min_bytes);
-      const uint64_t cap = std::clamp<uint64_t>(region_source / 3, 64ull << 20, 2ull << 30);
-      auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(seconds * share));
-      TuneProbe p =
-          tune_detail::region_copy(cursor, base, opts.memory_bytes, cap, scratch, sync, end);
-      r.region_bytes = p.bytes;
-      r.region_seconds = p.seconds;
-    }
+    probe_regions(opts, plan, tree, base, scratch, seconds * share, sync, r);
     probe_read(plan, r, seconds * 0.15);
     probe_read_files(plan, r, std::max<size_t>(200, r.sample_files / 2));
     r.probed = true;
-    r.note = std::string(sync ? "writes timed with their write-back"
+    r.note = std::string(sync ? "the byte rate timed with write-back (the tree is larger than "
+                                "the kernel's dirty background level)"
                               : "writes timed into the page cache (the tree fits in it)");
   } catch (const std::exception& e) {
     r.note = std::string("the probe stopped: ") + e.what();
@@ -226,8 +244,10 @@ Prediction predict(const TreeFigures& tree, const RateFigures& rates,
   if (byte_rate > 0 && rates.sample_files)
     per_file = std::max(0.0, rates.sample_seconds - rates.sample_bytes / byte_rate) /
                static_cast<double>(rates.sample_files);
+  // A tree larger than the dirty background level is written at the device's pace.
+  const double bytes_rate = rates.writeback_rate() > 0 ? rates.writeback_rate() : byte_rate;
   auto copy_time = [&](double files, double bytes) {
-    if (byte_rate > 0) return files * per_file + bytes / byte_rate;
+    if (byte_rate > 0) return files * per_file + bytes / bytes_rate;
     return files * per_file + (sample_rate > 0 && files == 0 ? bytes / sample_rate : 0);
   };
   p.full_copy_seconds = copy_time(static_cast<double>(tree.files), static_cast<double>(tree.bytes));

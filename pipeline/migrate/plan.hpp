@@ -61,6 +61,8 @@ struct RateFigures {
   double sample_seconds = 0;  // the sample copies
   uint64_t region_bytes = 0;
   double region_seconds = 0;  // the region copies
+  uint64_t writeback_bytes = 0;
+  double writeback_seconds = 0;  // a region copy timed with its write-back (large trees)
   uint64_t read_bytes = 0;
   double read_seconds = 0;  // read + XXH3 of the largest file's start (verify's rate)
   uint64_t read_files = 0, read_files_bytes = 0;
@@ -70,6 +72,9 @@ struct RateFigures {
     return sample_files ? sample_seconds / static_cast<double>(sample_files) : 0;
   }
   double large_rate() const { return region_seconds > 0 ? region_bytes / region_seconds : 0; }
+  double writeback_rate() const {
+    return writeback_seconds > 0 ? writeback_bytes / writeback_seconds : 0;
+  }
   double read_rate() const { return read_seconds > 0 ? read_bytes / read_seconds : 0; }
   // Verification's time per file beyond its bytes (at read_rate).
   double read_seconds_per_file() const {

@@ -53,6 +53,9 @@ json rates_json(const RateFigures& r) {
               {"region_bytes", r.region_bytes},
               {"region_seconds", r.region_seconds},
               {"large_file_bytes_per_second", r.large_rate()},
+              {"writeback_bytes", r.writeback_bytes},
+              {"writeback_seconds", r.writeback_seconds},
+              {"writeback_bytes_per_second", r.writeback_rate()},
               {"read_bytes", r.read_bytes},
               {"read_seconds", r.read_seconds},
               {"read_bytes_per_second", r.read_rate()},
@@ -118,6 +121,8 @@ PlanResult plan_from_json(const json& j) {
   r.rates.sample_seconds = rt.value("sample_seconds", 0.0);
   r.rates.region_bytes = rt.value("region_bytes", uint64_t{0});
   r.rates.region_seconds = rt.value("region_seconds", 0.0);
+  r.rates.writeback_bytes = rt.value("writeback_bytes", uint64_t{0});
+  r.rates.writeback_seconds = rt.value("writeback_seconds", 0.0);
   r.rates.read_bytes = rt.value("read_bytes", uint64_t{0});
   r.rates.read_seconds = rt.value("read_seconds", 0.0);
   r.rates.read_files = rt.value("read_files", uint64_t{0});
@@ -149,6 +154,8 @@ std::string human_plan(const PlanResult& r) {
            " sampled files at " + fixed(rt.seconds_per_file() * 1e3, 3) + " ms each";
     if (rt.region_bytes)
       out += ", large files at " + human_bytes(static_cast<uint64_t>(rt.large_rate())) + "/s";
+    if (rt.writeback_bytes)
+      out += ", with write-back " + human_bytes(static_cast<uint64_t>(rt.writeback_rate())) + "/s";
     if (rt.read_bytes)
       out += ", read+hash " + human_bytes(static_cast<uint64_t>(rt.read_rate())) + "/s";
     out += " (" + rt.note + ")\n";
