@@ -111,27 +111,20 @@ void CommitStage::finalize(uint32_t file, int fd, bool unnamed, io::UniqueFd* ow
       ::ftruncate(fd, static_cast<off_t>(e.meta.size_bytes)) != 0)
     return fail(errno, "truncate");
   if (ctx_.opts.fsync && ::fsync(fd) != 0) return fail(errno, "fsync");
-  if (ctx_.opts.recheck_source && source_changed(plan, e)) {
-    ctx_.fail_file(
-        file, plan.src_path(e) + ": file changed while being copied (modified while it was read)");
+  auto reject = [&](const std::string& why) {  // this file only; the run goes on
+    ctx_.fail_file(file, why);
     drop_temp();
-    return;
-  }
+  };
+  if (ctx_.opts.recheck_source && source_changed(plan, e))
+    return reject(plan.src_path(e) +
+                  ": file changed while being copied (modified while it was read)");
   // Ownership only when it differs from what a new file gets. The mode is always set: a
   // default ACL on the destination directory may have masked the creation mode, and chown
   // clears setuid/setgid bits.
-  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path); !st) {
-    ctx_.fail_file(file, st.error().message);
-    drop_temp();
-    return;
-  }
-  if (ctx_.opts.xattrs) {
-    if (auto st = apply_xattrs(plan, e, fd, final_path); !st) {
-      ctx_.fail_file(file, st.error().message);
-      drop_temp();
-      return;
-    }
-  }
+  if (auto st = io::apply_meta_fd(fd, e.meta, ctx_.needs_chown(e), final_path); !st)
+    return reject(st.error().message);
+  if (ctx_.opts.xattrs)
+    if (auto st = apply_xattrs(plan, e, fd, final_path); !st) return reject(st.error().message);
   std::string name = plan.name(e);
   if (unnamed) {
     if (detail::link_into_place(fd, dirfd, name, tmp, ctx_.replaces(file)) != 0)
